@@ -1,0 +1,49 @@
+//! Project automation for dlm-rs, run as `cargo xtask <command>`.
+//!
+//! Each subcommand lives in its own module; this file only parses the
+//! command line.
+
+mod bindgen;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  bindgen [--check]   regenerate dlm-sys from the system's UAPI headers
+                      (--check: fail if the committed bindings are stale)
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("bindgen") => match args.get(1).map(String::as_str) {
+            None => bindgen::generate(bindgen::Mode::Write),
+            Some("--check") => bindgen::generate(bindgen::Mode::Check),
+            Some(other) => Err(format!("bindgen: unknown option {other:?}")),
+        },
+        Some("-h" | "--help" | "help") => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Some(other) => Err(format!("unknown command {other:?}\n\n{USAGE}")),
+        None => Err(USAGE.to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("xtask: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The root of the workspace (the parent of `xtask/`).
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
