@@ -16,7 +16,11 @@
 #![no_std]
 #![allow(non_camel_case_types, non_upper_case_globals, missing_docs)]
 // bindgen's helper types contain unsafe code without SAFETY comments.
-#![allow(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
+#![allow(
+    unsafe_op_in_unsafe_fn,
+    clippy::undocumented_unsafe_blocks,
+    clippy::missing_safety_doc
+)]
 
 #[cfg(target_arch = "x86_64")]
 #[rustfmt::skip]
