@@ -127,7 +127,8 @@ impl Version {
     /// stamped with this version (the kernel's `check_version`: same
     /// major, minor not above ours; the patch level is not checked).
     pub fn is_compatible(self) -> bool {
-        self.major == Version::DEVICE.major && self.minor <= Version::DEVICE.minor
+        // The device's minor is 0, so "not above ours" means equal.
+        self.major == Version::DEVICE.major && self.minor == Version::DEVICE.minor
     }
 
     /// The 12 bytes a version read returns.
