@@ -1,0 +1,1 @@
+//! dlm-engine: the lock manager (work in progress: see the engine issue).
