@@ -4,6 +4,8 @@
 //! command line.
 
 mod bindgen;
+mod host;
+mod test;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -12,6 +14,8 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
+  test [ARGS...]      install what the tests need, then run the whole
+                      test suite (`cargo test --workspace ARGS...`)
   bindgen [--check]   regenerate dlm-sys from the system's UAPI headers
                       (--check: fail if the committed bindings are stale)
 ";
@@ -24,6 +28,7 @@ fn main() -> ExitCode {
             Some("--check") => bindgen::generate(bindgen::Mode::Check),
             Some(other) => Err(format!("bindgen: unknown option {other:?}")),
         },
+        Some("test") => test::run(&args[1..]),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

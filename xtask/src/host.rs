@@ -1,0 +1,131 @@
+//! What the host machine must have for a command, and installing it.
+//!
+//! The README's commands must work on a fresh Debian machine with only the
+//! Rust toolchain: each command lists what it needs ([`Need`]) and
+//! [`ensure`] installs the missing Debian packages with apt-get when it
+//! runs as root, or stops with the exact command to run otherwise.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// A host requirement: satisfied when a program is on `PATH` or a file
+/// exists, provided by a Debian package.
+pub struct Need {
+    /// What must be present.
+    pub present: Present,
+    /// The Debian package that provides it.
+    pub package: &'static str,
+}
+
+/// How to tell that a requirement is met.
+pub enum Present {
+    /// A program that must be found on `PATH`.
+    Program(&'static str),
+    /// A file that must exist.
+    File(&'static str),
+    /// A check that returns true when the requirement is met.
+    Check(fn() -> bool),
+}
+
+impl Need {
+    /// A program found on `PATH`.
+    pub const fn program(name: &'static str, package: &'static str) -> Need {
+        Need {
+            present: Present::Program(name),
+            package,
+        }
+    }
+
+    /// A file that must exist.
+    pub const fn file(path: &'static str, package: &'static str) -> Need {
+        Need {
+            present: Present::File(path),
+            package,
+        }
+    }
+
+    fn is_met(&self) -> bool {
+        match self.present {
+            Present::Program(name) => which(name),
+            Present::File(path) => Path::new(path).exists(),
+            Present::Check(check) => check(),
+        }
+    }
+}
+
+/// Whether `program` is on `PATH`.
+pub fn which(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Makes sure every requirement is met, installing the missing packages
+/// with apt-get when running as root.
+///
+/// # Errors
+/// A message naming the packages and the command to install them, when
+/// they are missing and cannot be installed here.
+pub fn ensure(needs: &[Need]) -> Result<(), String> {
+    let mut missing: Vec<&str> = needs
+        .iter()
+        .filter(|n| !n.is_met())
+        .map(|n| n.package)
+        .collect();
+    missing.dedup();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let install = format!("apt-get install -y {}", missing.join(" "));
+    if !is_root() || !which("apt-get") {
+        return Err(format!(
+            "missing packages: {}; run `sudo {install}`",
+            missing.join(" ")
+        ));
+    }
+    eprintln!("xtask: installing {}", missing.join(" "));
+    let apt = |args: &[&str]| {
+        Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout(Stdio::null())
+            .status()
+            .map_err(|e| format!("apt-get: {e}"))
+    };
+    let install_args: Vec<&str> = ["install", "-y", "-q"]
+        .into_iter()
+        .chain(missing.iter().copied())
+        .collect();
+    let mut status = apt(&install_args)?;
+    if !status.success() {
+        // A fresh machine may have no package lists yet.
+        apt(&["update", "-q"])?;
+        status = apt(&install_args)?;
+    }
+    if !status.success() {
+        return Err(format!("`{install}` failed"));
+    }
+    match needs.iter().find(|n| !n.is_met()) {
+        Some(n) => Err(format!(
+            "{} is still missing after installing it",
+            n.package
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Runs a command with inherited output, failing with its description.
+pub fn run(cmd: &mut Command) -> Result<(), String> {
+    let status = cmd.status().map_err(|e| format!("{cmd:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd:?} failed: {status}"))
+    }
+}

@@ -1,0 +1,30 @@
+//! `cargo xtask test`: the whole test suite on a fresh machine.
+//!
+//! Installs what the tests need beyond the Rust toolchain (gcc for the C
+//! programs, libclang for the bindings freshness test), then runs
+//! `cargo test --workspace` with any extra arguments passed through.
+
+use crate::host::{self, Need, Present};
+use std::process::Command;
+
+/// What the test suite needs on the host.
+pub const NEEDS: &[Need] = &[
+    Need::program("gcc", "gcc"),
+    Need {
+        present: Present::Check(|| crate::bindgen::libclang_available().is_ok()),
+        package: "libclang-dev",
+    },
+    Need::file("/usr/include/linux/dlm_device.h", "linux-libc-dev"),
+];
+
+/// Installs the prerequisites and runs the workspace's tests.
+pub fn run(extra: &[String]) -> Result<(), String> {
+    host::ensure(NEEDS)?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    host::run(
+        Command::new(cargo)
+            .current_dir(crate::workspace_root())
+            .args(["test", "--workspace"])
+            .args(extra),
+    )
+}
