@@ -7,7 +7,8 @@
 //!   [`Status`] (a lock's outcome) and [`Errno`] (a failure);
 //! - the kernel's argument rules ([`check`]), with its errnos;
 //! - the v6 device codec ([`codec`]): requests and results as the exact
-//!   bytes the kernel device and dlmd exchange.
+//!   bytes the kernel device and dlmd exchange;
+//! - the dlmd wire protocol ([`dlmd::proto`]).
 //!
 //! User pointers (lksb, callbacks and their parameters) are opaque `u64`
 //! tokens here; only the C ABI layer turns them back into pointers.
@@ -16,6 +17,7 @@
 
 pub mod check;
 pub mod codec;
+pub mod dlmd;
 mod errno;
 mod flags;
 mod mode;
