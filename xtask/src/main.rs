@@ -6,6 +6,7 @@
 mod bindgen;
 mod host;
 mod test;
+mod vmtest;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -18,6 +19,9 @@ commands:
                       test suite (`cargo test --workspace ARGS...`)
   bindgen [--check]   regenerate dlm-sys from the system's UAPI headers
                       (--check: fail if the committed bindings are stale)
+  vmtest [OPTIONS] [--] [TEST_BINARY...]
+                      run tests against the kernel DLM in qemu guests
+                      (vmtest --help for the options)
 ";
 
 fn main() -> ExitCode {
@@ -29,6 +33,7 @@ fn main() -> ExitCode {
             Some(other) => Err(format!("bindgen: unknown option {other:?}")),
         },
         Some("test") => test::run(&args[1..]),
+        Some("vmtest") => vmtest::run(&args[1..]),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
