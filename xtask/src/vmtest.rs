@@ -1917,7 +1917,7 @@ fn run_job_inner(ctx: &RunCtx, job: &JobSpec, out: &mut String) -> Result<JobRep
                 sock(peer)
             ));
             cmd.arg("-device").arg(format!(
-                "virtio-net-pci,netdev=n0,mac=52:54:00:00:00:{node:02x}"
+                "virtio-net-pci,netdev=n0,mac=52:54:00:00:00:{node:02x},romfile="
             ));
         }
         let log = logdir.join(format!("{}-node{node}.log", job.tag()));

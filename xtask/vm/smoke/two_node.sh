@@ -1,7 +1,7 @@
 # Smoke, two nodes: node 1 holds EX on resA; node 2's NOQUEUE EX on resA gets
 # EAGAIN, and its blocking EX is granted once node 1 unlocks.
 [ "$DLM_VMTEST_NODES" = 2 ] || exit 77
-HOLD=10
+HOLD=6
 if [ "$DLM_VMTEST_NODE" = 1 ]; then
   LSNAME=smoke2 dlmtest_lt hold resA $HOLD 1 > hold.txt 2>&1 &
   pid=$!
