@@ -20,9 +20,11 @@ pub mod codec;
 pub mod dlmd;
 mod errno;
 mod flags;
+pub mod handle;
 mod mode;
 mod name;
 mod status;
+pub mod transport;
 
 pub use codec::{LVB_LEN, LockParams, LockResult, Lvb, Request, Version};
 pub use errno::Errno;

@@ -1,0 +1,252 @@
+//! The client side of the dlmd protocol: a control connection and the two
+//! sockets of a lockspace handle (see `PROTOCOL.md`).
+
+use super::proto::{self, Header, Op};
+use crate::codec::{LockResult, RESULT_LVB_LEN, Request, Version};
+use crate::{Errno, Name};
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::net::{
+    self, AddressFamily, RecvFlags, SendFlags, SocketAddrUnix, SocketFlags, SocketType,
+};
+use std::path::Path;
+use std::sync::Mutex;
+
+/// Maps a socket error to what callers see: a vanished daemon is ENOTCONN.
+fn conn_err(e: rustix::io::Errno) -> Errno {
+    match e {
+        rustix::io::Errno::PIPE | rustix::io::Errno::CONNRESET | rustix::io::Errno::NOTCONN => {
+            Errno::ENOTCONN
+        }
+        e => Errno::from_raw(e.raw_os_error()),
+    }
+}
+
+/// Connects a SEQPACKET socket to dlmd at `path`.
+///
+/// # Errors
+/// ENOENT when no socket file exists, ECONNREFUSED when nothing listens on
+/// it, or the errno of the failed call.
+pub fn connect(path: &Path) -> Result<OwnedFd, Errno> {
+    let addr = SocketAddrUnix::new(path).map_err(|e| Errno::from_raw(e.raw_os_error()))?;
+    let fd = net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| Errno::from_raw(e.raw_os_error()))?;
+    loop {
+        match net::connect(&fd, &addr) {
+            Ok(()) => return Ok(fd),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(Errno::from_raw(e.raw_os_error())),
+        }
+    }
+}
+
+fn send(fd: BorrowedFd<'_>, msg: &[u8]) -> Result<(), Errno> {
+    loop {
+        match net::send(fd, msg, SendFlags::NOSIGNAL) {
+            Ok(_) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(conn_err(e)),
+        }
+    }
+}
+
+/// Receives one message; end of stream (dlmd gone) is ENOTCONN. With
+/// `nonblocking`, an empty socket gives `Ok(None)`.
+fn recv(fd: BorrowedFd<'_>, buf: &mut [u8], nonblocking: bool) -> Result<Option<usize>, Errno> {
+    let flags = if nonblocking {
+        RecvFlags::DONTWAIT
+    } else {
+        RecvFlags::empty()
+    };
+    loop {
+        match net::recv(fd, &mut *buf, flags) {
+            Ok((0, _)) => return Err(Errno::ENOTCONN),
+            Ok((n, _)) => return Ok(Some(n)),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(rustix::io::Errno::AGAIN) if nonblocking => return Ok(None),
+            Err(e) => return Err(conn_err(e)),
+        }
+    }
+}
+
+/// A request/reply connection: one request in flight at a time, under a
+/// lock, with its sequence number.
+#[derive(Debug)]
+struct Channel {
+    fd: OwnedFd,
+    seq: u32,
+}
+
+impl Channel {
+    /// Sends one request and waits for its reply; returns `ret` and the
+    /// bytes after it (copied into `extra`, which must be large enough).
+    fn call(&mut self, op: Op, payload: &[&[u8]], extra: &mut [u8]) -> Result<i64, Errno> {
+        self.seq = self.seq.wrapping_add(1);
+        let tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
+        send(
+            self.fd.as_fd(),
+            &proto::message(Header::new(op, self.seq, tid), payload),
+        )?;
+        let mut buf = [0u8; proto::REPLY_LEN + 64];
+        let n = recv(self.fd.as_fd(), &mut buf, false)?.unwrap_or(0);
+        let (ret, rest) = proto::parse_reply(&buf[..n], self.seq)?;
+        let m = rest.len().min(extra.len());
+        extra[..m].copy_from_slice(&rest[..m]);
+        Ok(ret)
+    }
+}
+
+fn ret_u32(ret: i64) -> Result<u32, Errno> {
+    Errno::from_ret(ret)
+}
+
+/// A control connection to dlmd: version, lockspace creation and removal,
+/// lock dumps.
+#[derive(Debug)]
+pub struct Control {
+    chan: Mutex<Channel>,
+}
+
+impl Control {
+    /// Connects to dlmd at `path`.
+    ///
+    /// # Errors
+    /// As [`connect`].
+    pub fn connect(path: &Path) -> Result<Control, Errno> {
+        Ok(Control {
+            chan: Mutex::new(Channel {
+                fd: connect(path)?,
+                seq: 0,
+            }),
+        })
+    }
+
+    fn call(&self, op: Op, payload: &[&[u8]], extra: &mut [u8]) -> Result<i64, Errno> {
+        self.chan
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .call(op, payload, extra)
+    }
+
+    /// The device interface version dlmd speaks.
+    ///
+    /// # Errors
+    /// ENOTCONN if dlmd went away; EPROTO on a malformed answer.
+    pub fn version(&self) -> Result<Version, Errno> {
+        let mut v = [0u8; crate::codec::VERSION_LEN];
+        ret_u32(self.call(Op::Version, &[], &mut v)?)?;
+        Version::decode(&v)
+    }
+
+    /// Sends a CREATE_LOCKSPACE or REMOVE_LOCKSPACE request; `mode` is the
+    /// permission of a new lockspace. Returns what the kernel's `write()`
+    /// would.
+    ///
+    /// # Errors
+    /// The daemon's answer (EEXIST, EINVAL, EBUSY, EACCES, ENOENT...).
+    pub fn write(&self, req: &Request, mode: u32, version: Version) -> Result<u32, Errno> {
+        let bytes = req.encode(version);
+        let mut prefix = [0u8; 8];
+        prefix[..4].copy_from_slice(&mode.to_ne_bytes());
+        ret_u32(self.call(Op::Control, &[&prefix, &bytes], &mut [])?)
+    }
+
+    /// The lock dump text of one lockspace, or of all.
+    ///
+    /// # Errors
+    /// ENOENT for an unknown lockspace; ENOTCONN if dlmd went away.
+    pub fn dump(&self, lockspace: Option<&Name>) -> Result<String, Errno> {
+        let mut chan = self.chan.lock().unwrap_or_else(|e| e.into_inner());
+        let name = lockspace.map_or(&[][..], Name::as_bytes);
+        ret_u32(chan.call(Op::Dump, &[name], &mut [])?)?;
+        let mut text = Vec::new();
+        let mut buf = vec![0u8; proto::HEADER_LEN + proto::DUMP_CHUNK];
+        loop {
+            let n = recv(chan.fd.as_fd(), &mut buf, false)?.unwrap_or(0);
+            let (h, chunk) = Header::parse(&buf[..n]).map_err(|_| Errno::EPROTO)?;
+            if h.op != Op::DumpChunk as u32 {
+                return Err(Errno::EPROTO);
+            }
+            if chunk.is_empty() {
+                return String::from_utf8(text).map_err(|_| Errno::EPROTO);
+            }
+            text.extend_from_slice(chunk);
+        }
+    }
+}
+
+/// One opened lockspace handle on dlmd: its request socket and its
+/// callback socket.
+#[derive(Debug)]
+pub struct Device {
+    req: Mutex<Channel>,
+    callbacks: OwnedFd,
+    minor: u32,
+}
+
+impl Device {
+    /// Opens lockspace `name` on the dlmd at `path` (OPEN, then ATTACH).
+    ///
+    /// # Errors
+    /// ENOENT (no such lockspace, or no dlmd), EACCES, ECONNREFUSED,
+    /// ENOTCONN.
+    pub fn open(path: &Path, name: &Name) -> Result<Device, Errno> {
+        let mut req = Channel {
+            fd: connect(path)?,
+            seq: 0,
+        };
+        let mut ids = [0u8; 16];
+        let minor = ret_u32(req.call(Op::Open, &[name.as_bytes()], &mut ids)?)?;
+        let mut cb = Channel {
+            fd: connect(path)?,
+            seq: 0,
+        };
+        ret_u32(cb.call(Op::Attach, &[&ids], &mut [])?)?;
+        Ok(Device {
+            req: Mutex::new(req),
+            callbacks: cb.fd,
+            minor,
+        })
+    }
+
+    /// The lockspace's minor number.
+    pub fn minor(&self) -> u32 {
+        self.minor
+    }
+
+    /// Sends one v6 request; returns what the kernel's `write()` would.
+    ///
+    /// # Errors
+    /// The lock manager's errno, or ENOTCONN if dlmd went away.
+    pub fn write(&self, req: &Request, version: Version) -> Result<u32, Errno> {
+        let bytes = req.encode(version);
+        let ret = self.req.lock().unwrap_or_else(|e| e.into_inner()).call(
+            Op::Write,
+            &[&bytes],
+            &mut [],
+        )?;
+        ret_u32(ret)
+    }
+
+    /// Reads one result from the callback socket. With `nonblocking`,
+    /// `Ok(None)` when none is queued.
+    ///
+    /// # Errors
+    /// ENOTCONN if dlmd went away; EPROTO for a malformed result.
+    pub fn read(&self, nonblocking: bool) -> Result<Option<LockResult>, Errno> {
+        let mut buf = [0u8; RESULT_LVB_LEN];
+        match recv(self.callbacks.as_fd(), &mut buf, nonblocking)? {
+            None => Ok(None),
+            Some(n) => LockResult::decode(&buf[..n]).map(Some),
+        }
+    }
+
+    /// The pollable callback socket.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.callbacks.as_fd()
+    }
+}

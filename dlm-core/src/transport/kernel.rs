@@ -1,0 +1,205 @@
+//! The kernel transport: the misc devices of the Linux DLM
+//! (`dlm-control` and one `dlm_<name>` per lockspace).
+//!
+//! Device nodes are looked up under `/dev/misc/` (where the udev rule puts
+//! them) and then `/dev/` (devtmpfs without the rule). A new lockspace's
+//! node is awaited with short, bounded retries, not one-second sleeps.
+
+use crate::codec::{LockResult, RESULT_LVB_LEN, Request, VERSION_LEN, Version};
+use crate::{Errno, Name};
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fs::{Mode, OFlags};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The directories searched for DLM device nodes, in order.
+const DEV_DIRS: [&str; 2] = ["/dev/misc", "/dev"];
+/// How long a new lockspace's device node is awaited.
+const NODE_WAIT: Duration = Duration::from_secs(10);
+
+fn errno(e: rustix::io::Errno) -> Errno {
+    Errno::from_raw(e.raw_os_error())
+}
+
+/// The minor number of the misc device `name`, from `/proc/misc`.
+fn misc_minor(name: &str) -> Option<u32> {
+    let text = std::fs::read_to_string("/proc/misc").ok()?;
+    text.lines().find_map(|line| {
+        let (minor, n) = line.trim().split_once(' ')?;
+        (n.trim() == name).then(|| minor.parse().ok()).flatten()
+    })
+}
+
+/// Whether this kernel has the DLM (`/proc/misc` lists `dlm-control`).
+pub fn is_present() -> bool {
+    misc_minor("dlm-control").is_some()
+}
+
+/// Finds the node of misc device `name` with minor `minor`, retrying with
+/// growing short sleeps up to `wait` for udev or devtmpfs to create it.
+fn find_node(name: &str, minor: u32, wait: Duration) -> Result<PathBuf, Errno> {
+    let start = Instant::now();
+    let mut pause = Duration::from_micros(200);
+    loop {
+        for dir in DEV_DIRS {
+            let path = PathBuf::from(dir).join(name);
+            if let Ok(st) = rustix::fs::stat(&path) {
+                if rustix::fs::minor(st.st_rdev) == minor {
+                    return Ok(path);
+                }
+            }
+        }
+        if start.elapsed() >= wait {
+            return Err(Errno::ENOENT);
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+fn open_rw(path: &PathBuf) -> Result<OwnedFd, Errno> {
+    rustix::fs::open(path, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty()).map_err(errno)
+}
+
+fn write_request(fd: BorrowedFd<'_>, req: &Request, version: Version) -> Result<u32, Errno> {
+    let bytes = req.encode(version);
+    loop {
+        match rustix::io::write(fd, &bytes) {
+            Ok(n) => return Ok(n as u32),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(errno(e)),
+        }
+    }
+}
+
+/// The control device, `dlm-control`.
+#[derive(Debug)]
+pub struct Control {
+    fd: OwnedFd,
+    version: Version,
+}
+
+impl Control {
+    /// Opens the control device and reads its interface version.
+    ///
+    /// # Errors
+    /// ENOENT when the kernel has no DLM or the node is missing; EBADE
+    /// when the kernel speaks another major version; open() errors.
+    pub fn open() -> Result<Control, Errno> {
+        let minor = misc_minor("dlm-control").ok_or(Errno::ENOENT)?;
+        let fd = open_rw(&find_node("dlm-control", minor, NODE_WAIT)?)?;
+        let mut buf = [0u8; VERSION_LEN];
+        let n = rustix::io::read(&fd, &mut buf).map_err(errno)?;
+        let version = Version::decode(&buf[..n])?;
+        if version.major != Version::DEVICE.major {
+            return Err(Errno::EBADE);
+        }
+        Ok(Control { fd, version })
+    }
+
+    /// The interface version the kernel reported.
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    /// Writes a CREATE_LOCKSPACE or REMOVE_LOCKSPACE request.
+    ///
+    /// # Errors
+    /// The kernel's errno.
+    pub fn write(&self, req: &Request) -> Result<u32, Errno> {
+        write_request(self.fd.as_fd(), req, self.version)
+    }
+}
+
+/// One opener of a lockspace device, `dlm_<name>`.
+#[derive(Debug)]
+pub struct Device {
+    fd: OwnedFd,
+    minor: u32,
+    version: Version,
+}
+
+impl Device {
+    /// Opens lockspace `name`'s device; with `wait_minor`, first waits
+    /// (briefly) for the node of that minor to appear (a new lockspace).
+    ///
+    /// # Errors
+    /// ENOENT when the lockspace does not exist; open() errors.
+    pub fn open(name: &Name, version: Version, wait_minor: Option<u32>) -> Result<Device, Errno> {
+        let node = format!("dlm_{}", String::from_utf8_lossy(name.as_bytes()));
+        let path = match wait_minor {
+            Some(minor) => find_node(&node, minor, NODE_WAIT)?,
+            None => DEV_DIRS
+                .iter()
+                .map(|d| PathBuf::from(d).join(&node))
+                .find(|p| p.exists())
+                .ok_or(Errno::ENOENT)?,
+        };
+        let fd = open_rw(&path)?;
+        let st = rustix::fs::fstat(&fd).map_err(errno)?;
+        Ok(Device {
+            fd,
+            minor: rustix::fs::minor(st.st_rdev),
+            version,
+        })
+    }
+
+    /// Sets the permission bits of the device node (what the C library's
+    /// `fchmod` after creation does).
+    ///
+    /// # Errors
+    /// fchmod()'s errno.
+    pub fn chmod(&self, mode: u32) -> Result<(), Errno> {
+        rustix::fs::fchmod(&self.fd, Mode::from_raw_mode(mode)).map_err(errno)
+    }
+
+    /// The lockspace's minor number.
+    pub fn minor(&self) -> u32 {
+        self.minor
+    }
+
+    /// Writes one request; returns the `write()` result.
+    ///
+    /// # Errors
+    /// The kernel's errno.
+    pub fn write(&self, req: &Request) -> Result<u32, Errno> {
+        write_request(self.fd.as_fd(), req, self.version)
+    }
+
+    /// Reads one result. With `nonblocking`, `Ok(None)` when none is
+    /// queued (checked with poll, so the fd's flags are left alone; the
+    /// caller holds the handle's dispatch lock, so nobody else reads).
+    ///
+    /// # Errors
+    /// read()'s errno; EPROTO for a malformed result.
+    pub fn read(&self, nonblocking: bool) -> Result<Option<LockResult>, Errno> {
+        use rustix::event::{PollFd, PollFlags, poll};
+        if nonblocking {
+            let mut fds = [PollFd::new(&self.fd, PollFlags::IN)];
+            let zero = rustix::event::Timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            match poll(&mut fds, Some(&zero)) {
+                Ok(0) => return Ok(None),
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => return Ok(None),
+                Err(e) => return Err(errno(e)),
+            }
+        }
+        let mut buf = [0u8; RESULT_LVB_LEN];
+        loop {
+            match rustix::io::read(&self.fd, &mut buf) {
+                Ok(n) => return LockResult::decode(&buf[..n]).map(Some),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(rustix::io::Errno::AGAIN) if nonblocking => return Ok(None),
+                Err(e) => return Err(errno(e)),
+            }
+        }
+    }
+
+    /// The pollable device fd.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}

@@ -1,0 +1,226 @@
+//! How a lockspace reaches a lock manager: the kernel device or dlmd,
+//! behind one set of calls.
+//!
+//! [`Control`] creates, removes and opens lockspaces; [`Device`] is one
+//! opener (one lock owner): it writes v6 requests and reads results. The
+//! backend is chosen as DESIGN.md says: `DLM_BACKEND=kernel|dlmd` forces
+//! one; otherwise the kernel when `/proc/misc` lists `dlm-control`, else
+//! dlmd. Nothing here starts a daemon: with no lock manager reachable the
+//! calls fail with ENOENT or ECONNREFUSED.
+
+pub mod kernel;
+
+use crate::codec::{LockResult, Request, Version};
+use crate::dlmd::{client, proto};
+use crate::{Errno, LsFlags, Name, RemoveFlags};
+use rustix::fd::BorrowedFd;
+use std::path::PathBuf;
+
+/// The kind of lock manager a [`Control`] talks to.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Backend {
+    /// The Linux kernel DLM, through its misc devices.
+    Kernel,
+    /// dlmd, through its Unix socket.
+    Dlmd,
+}
+
+impl Backend {
+    /// The backend to use: `DLM_BACKEND` if set, else the kernel if it has
+    /// the DLM, else dlmd.
+    ///
+    /// # Errors
+    /// EINVAL for a `DLM_BACKEND` other than `kernel` or `dlmd`.
+    pub fn select() -> Result<Backend, Errno> {
+        match std::env::var("DLM_BACKEND").ok().as_deref() {
+            Some("kernel") => Ok(Backend::Kernel),
+            Some("dlmd") => Ok(Backend::Dlmd),
+            Some("") | None if kernel::is_present() => Ok(Backend::Kernel),
+            Some("") | None => Ok(Backend::Dlmd),
+            Some(_) => Err(Errno::EINVAL),
+        }
+    }
+}
+
+/// A connection to the lock manager's control interface.
+#[derive(Debug)]
+pub enum Control {
+    /// The kernel's `dlm-control` device.
+    Kernel(kernel::Control),
+    /// A control connection to dlmd, and the socket it used.
+    Dlmd(client::Control, Version, PathBuf),
+}
+
+impl Control {
+    /// Connects to the selected backend ([`Backend::select`]).
+    ///
+    /// # Errors
+    /// ENOENT when no lock manager is there, ECONNREFUSED for a stale dlmd
+    /// socket, EINVAL for a bad `DLM_BACKEND`, EBADE for an incompatible
+    /// kernel.
+    pub fn connect() -> Result<Control, Errno> {
+        match Backend::select()? {
+            Backend::Kernel => kernel::Control::open().map(Control::Kernel),
+            Backend::Dlmd => Control::connect_dlmd(proto::client_socket_path()),
+        }
+    }
+
+    /// Connects to the dlmd listening on `path`.
+    ///
+    /// # Errors
+    /// ENOENT, ECONNREFUSED, ENOTCONN.
+    pub fn connect_dlmd(path: PathBuf) -> Result<Control, Errno> {
+        let ctl = client::Control::connect(&path)?;
+        let version = ctl.version()?;
+        Ok(Control::Dlmd(ctl, version, path))
+    }
+
+    /// Which backend this is.
+    pub fn backend(&self) -> Backend {
+        match self {
+            Control::Kernel(_) => Backend::Kernel,
+            Control::Dlmd(..) => Backend::Dlmd,
+        }
+    }
+
+    /// The device interface version the lock manager reported.
+    pub fn version(&self) -> Version {
+        match self {
+            Control::Kernel(k) => k.version(),
+            Control::Dlmd(_, v, _) => *v,
+        }
+    }
+
+    /// Creates lockspace `name` (or raises its creation count) and opens
+    /// it. `mode` is the permission of a new lockspace (0: 0600 on dlmd,
+    /// left as the kernel made it on the kernel backend).
+    ///
+    /// # Errors
+    /// EEXIST (NEWEXCL), EINVAL, EPERM/EACCES, ENOENT, ENOTCONN...
+    pub fn create_lockspace(
+        &self,
+        name: &Name,
+        mode: u32,
+        flags: LsFlags,
+    ) -> Result<Device, Errno> {
+        let req = Request::CreateLockspace { flags, name: *name };
+        match self {
+            Control::Kernel(k) => {
+                let minor = k.write(&req)?;
+                let opened = kernel::Device::open(name, k.version(), Some(minor)).and_then(|dev| {
+                    if mode != 0 {
+                        dev.chmod(mode)?;
+                    }
+                    Ok(dev)
+                });
+                match opened {
+                    Ok(dev) => Ok(Device::Kernel(dev)),
+                    Err(e) => {
+                        // Unlike the C library, do not leak the lockspace the
+                        // kernel made (this drops only our creation count).
+                        let _ = self.remove_lockspace(minor, false);
+                        Err(e)
+                    }
+                }
+            }
+            Control::Dlmd(ctl, version, path) => {
+                ctl.write(&req, mode, *version)?;
+                client::Device::open(path, name).map(|d| Device::Dlmd(d, *version))
+            }
+        }
+    }
+
+    /// Opens an existing lockspace: a new opener, a new lock owner.
+    ///
+    /// # Errors
+    /// ENOENT when it does not exist; EACCES; ENOTCONN.
+    pub fn open_lockspace(&self, name: &Name) -> Result<Device, Errno> {
+        match self {
+            Control::Kernel(k) => kernel::Device::open(name, k.version(), None).map(Device::Kernel),
+            Control::Dlmd(_, version, path) => {
+                client::Device::open(path, name).map(|d| Device::Dlmd(d, *version))
+            }
+        }
+    }
+
+    /// Drops one creation count of the lockspace with this minor, removing
+    /// it when it was the last. `force` releases it even if locks remain.
+    ///
+    /// # Errors
+    /// EBUSY when locks (or, on dlmd, other openers) remain; ENOENT;
+    /// EPERM/EACCES.
+    pub fn remove_lockspace(&self, minor: u32, force: bool) -> Result<(), Errno> {
+        let flags = if force {
+            RemoveFlags::FORCEFREE
+        } else {
+            RemoveFlags::empty()
+        };
+        let req = Request::RemoveLockspace { flags, minor };
+        match self {
+            Control::Kernel(k) => k.write(&req).map(drop),
+            Control::Dlmd(ctl, version, _) => ctl.write(&req, 0, *version).map(drop),
+        }
+    }
+
+    /// The lock dump text (dlmd only; the kernel's is in debugfs).
+    ///
+    /// # Errors
+    /// ENOSYS on the kernel backend; ENOENT for an unknown lockspace.
+    pub fn dump(&self, lockspace: Option<&Name>) -> Result<String, Errno> {
+        match self {
+            Control::Kernel(_) => Err(Errno::ENOSYS),
+            Control::Dlmd(ctl, ..) => ctl.dump(lockspace),
+        }
+    }
+}
+
+/// One opener of a lockspace: a lock owner.
+#[derive(Debug)]
+pub enum Device {
+    /// A kernel lockspace device fd.
+    Kernel(kernel::Device),
+    /// A dlmd handle, and the version to stamp its requests with.
+    Dlmd(client::Device, Version),
+}
+
+impl Device {
+    /// The lockspace's minor number.
+    pub fn minor(&self) -> u32 {
+        match self {
+            Device::Kernel(d) => d.minor(),
+            Device::Dlmd(d, _) => d.minor(),
+        }
+    }
+
+    /// Sends one request; returns what the kernel's `write()` returns (a
+    /// lock id, or 0).
+    ///
+    /// # Errors
+    /// The lock manager's errno; ENOTCONN when dlmd went away.
+    pub fn write(&self, req: &Request) -> Result<u32, Errno> {
+        match self {
+            Device::Kernel(d) => d.write(req),
+            Device::Dlmd(d, v) => d.write(req, *v),
+        }
+    }
+
+    /// Reads one result (blocking, or `Ok(None)` when `nonblocking` and
+    /// nothing is queued). Call only under the handle's dispatch lock.
+    ///
+    /// # Errors
+    /// ENOTCONN when dlmd went away; EPROTO for a malformed result.
+    pub fn read(&self, nonblocking: bool) -> Result<Option<LockResult>, Errno> {
+        match self {
+            Device::Kernel(d) => d.read(nonblocking),
+            Device::Dlmd(d, _) => d.read(nonblocking),
+        }
+    }
+
+    /// The pollable fd: readable when a result is queued.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Device::Kernel(d) => d.fd(),
+            Device::Dlmd(d, _) => d.fd(),
+        }
+    }
+}
