@@ -1340,8 +1340,9 @@ fn usrmerge(p: &str) -> String {
 
 struct Initramfs {
     entries: BTreeMap<String, Entry>,
-    /// Directories of libraries outside the loader's default paths.
-    lib_dirs: BTreeSet<String>,
+    /// Libraries from outside the loader's default paths (put in
+    /// /vmtest/lib): file name -> host path.
+    private_libs: BTreeMap<String, PathBuf>,
     /// Host libraries already resolved.
     done: HashSet<PathBuf>,
 }
@@ -1350,7 +1351,7 @@ impl Initramfs {
     fn new() -> Initramfs {
         let mut ir = Initramfs {
             entries: BTreeMap::new(),
-            lib_dirs: BTreeSet::new(),
+            private_libs: BTreeMap::new(),
             done: HashSet::new(),
         };
         for top in ["bin", "sbin", "lib", "lib64"] {
@@ -1476,26 +1477,48 @@ impl Initramfs {
                 None => line,
             };
             let path = path.split(" (0x").next().unwrap_or("").trim();
-            if !path.starts_with('/') {
-                continue;
+            if !path.contains('/') {
+                continue; // linux-vdso.so.1
             }
-            let hp = PathBuf::from(path);
+            // keep absolute paths as ldd prints them (the loader's path is
+            // the PT_INTERP the guest needs); anchor relative ones
+            let hp = std::env::current_dir()
+                .map_err(|e| e.to_string())?
+                .join(path);
+            let path = &*hp.to_string_lossy().into_owned();
             if !self.done.insert(hp.clone()) {
                 continue;
             }
-            let gp = match sysroots.iter().find_map(|r| hp.strip_prefix(r).ok()) {
-                Some(rel) => format!("/{}", rel.display()),
-                None => path.to_string(),
-            };
-            let dir = usrmerge(gp.rsplit_once('/').map_or("/", |x| x.0));
             let standard = [
                 format!("/usr/lib/{MULTIARCH}"),
                 "/usr/lib".into(),
                 "/usr/lib64".into(),
             ];
-            if !standard.contains(&dir) {
-                self.lib_dirs.insert(dir);
-            }
+            let host_dir = usrmerge(path.rsplit_once('/').map_or("/", |x| x.0));
+            let gp = match sysroots.iter().find_map(|r| hp.strip_prefix(r).ok()) {
+                Some(rel) => format!("/{}", rel.display()),
+                None if standard.contains(&host_dir) => path.to_string(),
+                None => {
+                    // Elsewhere (a build tree, LD_LIBRARY_PATH): the host
+                    // path may be hidden by a guest mount (/tmp), so these
+                    // all go to /vmtest/lib, which is on LD_LIBRARY_PATH.
+                    let base = hp
+                        .file_name()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into_owned();
+                    if let Some(other) = self.private_libs.insert(base.clone(), hp.clone()) {
+                        if other != hp {
+                            return Err(format!(
+                                "vmtest: two libraries named {base}: {} and {}",
+                                other.display(),
+                                hp.display()
+                            ));
+                        }
+                    }
+                    format!("/vmtest/lib/{base}")
+                }
+            };
             self.host_file(&gp, &hp)?;
         }
         if !missing.is_empty() {
@@ -1857,9 +1880,8 @@ fn build_initramfs(ctx: &RunCtx, job: &JobSpec, dir: &Path) -> Result<(PathBuf, 
         .collect();
     ir.bytes("/vmtest/tests", tests, 0o644);
     let mut env = String::from("export PATH=/vmtest/bin:$PATH\nexport RUST_BACKTRACE=1\n");
-    if !ir.lib_dirs.is_empty() {
-        let dirs: Vec<&str> = ir.lib_dirs.iter().map(String::as_str).collect();
-        env += &format!("export LD_LIBRARY_PATH={}\n", shell_quote(&dirs.join(":")));
+    if !ir.private_libs.is_empty() {
+        env += "export LD_LIBRARY_PATH=/vmtest/lib\n";
     }
     for (k, v) in &ctx.env {
         env += &format!("export {k}={}\n", shell_quote(v));
@@ -1991,7 +2013,8 @@ fn run_job_inner(ctx: &RunCtx, job: &JobSpec, out: &mut String) -> Result<JobRep
             p.ready.map_or("-".into(), |t| format!("{t:.1} s")),
             match (&g.killed, &g.exited) {
                 (Some(k), _) => k.clone(),
-                (None, Some((_, st))) => format!("qemu {st}"),
+                (None, Some(_)) if p.done => "done".into(),
+                (None, Some((_, st))) => format!("stopped early (panic?), qemu {st}"),
                 (None, None) => "?".into(),
             },
             g.log.display()
@@ -2054,26 +2077,38 @@ fn run_job_inner(ctx: &RunCtx, job: &JobSpec, out: &mut String) -> Result<JobRep
                 if matches!(rc, Some(0) | Some(77)) || parsed[i].ready.is_none() {
                     continue; // passed, or the setup failure is shown above
                 }
+                let Some(t) = t else {
+                    *out += &format!(
+                        "    --- node {}: not run (the guest stopped before)\n",
+                        i + 1
+                    );
+                    continue;
+                };
                 *out += &format!(
                     "    --- node {} output ({}):\n",
                     i + 1,
                     match rc {
-                        Some(rc) => format!(
-                            "exit status {rc}{}",
-                            if rc == 143 { ", timed out?" } else { "" }
-                        ),
-                        None => "did not finish".into(),
+                        Some(rc) if hit_timeout(t, ctx.test_timeout) => {
+                            format!("exit status {rc}: TIMEOUT after {} s", ctx.test_timeout)
+                        }
+                        Some(rc) => format!("exit status {rc}"),
+                        None => "did not finish; console up to the end of the guest".into(),
                     }
                 );
-                if let Some(t) = t {
-                    *out += &indent(&t.output, 200);
-                }
-                if rc.is_none() || parsed[i].dmesg.is_empty() {
-                    *out += "    --- console tail:\n";
-                    *out += &tail(&guests[i].lines.lock().unwrap(), 40);
-                } else {
-                    *out += "    --- dmesg and daemon logs:\n";
-                    *out += &indent(&parsed[i].dmesg, 120);
+                *out += &indent(&t.output, 200);
+                if rc.is_some() {
+                    // kernel lines from before the test are boot noise
+                    let since = t.uptime.unwrap_or(0.0);
+                    let lines: Vec<String> = parsed[i]
+                        .dmesg
+                        .iter()
+                        .filter(|l| kernel_time(l).is_none_or(|k| k >= since))
+                        .cloned()
+                        .collect();
+                    if !lines.is_empty() {
+                        *out += "    --- dmesg and daemon logs:\n";
+                        *out += &indent(&lines, 120);
+                    }
                 }
             }
         }
@@ -2172,7 +2207,10 @@ fn has_marker(lines: &Mutex<Vec<Line>>, m: &str) -> bool {
 
 #[derive(Default)]
 struct TestRun {
+    /// Host time of BEGIN.
     begin: f64,
+    /// Guest uptime at BEGIN.
+    uptime: Option<f64>,
     end: Option<f64>,
     rc: Option<i32>,
     output: Vec<String>,
@@ -2181,6 +2219,7 @@ struct TestRun {
 #[derive(Default)]
 struct Parsed {
     ready: Option<f64>,
+    done: bool,
     setup_failed: Option<String>,
     tests: HashMap<String, TestRun>,
     dmesg: Vec<String>,
@@ -2206,6 +2245,9 @@ fn parse_console(lines: &[Line]) -> Parsed {
                             name.to_string(),
                             TestRun {
                                 begin: *t,
+                                uptime: w
+                                    .find_map(|x| x.strip_prefix("uptime="))
+                                    .and_then(|u| u.parse().ok()),
                                 ..Default::default()
                             },
                         );
@@ -2223,7 +2265,10 @@ fn parse_console(lines: &[Line]) -> Parsed {
                     current = None;
                 }
                 Some("DMESG") => in_dmesg = true,
-                Some("DONE") => in_dmesg = false,
+                Some("DONE") => {
+                    in_dmesg = false;
+                    p.done = true;
+                }
                 _ => {}
             }
             continue;
@@ -2235,6 +2280,18 @@ fn parse_console(lines: &[Line]) -> Parsed {
         }
     }
     p
+}
+
+/// Whether a test ran into the guest's per-test timeout (busybox timeout
+/// sends SIGTERM: exit status 143).
+fn hit_timeout(t: &TestRun, limit: u64) -> bool {
+    t.rc == Some(143) && t.end.is_some_and(|e| e - t.begin + 0.5 >= limit as f64)
+}
+
+/// The timestamp of a kernel log line ("[   12.345678] ...").
+fn kernel_time(l: &str) -> Option<f64> {
+    let rest = l.trim_start().strip_prefix('[')?;
+    rest.split_once(']')?.0.trim().parse().ok()
 }
 
 fn indent(lines: &[String], max: usize) -> String {
