@@ -1,0 +1,880 @@
+//! Differential test of `dlm_engine::Engine` against the literal reference
+//! model in `tests/model/` (spec Part C), plus spec Part D scenarios run on
+//! the model alone, to show the model is right independently of the engine.
+//!
+//! The randomized test drives both through long random sequences of device
+//! writes from 3–5 openers on 2–3 small resource names (so there is
+//! contention), invalid requests included, and after every step compares
+//! every write's return value and every opener's callbacks (kind, status,
+//! flags, bast mode, LVB bytes, pointers, order), then checks the model's
+//! invariants. Size it with `DLM_DIFF_CASES` (default 64) and
+//! `DLM_DIFF_STEPS` (maximum steps per case, default 200).
+
+mod model;
+
+use dlm_core::{
+    Errno, LVB_LEN, LockFlags as F, LockParams, LockResult, LsFlags, Mode, Name, RemoveFlags, Request,
+    SbFlags, Status,
+};
+use dlm_engine::{Engine, OwnerId as EOwner};
+use model::{Model, OwnerId as MOwner};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use std::fmt;
+
+// ---------------------------------------------------------------------------
+// Operations
+// ---------------------------------------------------------------------------
+
+/// Resource names: "r\0" names the same resource as "r" (zero-padded
+/// equality) but not for orphan adoption (exact length).
+const NAMES: [&[u8]; 3] = [b"r", b"s", b"r\0"];
+
+/// Opaque user pointers, as small selectors (0 = a zero pointer).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Ptrs {
+    cast: u8,
+    castparam: u8,
+    bast: u8,
+    bastparam: u8,
+    lksb: u8,
+}
+
+impl Ptrs {
+    fn castaddr(self) -> u64 {
+        if self.cast == 0 { 0 } else { 0xCA00 + u64::from(self.cast) }
+    }
+    fn castparam(self) -> u64 {
+        if self.castparam == 0 { 0 } else { 0xC900 + u64::from(self.castparam) }
+    }
+    fn bastaddr(self) -> u64 {
+        if self.bast == 0 { 0 } else { 0xBA00 + u64::from(self.bast) }
+    }
+    fn bastparam(self) -> u64 {
+        if self.bastparam == 0 { 0 } else { 0xB900 + u64::from(self.bastparam) }
+    }
+    fn lksb(self) -> u64 {
+        if self.lksb == 0 { 0 } else { 0x5B00 + u64::from(self.lksb) }
+    }
+}
+
+impl fmt::Debug for Ptrs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "cast={:#x}/{:#x} bast={:#x}/{:#x} lksb={:#x}",
+            self.castaddr(),
+            self.castparam(),
+            self.bastaddr(),
+            self.bastparam(),
+            self.lksb()
+        )
+    }
+}
+
+/// Which lock an operation names.
+#[derive(Clone, Copy)]
+enum Target {
+    /// The n-th (modulo) existing non-orphan lock id, ascending.
+    Nth(u8),
+    /// A raw id (0, or one that does not exist).
+    Raw(u32),
+}
+
+impl fmt::Debug for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Nth(n) => write!(f, "lock#{n}"),
+            Target::Raw(id) => write!(f, "id {id}"),
+        }
+    }
+}
+
+/// Whose pid a PURGE names.
+#[derive(Clone, Copy, Debug)]
+enum Pid {
+    Zero,
+    Own,
+    NextOwner,
+    Nobody,
+}
+
+#[derive(Clone)]
+enum Op {
+    Lock { o: u8, res: u8, mode: u8, flags: F, p: Ptrs },
+    Convert { o: u8, t: Target, mode: u8, flags: F, p: Ptrs, lvb: u8 },
+    Unlock { o: u8, t: Target, flags: F, p: Ptrs, lvb: u8 },
+    Cancel { o: u8, t: Target, p: Ptrs },
+    Deadlock { o: u8, t: Target, flags: F },
+    Adopt { o: u8, res: u8, mode: u8, flags: F, p: Ptrs },
+    Purge { o: u8, pid: Pid },
+    /// Close the opener and open a new one in its slot.
+    Reopen { o: u8 },
+    /// A write from the slot's previous (closed) opener.
+    Stale { o: u8, t: Target },
+    CreateLs,
+    RemoveLs { force: bool },
+}
+
+fn mode_name(mode: u8) -> String {
+    Mode::from_raw(mode.into()).map_or_else(|_| format!("mode{mode}"), |m| m.name().to_string())
+}
+
+fn flag_names(flags: F) -> String {
+    if flags.is_empty() {
+        return "0".into();
+    }
+    let s: Vec<&str> = flags.iter_names().map(|(n, _)| n).collect();
+    s.join("|")
+}
+
+fn name_str(res: u8) -> String {
+    Name::new(NAMES[res as usize]).unwrap().to_string()
+}
+
+impl fmt::Debug for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Op::Lock { o, res, mode, flags, p } => {
+                write!(f, "O{o} LOCK \"{}\" {} {} {p:?}", name_str(res), mode_name(mode), flag_names(flags))
+            }
+            Op::Convert { o, t, mode, flags, p, lvb } => write!(
+                f,
+                "O{o} CONV {t:?} {} {} lvb={lvb} {p:?}",
+                mode_name(mode),
+                flag_names(flags)
+            ),
+            Op::Unlock { o, t, flags, p, lvb } => {
+                write!(f, "O{o} UNLOCK {t:?} {} lvb={lvb} {p:?}", flag_names(flags))
+            }
+            Op::Cancel { o, t, p } => write!(f, "O{o} CANCEL {t:?} {p:?}"),
+            Op::Deadlock { o, t, flags } => write!(f, "O{o} DEADLOCK {t:?} {}", flag_names(flags)),
+            Op::Adopt { o, res, mode, flags, p } => write!(
+                f,
+                "O{o} ADOPT \"{}\" {} {} {p:?}",
+                name_str(res),
+                mode_name(mode),
+                flag_names(flags)
+            ),
+            Op::Purge { o, pid } => write!(f, "O{o} PURGE pid={pid:?}"),
+            Op::Reopen { o } => write!(f, "O{o} CLOSE+REOPEN"),
+            Op::Stale { o, t } => write!(f, "O{o}(closed) UNLOCK {t:?}"),
+            Op::CreateLs => write!(f, "CREATE_LOCKSPACE t"),
+            Op::RemoveLs { force } => write!(f, "REMOVE_LOCKSPACE t force={force}"),
+        }
+    }
+}
+
+/// One step: an operation, and whether the openers' callbacks are read
+/// afterwards (unread callbacks are counted, and stay queued).
+#[derive(Clone)]
+struct Step {
+    op: Op,
+    read: bool,
+}
+
+impl fmt::Debug for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}{}", self.op, if self.read { "" } else { " (unread)" })
+    }
+}
+
+/// A whole random case.
+#[derive(Clone)]
+struct Case {
+    owners: u8,
+    names: u8,
+    steps: Vec<Step>,
+}
+
+impl fmt::Debug for Case {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{} openers, names {:?}:", self.owners, &NAMES[..self.names as usize])?;
+        for (i, s) in self.steps.iter().enumerate() {
+            writeln!(f, "  {i:3}: {s:?}")?;
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Strategies
+// ---------------------------------------------------------------------------
+
+fn flags_from(common: &[F], rare: &[F]) -> impl Strategy<Value = F> + use<> {
+    (
+        prop::sample::subsequence(common.to_vec(), 0..=3),
+        prop_oneof![8 => Just(None), 1 => prop::sample::select(rare.to_vec()).prop_map(Some)],
+    )
+        .prop_map(|(c, r)| c.into_iter().chain(r).fold(F::empty(), |a, b| a | b))
+}
+
+fn lock_flags() -> impl Strategy<Value = F> {
+    flags_from(
+        &[
+            F::NOQUEUE,
+            F::NOQUEUEBAST,
+            F::VALBLK,
+            F::HEADQUE,
+            F::NOORDER,
+            F::ALTPR,
+            F::ALTCW,
+            F::PERSISTENT,
+            F::VALBLK,
+            F::NOQUEUE,
+        ],
+        &[F::EXPEDITE, F::IVVALBLK, F::QUECVT, F::CONVDEADLK, F::NODLCKWT, F::ORPHAN],
+    )
+}
+
+fn convert_flags() -> impl Strategy<Value = F> {
+    flags_from(
+        &[
+            F::NOQUEUE,
+            F::VALBLK,
+            F::IVVALBLK,
+            F::CONVDEADLK,
+            F::NODLCKWT,
+            F::QUECVT,
+            F::HEADQUE,
+            F::NOORDER,
+            F::ALTPR,
+            F::ALTCW,
+            F::PERSISTENT,
+            F::NOQUEUEBAST,
+            F::VALBLK,
+        ],
+        &[F::EXPEDITE, F::ORPHAN, F::EXPEDITE | F::NOQUEUE],
+    )
+    .prop_map(|f| f | F::CONVERT)
+}
+
+fn unlock_flags() -> impl Strategy<Value = F> {
+    flags_from(
+        &[F::VALBLK, F::IVVALBLK, F::FORCEUNLOCK],
+        &[F::CONVERT, F::FORCEUNLOCK | F::CANCEL, F::WAIT],
+    )
+}
+
+fn deadlock_flags() -> impl Strategy<Value = F> {
+    prop_oneof![
+        6 => Just(F::empty()),
+        1 => Just(F::CANCEL),
+        1 => Just(F::VALBLK),
+        1 => Just(F::IVVALBLK),
+        1 => Just(F::FORCEUNLOCK),
+        1 => Just(F::CONVERT),
+    ]
+}
+
+fn mode() -> impl Strategy<Value = u8> {
+    prop_oneof![40 => 0..=5u8, 1 => Just(6u8)]
+}
+
+fn ptrs() -> impl Strategy<Value = Ptrs> {
+    let nonzero = || prop_oneof![20 => 1..=3u8, 1 => Just(0u8)];
+    (nonzero(), 0..=3u8, 0..=2u8, 0..=3u8, nonzero()).prop_map(|(cast, castparam, bast, bastparam, lksb)| {
+        Ptrs {
+            cast,
+            castparam,
+            bast,
+            bastparam,
+            lksb,
+        }
+    })
+}
+
+fn target() -> impl Strategy<Value = Target> {
+    prop_oneof![
+        12 => any::<u8>().prop_map(Target::Nth),
+        1 => prop::sample::select(vec![0u32, 9999]).prop_map(Target::Raw),
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let o = || 0..5u8;
+    let res = || 0..3u8;
+    prop_oneof![
+        30 => (o(), res(), mode(), lock_flags(), ptrs())
+            .prop_map(|(o, res, mode, flags, p)| Op::Lock { o, res, mode, flags, p }),
+        25 => (o(), target(), mode(), convert_flags(), ptrs(), 0..4u8)
+            .prop_map(|(o, t, mode, flags, p, lvb)| Op::Convert { o, t, mode, flags, p, lvb }),
+        12 => (o(), target(), unlock_flags(), ptrs(), 0..4u8)
+            .prop_map(|(o, t, flags, p, lvb)| Op::Unlock { o, t, flags, p, lvb }),
+        8 => (o(), target(), ptrs()).prop_map(|(o, t, p)| Op::Cancel { o, t, p }),
+        4 => (o(), target(), deadlock_flags()).prop_map(|(o, t, flags)| Op::Deadlock { o, t, flags }),
+        4 => (o(), res(), mode(), prop::sample::select(vec![F::ORPHAN, F::ORPHAN | F::PERSISTENT]), ptrs())
+            .prop_map(|(o, res, mode, flags, p)| Op::Adopt { o, res, mode, flags, p }),
+        3 => (o(), prop::sample::select(vec![Pid::Zero, Pid::Own, Pid::NextOwner, Pid::Nobody]))
+            .prop_map(|(o, pid)| Op::Purge { o, pid }),
+        4 => o().prop_map(|o| Op::Reopen { o }),
+        1 => (o(), target()).prop_map(|(o, t)| Op::Stale { o, t }),
+        1 => Just(Op::CreateLs),
+        1 => any::<bool>().prop_map(|force| Op::RemoveLs { force }),
+    ]
+}
+
+fn case(max_steps: usize) -> impl Strategy<Value = Case> {
+    (
+        3..=5u8,
+        2..=3u8,
+        prop::collection::vec((op(), prop_oneof![5 => Just(true), 1 => Just(false)]), 1..=max_steps),
+    )
+        .prop_map(|(owners, names, steps)| {
+            // Map opener and name selectors into range here, so that the
+            // printed case shows exactly what runs.
+            let steps = steps
+                .into_iter()
+                .map(|(mut op, read)| {
+                    match &mut op {
+                        Op::Lock { o, res, .. } | Op::Adopt { o, res, .. } => {
+                            *o %= owners;
+                            *res %= names;
+                        }
+                        Op::Convert { o, .. }
+                        | Op::Unlock { o, .. }
+                        | Op::Cancel { o, .. }
+                        | Op::Deadlock { o, .. }
+                        | Op::Purge { o, .. }
+                        | Op::Reopen { o }
+                        | Op::Stale { o, .. } => *o %= owners,
+                        Op::CreateLs | Op::RemoveLs { .. } => {}
+                    }
+                    Step { op, read }
+                })
+                .collect();
+            Case { owners, names, steps }
+        })
+}
+
+// ---------------------------------------------------------------------------
+// Running a case on both
+// ---------------------------------------------------------------------------
+
+struct Slot {
+    e: EOwner,
+    m: MOwner,
+    /// The previous opener of this slot, closed.
+    stale: Option<(EOwner, MOwner)>,
+    tid: u32,
+}
+
+struct Pair {
+    engine: Engine,
+    model: Model,
+    e_minor: u32,
+    m_minor: u32,
+    slots: Vec<Slot>,
+    /// A transcript of the run so far, for the failure message.
+    log: String,
+}
+
+fn params(mode: u8, flags: F, lkid: u32, p: Ptrs, lvb: u8, name: &[u8]) -> LockParams {
+    LockParams {
+        mode,
+        flags,
+        lkid,
+        parent: 0,
+        xid: 0,
+        timeout: 0,
+        castparam: p.castparam(),
+        castaddr: p.castaddr(),
+        bastparam: p.bastparam(),
+        bastaddr: p.bastaddr(),
+        lksb: p.lksb(),
+        lvb: [lvb; LVB_LEN],
+        name: Name::new(name).unwrap(),
+    }
+}
+
+fn show(r: &LockResult) -> String {
+    let lvb = match r.lvb {
+        None => String::new(),
+        Some(l) if l.iter().all(|&b| b == l[0]) => format!(" lvb=[{};32]", l[0]),
+        Some(l) => format!(" lvb={l:?}"),
+    };
+    match r.bast_mode {
+        Some(m) => format!(
+            "bast({m}) id {} ast={:#x}/{:#x} lksb={:#x} st={} fl={:?}",
+            r.lkid,
+            r.astaddr,
+            r.astparam,
+            r.user_lksb,
+            r.status.raw(),
+            r.flags
+        ),
+        None => format!(
+            "cast({}, fl {:#x}) id {} ast={:#x}/{:#x} lksb={:#x}{lvb}",
+            r.status,
+            r.flags.bits(),
+            r.lkid,
+            r.astaddr,
+            r.astparam,
+            r.user_lksb
+        ),
+    }
+}
+
+impl Pair {
+    fn new(owners: u8) -> Pair {
+        let mut engine = Engine::new();
+        let mut model = Model::new();
+        let name = Name::lockspace(b"t").unwrap();
+        let e_minor = engine.create_lockspace(name, LsFlags::empty()).expect("engine create");
+        let m_minor = model.create_lockspace(name, LsFlags::empty()).expect("model create");
+        let slots = (0..owners)
+            .map(|i| Slot {
+                e: engine.open(e_minor).expect("engine open"),
+                m: model.open(m_minor).expect("model open"),
+                stale: None,
+                tid: 1000 + u32::from(i),
+            })
+            .collect();
+        Pair {
+            engine,
+            model,
+            e_minor,
+            m_minor,
+            slots,
+            log: String::new(),
+        }
+    }
+
+    fn lkid(&self, t: Target) -> u32 {
+        match t {
+            Target::Raw(id) => id,
+            Target::Nth(n) => {
+                let ids = self.model.live_ids(self.m_minor);
+                if ids.is_empty() { 1 } else { ids[n as usize % ids.len()] }
+            }
+        }
+    }
+
+    /// One write on both sides; the returns must agree.
+    fn write(&mut self, o: u8, req: Request) -> Result<(), String> {
+        let s = &self.slots[o as usize];
+        let e = self.engine.write(s.e, &req, s.tid);
+        let m = self.model.write(s.m, &req, s.tid);
+        self.log.push_str(&format!("      write -> {m:?}\n"));
+        if e != m {
+            return Err(format!("write returned {e:?} from the engine, {m:?} from the model"));
+        }
+        Ok(())
+    }
+
+    fn run(&mut self, step: &Step) -> Result<(), String> {
+        self.log.push_str(&format!("  {step:?}\n"));
+        match step.op {
+            Op::Lock { o, res, mode, flags, p } => {
+                self.write(o, Request::Lock(params(mode, flags, 0, p, 0, NAMES[res as usize])))?;
+            }
+            Op::Adopt { o, res, mode, flags, p } => {
+                self.write(o, Request::Lock(params(mode, flags, 0, p, 0, NAMES[res as usize])))?;
+            }
+            Op::Convert { o, t, mode, flags, p, lvb } => {
+                let id = self.lkid(t);
+                self.log.push_str(&format!("      (lock id {id})\n"));
+                self.write(o, Request::Lock(params(mode, flags, id, p, lvb, b"")))?;
+            }
+            Op::Unlock { o, t, flags, p, lvb } => {
+                let id = self.lkid(t);
+                self.log.push_str(&format!("      (lock id {id})\n"));
+                self.write(o, Request::Unlock(params(0, flags, id, p, lvb, b"")))?;
+            }
+            Op::Cancel { o, t, p } => {
+                let id = self.lkid(t);
+                self.log.push_str(&format!("      (lock id {id})\n"));
+                self.write(o, Request::Unlock(params(0, F::CANCEL, id, p, 0, b"")))?;
+            }
+            Op::Deadlock { o, t, flags } => {
+                let id = self.lkid(t);
+                self.log.push_str(&format!("      (lock id {id})\n"));
+                self.write(o, Request::Deadlock { lkid: id, flags })?;
+            }
+            Op::Purge { o, pid } => {
+                let n = self.slots.len();
+                let pid = match pid {
+                    Pid::Zero => 0,
+                    Pid::Own => self.slots[o as usize].tid,
+                    Pid::NextOwner => self.slots[(o as usize + 1) % n].tid,
+                    Pid::Nobody => 4242,
+                };
+                self.log.push_str(&format!("      (pid {pid})\n"));
+                self.write(o, Request::Purge { nodeid: 0, pid })?;
+            }
+            Op::Reopen { o } => {
+                let s = &mut self.slots[o as usize];
+                self.engine.close(s.e);
+                self.model.close(s.m);
+                s.stale = Some((s.e, s.m));
+                s.e = self.engine.open(self.e_minor).map_err(|e| format!("engine open: {e:?}"))?;
+                s.m = self.model.open(self.m_minor).map_err(|e| format!("model open: {e:?}"))?;
+            }
+            Op::Stale { o, t } => {
+                let id = self.lkid(t);
+                let s = &self.slots[o as usize];
+                if let Some((eo, mo)) = s.stale {
+                    let req = Request::Unlock(params(0, F::empty(), id, Ptrs::ZERO, 0, b""));
+                    let e = self.engine.write(eo, &req, s.tid);
+                    let m = self.model.write(mo, &req, s.tid);
+                    self.log.push_str(&format!("      write -> {m:?}\n"));
+                    if e != m || m != Err(Errno::EINVAL) {
+                        return Err(format!("closed opener's write: engine {e:?}, model {m:?}"));
+                    }
+                }
+            }
+            Op::CreateLs => {
+                let name = Name::lockspace(b"t").unwrap();
+                let e = self.engine.create_lockspace(name, LsFlags::empty());
+                let m = self.model.create_lockspace(name, LsFlags::empty());
+                self.log.push_str(&format!("      -> {m:?}\n"));
+                if e != Ok(self.e_minor) || m != Ok(self.m_minor) {
+                    return Err(format!("create: engine {e:?}, model {m:?}"));
+                }
+            }
+            Op::RemoveLs { force } => {
+                let flags = if force { RemoveFlags::FORCEFREE } else { RemoveFlags::empty() };
+                let e = self.engine.remove_lockspace(self.e_minor, flags);
+                let m = self.model.remove_lockspace(self.m_minor, flags);
+                self.log.push_str(&format!("      -> {m:?}\n"));
+                if e != m {
+                    return Err(format!("remove: engine {e:?}, model {m:?}"));
+                }
+                // Openers are always open here, so the lockspace survives.
+                if m.is_ok() && self.model.find_lockspace(&Name::lockspace(b"t").unwrap()).is_none() {
+                    return Err("the lockspace went away while open".into());
+                }
+            }
+        }
+        self.compare_callbacks(step.read)?;
+        self.model.check_invariants().map_err(|e| format!("model invariant: {e}"))
+    }
+
+    /// Compares every opener's queued callbacks; reads them if `read`.
+    fn compare_callbacks(&mut self, read: bool) -> Result<(), String> {
+        for (i, s) in self.slots.iter().enumerate() {
+            let (pe, pm) = (self.engine.pending_callbacks(s.e), self.model.pending_callbacks(s.m));
+            if pe != pm {
+                return Err(format!("O{i}: {pe} callbacks pending in the engine, {pm} in the model"));
+            }
+            if let Some((eo, mo)) = s.stale {
+                let (pe, pm) = (self.engine.pending_callbacks(eo), self.model.pending_callbacks(mo));
+                if pe != 0 || pm != 0 || self.engine.pop_callback(eo).is_some() {
+                    return Err(format!("O{i}'s closed opener has callbacks: engine {pe}, model {pm}"));
+                }
+            }
+            if !read {
+                continue;
+            }
+            loop {
+                let e = self.engine.pop_callback(s.e);
+                let m = self.model.pop_callback(s.m);
+                if let Some(m) = &m {
+                    self.log.push_str(&format!("      O{i} reads {}\n", show(m)));
+                }
+                if e != m {
+                    return Err(format!(
+                        "O{i} read from the engine: {}\n      from the model: {}",
+                        e.as_ref().map_or("nothing".into(), show),
+                        m.as_ref().map_or("nothing".into(), show)
+                    ));
+                }
+                if m.is_none() {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Ptrs {
+    const ZERO: Ptrs = Ptrs {
+        cast: 0,
+        castparam: 0,
+        bast: 0,
+        bastparam: 0,
+        lksb: 0,
+    };
+}
+
+fn run_case(case: &Case) -> Result<(), TestCaseError> {
+    let mut pair = Pair::new(case.owners);
+    for (i, step) in case.steps.iter().enumerate() {
+        if let Err(e) = pair.run(step) {
+            return Err(TestCaseError::fail(format!(
+                "step {i}: {e}\ntranscript (model's view):\n{}",
+                pair.log
+            )));
+        }
+    }
+    // Finally, everything still queued must match too.
+    let last = Step {
+        op: Op::CreateLs,
+        read: true,
+    };
+    pair.log.push_str("  (final read)\n");
+    pair.compare_callbacks(last.read)
+        .map_err(|e| TestCaseError::fail(format!("final read: {e}\ntranscript:\n{}", pair.log)))
+}
+
+fn env(name: &str, default: u32) -> u32 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+#[test]
+fn engine_matches_model() {
+    let cases = env("DLM_DIFF_CASES", 64);
+    let steps = env("DLM_DIFF_STEPS", 200) as usize;
+    let mut runner = TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        max_shrink_iters: 4096,
+        ..Config::default()
+    });
+    let result = runner.run(&case(steps), |c| run_case(&c));
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Spec Part D scenarios, on the model alone
+// ---------------------------------------------------------------------------
+
+/// A small driver for scenarios: openers O1.. on lockspace "t" of a model.
+struct Sc {
+    m: Model,
+    o: Vec<MOwner>,
+    tid: u32,
+}
+
+const CAST: u64 = 0xCA57;
+const BAST: u64 = 0xBA57;
+const LKSB: u64 = 0x15B;
+
+fn lock_req(name: &[u8], mode: Mode, flags: F, lvb: &[u8]) -> Request {
+    let mut l = [0; LVB_LEN];
+    l[..lvb.len()].copy_from_slice(lvb);
+    Request::Lock(LockParams {
+        mode: mode.raw(),
+        flags,
+        castaddr: CAST,
+        castparam: 1,
+        bastaddr: BAST,
+        bastparam: 2,
+        lksb: LKSB,
+        lvb: l,
+        name: Name::new(name).unwrap(),
+        ..LockParams::default()
+    })
+}
+
+impl Sc {
+    fn new(openers: usize) -> Sc {
+        let mut m = Model::new();
+        let minor = m.create_lockspace(Name::lockspace(b"t").unwrap(), LsFlags::empty()).unwrap();
+        let o = (0..openers).map(|_| m.open(minor).unwrap()).collect();
+        Sc { m, o, tid: 77 }
+    }
+
+    /// LOCK(O, name, mode, flags) -> the id.
+    fn lock(&mut self, o: usize, name: &[u8], mode: Mode, flags: F) -> u32 {
+        let req = lock_req(name, mode, flags, b"");
+        self.m.write(self.o[o - 1], &req, self.tid).unwrap()
+    }
+
+    /// CONV(O, id, mode, flags[, lvb]) -> the write's return.
+    fn conv(&mut self, o: usize, id: u32, mode: Mode, flags: F, lvb: &[u8]) -> Result<u32, Errno> {
+        let Request::Lock(mut p) = lock_req(b"", mode, flags | F::CONVERT, lvb) else {
+            unreachable!()
+        };
+        p.lkid = id;
+        self.m.write(self.o[o - 1], &Request::Lock(p), self.tid)
+    }
+
+    fn unlock(&mut self, o: usize, id: u32, flags: F) -> Result<u32, Errno> {
+        let req = Request::Unlock(LockParams {
+            lkid: id,
+            flags,
+            lksb: LKSB,
+            ..LockParams::default()
+        });
+        self.m.write(self.o[o - 1], &req, self.tid)
+    }
+
+    /// Everything O has queued, as (status or bast mode, sb_flags, LVB).
+    fn read(&mut self, o: usize) -> Vec<Cbk> {
+        let mut v = Vec::new();
+        while let Some(r) = self.m.pop_callback(self.o[o - 1]) {
+            v.push(match r.bast_mode {
+                Some(m) => {
+                    assert_eq!((r.astaddr, r.status, r.flags), (BAST, Status::GRANTED, SbFlags::empty()));
+                    Cbk::Bast(m)
+                }
+                None => {
+                    assert_eq!(r.astaddr, CAST);
+                    Cbk::Cast(r.status.to_kernel(), r.flags.bits(), r.lvb.map(|l| l[0]))
+                }
+            });
+        }
+        v
+    }
+}
+
+/// A callback as Part D writes it: cast(status, sb_flags[, first LVB byte])
+/// or bast(mode).
+#[derive(Debug, PartialEq, Eq)]
+enum Cbk {
+    Cast(i32, u8, Option<u8>),
+    Bast(Mode),
+}
+
+fn cast(status: i32, flags: u8) -> Cbk {
+    Cbk::Cast(status, flags, None)
+}
+
+use Mode::{Cr, Ex, Nl, Pr, Pw};
+
+#[test]
+fn model_e8_compatible_request_queues_behind_waiter() {
+    let mut s = Sc::new(3);
+    let a = s.lock(1, b"r", Pr, F::empty());
+    let b = s.lock(2, b"r", Ex, F::empty());
+    s.lock(3, b"r", Pr, F::empty());
+    assert_eq!(s.read(1), [cast(0, 0), Cbk::Bast(Ex)]);
+    assert_eq!(s.read(3), []);
+    s.unlock(1, a, F::empty()).unwrap();
+    assert_eq!(s.read(1), [cast(-65538, 0)]);
+    assert_eq!(s.read(2), [cast(0, 0), Cbk::Bast(Pr)]);
+    assert_eq!(s.read(3), []);
+    s.unlock(2, b, F::empty()).unwrap();
+    assert_eq!(s.read(3), [cast(0, 0)]);
+}
+
+#[test]
+fn model_e13_in_place_conversion_beats_waiter() {
+    let mut s = Sc::new(3);
+    let a = s.lock(1, b"r", Nl, F::empty());
+    s.lock(3, b"r", Pr, F::empty());
+    s.lock(2, b"r", Ex, F::empty());
+    assert_eq!(s.read(3), [cast(0, 0), Cbk::Bast(Ex)]);
+    assert_eq!(s.read(1), [cast(0, 0)]);
+    assert_eq!(s.conv(1, a, Pr, F::empty(), b""), Ok(0));
+    assert_eq!(s.read(1), [cast(0, 0), Cbk::Bast(Ex)]);
+    assert_eq!(s.read(2), []);
+}
+
+#[test]
+fn model_e17_convdeadlk_demotes() {
+    let mut s = Sc::new(3);
+    let a = s.lock(1, b"r", Pr, F::empty());
+    let b = s.lock(2, b"r", Pr, F::empty());
+    s.read(1);
+    s.read(2);
+    assert_eq!(s.conv(1, a, Ex, F::empty(), b""), Ok(0));
+    assert_eq!(s.read(2), [Cbk::Bast(Ex)]);
+    assert_eq!(s.conv(2, b, Ex, F::CONVDEADLK, b""), Ok(0));
+    assert_eq!(s.read(1), [cast(0, 0), Cbk::Bast(Ex)]);
+    assert_eq!(s.read(2), []);
+    s.unlock(1, a, F::empty()).unwrap();
+    assert_eq!(s.read(2), [cast(0, SbFlags::DEMOTED.bits())]);
+    // E16 for contrast: without CONVDEADLK the conversion gets EDEADLK and
+    // the lock keeps PR (a CW NOQUEUE probe is refused).
+    let mut s = Sc::new(3);
+    let a = s.lock(1, b"r", Pr, F::empty());
+    let b = s.lock(2, b"r", Pr, F::empty());
+    s.conv(1, a, Ex, F::empty(), b"").unwrap();
+    s.read(2);
+    assert_eq!(s.conv(2, b, Ex, F::empty(), b""), Ok(0));
+    assert_eq!(s.read(2), [cast(-35, 0)]);
+    s.lock(3, b"r", Mode::Cw, F::NOQUEUE);
+    assert_eq!(s.read(3), [cast(-11, 0)]);
+}
+
+#[test]
+fn model_e31_nodlckwt_self_bast() {
+    let mut s = Sc::new(3);
+    let a = s.lock(1, b"r", Cr, F::empty());
+    let b = s.lock(2, b"r", Pr, F::empty());
+    s.read(1);
+    s.read(2);
+    assert_eq!(s.conv(1, a, Pw, F::empty(), b""), Ok(0));
+    assert_eq!(s.read(2), [Cbk::Bast(Pw)]);
+    assert_eq!(s.conv(2, b, Ex, F::NODLCKWT, b""), Ok(0));
+    assert_eq!(s.read(2), []);
+    let c = s.lock(3, b"r", Nl, F::EXPEDITE);
+    s.unlock(3, c, F::empty()).unwrap();
+    assert_eq!(s.read(3), [cast(0, 0), cast(-65538, 0)]);
+    assert_eq!(s.read(2), [Cbk::Bast(Ex)]);
+    assert_eq!(s.read(1), []);
+}
+
+#[test]
+fn model_v6_ivvalblk_marks_lvb_invalid() {
+    let mut s = Sc::new(3);
+    s.lock(3, b"r", Nl, F::empty());
+    let a = s.lock(1, b"r", Ex, F::VALBLK);
+    s.conv(1, a, Nl, F::VALBLK, b"D").unwrap();
+    s.conv(1, a, Pw, F::VALBLK, b"").unwrap();
+    s.conv(1, a, Nl, F::IVVALBLK, b"").unwrap();
+    let b = s.lock(2, b"r", Pr, F::VALBLK);
+    assert_eq!(s.read(2), [Cbk::Cast(0, SbFlags::VALNOTVALID.bits(), Some(b'D'))]);
+    // V7: a write clears the mark.
+    s.unlock(2, b, F::empty()).unwrap();
+    assert_eq!(s.read(2), [cast(-65538, 0)]);
+    s.read(1);
+    s.conv(1, a, Ex, F::VALBLK, b"").unwrap();
+    assert_eq!(s.read(1), [Cbk::Cast(0, SbFlags::VALNOTVALID.bits(), Some(b'D'))]);
+    s.conv(1, a, Nl, F::VALBLK, b"E").unwrap();
+    assert_eq!(s.read(1), [cast(0, 0)]);
+    s.lock(2, b"r", Pr, F::VALBLK);
+    assert_eq!(s.read(2), [Cbk::Cast(0, 0, Some(b'E'))]);
+}
+
+#[test]
+fn model_c3_orphan_adoption() {
+    let mut s = Sc::new(2);
+    let p = s.lock(1, b"p", Ex, F::PERSISTENT);
+    s.m.close(s.o[0]);
+    s.lock(2, b"p", Pr, F::NOQUEUE);
+    assert_eq!(s.read(2), [cast(-11, 0)]);
+    // C4: another mode -> EAGAIN; an unknown name -> ENOENT.
+    let adopt = |s: &mut Sc, name: &[u8], mode: Mode| {
+        let req = lock_req(name, mode, F::ORPHAN, b"");
+        s.m.write(s.o[1], &req, s.tid)
+    };
+    assert_eq!(adopt(&mut s, b"p", Pr), Err(Errno::EAGAIN));
+    assert_eq!(adopt(&mut s, b"zz", Ex), Err(Errno::ENOENT));
+    // The exact length counts for adoption.
+    assert_eq!(adopt(&mut s, b"p\0", Ex), Err(Errno::ENOENT));
+    assert_eq!(adopt(&mut s, b"p", Ex), Ok(p));
+    assert_eq!(s.read(2), []);
+    assert_eq!(s.unlock(2, p, F::empty()), Ok(0));
+    assert_eq!(s.read(2), [cast(-65538, 0)]);
+}
+
+#[test]
+fn model_c5_purge_of_orphans_grants_waiter() {
+    let mut s = Sc::new(2);
+    s.lock(1, b"q", Ex, F::PERSISTENT);
+    s.m.close(s.o[0]);
+    s.lock(2, b"q", Ex, F::empty());
+    assert_eq!(s.read(2), []);
+    let purge = Request::Purge { nodeid: 0, pid: 0 };
+    assert_eq!(s.m.write(s.o[1], &purge, 5), Ok(0));
+    assert_eq!(s.read(2), [cast(0, 0)]);
+}
+
+#[test]
+fn model_u4_repeated_cancel_is_einval() {
+    let mut s = Sc::new(3);
+    s.lock(1, b"r", Pr, F::empty());
+    let b = s.lock(2, b"r", Pr, F::empty());
+    s.read(2);
+    s.conv(2, b, Ex, F::empty(), b"").unwrap();
+    assert_eq!(s.unlock(2, b, F::CANCEL), Ok(0));
+    assert_eq!(s.read(2), [cast(-65537, 0)]);
+    assert_eq!(s.unlock(2, b, F::CANCEL), Err(Errno::EINVAL));
+    assert_eq!(s.read(2), []);
+}
