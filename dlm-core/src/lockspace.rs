@@ -1,0 +1,926 @@
+//! The safe Rust API without threads: [`Lockspace`] and [`Lock`].
+//!
+//! Everything here is driven by the caller's thread: blocking calls
+//! dispatch results inline while they wait, and [`Lockspace::dispatch`]
+//! delivers queued callbacks (blocking callbacks, completions of
+//! asynchronous requests) when the lockspace's fd ([`AsFd`]) is readable,
+//! for an event loop. Blocking callbacks carry the **mode** that is
+//! blocked, which the C API drops.
+//!
+//! ```no_run
+//! use dlm_core::{Lockspace, Mode, LockOptions};
+//!
+//! let ls = Lockspace::create("example", 0o600)?;
+//! let mut lock = ls.lock(b"resource", Mode::Ex, LockOptions::new().lvb())?;
+//! let mut counter = u64::from_ne_bytes(lock.lvb()[..8].try_into().unwrap());
+//! counter += 1;
+//! lock.lvb_mut()[..8].copy_from_slice(&counter.to_ne_bytes());
+//! lock.unlock()?; // writes the LVB: the lock leaves EX with VALBLK
+//! # Ok::<(), dlm_core::Error>(())
+//! ```
+
+use crate::codec::{LockParams, LockResult, Lvb, Request};
+use crate::handle::{Deliver, Handle};
+use crate::transport::Control;
+use crate::{Errno, LockFlags, LsFlags, Mode, Name, SbFlags, Status};
+use rustix::fd::{AsFd, BorrowedFd};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Why a lock operation did not succeed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The request could not be granted at once (NOQUEUE; `EAGAIN`).
+    WouldBlock,
+    /// A conversion deadlock, or a deadlock-cancel (`EDEADLK`).
+    Deadlock,
+    /// The request was cancelled (`DLM_ECANCEL`).
+    Cancelled,
+    /// The wait timed out; the request was cancelled.
+    TimedOut,
+    /// The lock or lockspace is busy (`EBUSY`): a conversion is already
+    /// pending, or the lockspace still has locks or openers.
+    Busy,
+    /// The call failed with this errno.
+    Sys(Errno),
+}
+
+impl Error {
+    fn from_status(status: Status) -> Error {
+        match status {
+            Status::AGAIN => Error::WouldBlock,
+            Status::DEADLOCK => Error::Deadlock,
+            Status::CANCELLED => Error::Cancelled,
+            Status::TIMEDOUT => Error::TimedOut,
+            other => Error::Sys(Errno::from_raw(other.raw())),
+        }
+    }
+
+    /// The errno that the C API would report for this error.
+    pub fn errno(self) -> Errno {
+        match self {
+            Error::WouldBlock => Errno::EAGAIN,
+            Error::Deadlock => Errno::EDEADLK,
+            Error::Cancelled => Errno::from_raw(Status::CANCELLED.raw()),
+            Error::TimedOut => Errno::ETIMEDOUT,
+            Error::Busy => Errno::EBUSY,
+            Error::Sys(e) => e,
+        }
+    }
+}
+
+impl From<Errno> for Error {
+    fn from(e: Errno) -> Error {
+        if e == Errno::EBUSY {
+            Error::Busy
+        } else {
+            Error::Sys(e)
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::WouldBlock => f.write_str("lock is held in an incompatible mode"),
+            Error::Deadlock => f.write_str("conversion deadlock"),
+            Error::Cancelled => f.write_str("request cancelled"),
+            Error::TimedOut => f.write_str("timed out waiting for the lock"),
+            Error::Busy => f.write_str("busy"),
+            Error::Sys(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+type BastFn = Arc<dyn Fn(Mode) + Send + Sync>;
+type CompleteFn = Box<dyn FnOnce(Completion, Option<Lvb>) + Send>;
+
+/// Options of a lock request: flags, LVB use, a blocking callback.
+#[derive(Clone, Default)]
+pub struct LockOptions {
+    flags: LockFlags,
+    on_blocking: Option<BastFn>,
+}
+
+impl fmt::Debug for LockOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockOptions")
+            .field("flags", &self.flags)
+            .field("on_blocking", &self.on_blocking.is_some())
+            .finish()
+    }
+}
+
+impl LockOptions {
+    /// No flags, no LVB, no blocking callback.
+    pub fn new() -> LockOptions {
+        LockOptions::default()
+    }
+
+    /// Adds request flags (for example [`LockFlags::EXPEDITE`] or
+    /// [`LockFlags::NOORDER`]). `NOQUEUE` is set by the `try_` calls.
+    pub fn flags(mut self, flags: LockFlags) -> LockOptions {
+        self.flags |= flags;
+        self
+    }
+
+    /// Uses the lock value block: read on grant, written when the lock
+    /// leaves PW or EX (down-conversion or unlock).
+    pub fn lvb(self) -> LockOptions {
+        self.flags(LockFlags::VALBLK)
+    }
+
+    /// Makes the lock persistent: when the lockspace handle closes (or the
+    /// process dies) it becomes an orphan that [`Lockspace::adopt`] or
+    /// [`Lockspace::purge`] can take over.
+    pub fn persistent(self) -> LockOptions {
+        self.flags(LockFlags::PERSISTENT)
+    }
+
+    /// Calls `f` with the blocked mode whenever another request is blocked
+    /// by this lock (a blocking callback). It runs on the thread that
+    /// dispatches: inside a blocking call or [`Lockspace::dispatch`].
+    pub fn on_blocking(mut self, f: impl Fn(Mode) + Send + Sync + 'static) -> LockOptions {
+        self.on_blocking = Some(Arc::new(f));
+        self
+    }
+}
+
+/// What a completion reported.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Completion {
+    /// The lock id.
+    pub lkid: u32,
+    /// The status.
+    pub status: Status,
+    /// The status-block flags (DEMOTED, VALNOTVALID, ALTMODE).
+    pub flags: SbFlags,
+}
+
+/// The record behind one lock's tokens: what its results update.
+struct Slot {
+    generation: u32,
+    status: Status,
+    lkid: u32,
+    flags: SbFlags,
+    lvb: Lvb,
+    on_blocking: Option<BastFn>,
+    on_complete: Option<CompleteFn>,
+}
+
+#[derive(Default)]
+struct Table {
+    slots: Vec<Option<Slot>>,
+    free: Vec<u32>,
+    next_generation: u32,
+}
+
+impl Table {
+    /// Allocates a slot; returns its token (generation and index, never 0).
+    fn alloc(&mut self, on_blocking: Option<BastFn>) -> u64 {
+        self.next_generation = self.next_generation.wrapping_add(1).max(1);
+        let slot = Slot {
+            generation: self.next_generation,
+            status: Status::IN_PROGRESS,
+            lkid: 0,
+            flags: SbFlags::empty(),
+            lvb: [0; 32],
+            on_blocking,
+            on_complete: None,
+        };
+        let index = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = Some(slot);
+                i
+            }
+            None => {
+                self.slots.push(Some(slot));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        (u64::from(self.next_generation) << 32) | u64::from(index)
+    }
+
+    fn get(&mut self, token: u64) -> Option<&mut Slot> {
+        let index = (token & 0xffff_ffff) as usize;
+        let generation = (token >> 32) as u32;
+        self.slots
+            .get_mut(index)?
+            .as_mut()
+            .filter(|s| s.generation == generation)
+    }
+
+    fn free(&mut self, token: u64) {
+        if self.get(token).is_some() {
+            let index = (token & 0xffff_ffff) as u32;
+            self.slots[index as usize] = None;
+            self.free.push(index);
+        }
+    }
+}
+
+/// The completion routine address sent with every request. The device
+/// needs a non-zero value; our results are routed by the lksb token.
+const CAST_TOKEN: u64 = 1;
+/// The blocking routine address, when the lock has a blocking callback.
+const BAST_TOKEN: u64 = 2;
+
+struct Shared {
+    table: Mutex<Table>,
+}
+
+impl Shared {
+    fn table(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Deliver for Shared {
+    fn record(&self, res: &LockResult) {
+        if res.is_bast() {
+            return;
+        }
+        let mut table = self.table();
+        if let Some(slot) = table.get(res.user_lksb) {
+            slot.status = res.status;
+            slot.lkid = res.lkid;
+            slot.flags = res.flags;
+            if let Some(lvb) = res.lvb {
+                slot.lvb = lvb;
+            }
+        }
+    }
+
+    fn call(&self, res: &LockResult) {
+        if let Some(mode) = res.bast_mode {
+            let f = self
+                .table()
+                .get(res.user_lksb)
+                .and_then(|s| s.on_blocking.clone());
+            if let Some(f) = f {
+                f(mode);
+            }
+            return;
+        }
+        let done = self
+            .table()
+            .get(res.user_lksb)
+            .and_then(|s| s.on_complete.take());
+        if let Some(f) = done {
+            let completion = Completion {
+                lkid: res.lkid,
+                status: res.status,
+                flags: res.flags,
+            };
+            f(completion, res.lvb);
+        }
+    }
+}
+
+/// An open lockspace: one lock owner. Dropping it closes the handle:
+/// its locks are released, persistent ones become orphans.
+pub struct Lockspace {
+    name: Name,
+    control: Control,
+    handle: Handle,
+    shared: Shared,
+}
+
+impl fmt::Debug for Lockspace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lockspace")
+            .field("name", &self.name)
+            .field("backend", &self.control.backend())
+            .finish()
+    }
+}
+
+fn ls_name(name: &str) -> Result<Name, Error> {
+    Name::lockspace(name.as_bytes()).map_err(Error::Sys)
+}
+
+impl Lockspace {
+    fn from_device(name: Name, control: Control, device: crate::transport::Device) -> Lockspace {
+        Lockspace {
+            name,
+            control,
+            handle: Handle::new(device),
+            shared: Shared {
+                table: Mutex::new(Table::default()),
+            },
+        }
+    }
+
+    /// Creates the lockspace (or joins it if it exists) and opens it.
+    /// `mode` is the permission of a new lockspace (0 means 0600).
+    ///
+    /// # Errors
+    /// [`Error::Sys`] with ENOENT or ECONNREFUSED when no lock manager is
+    /// reachable, EACCES when not permitted, EINVAL for a bad name.
+    pub fn create(name: &str, mode: u32) -> Result<Lockspace, Error> {
+        Lockspace::create_with(name, mode, LsFlags::empty())
+    }
+
+    /// Creates a new lockspace, failing with EEXIST if it already exists.
+    ///
+    /// # Errors
+    /// As [`Lockspace::create`], and [`Error::Sys`]`(EEXIST)`.
+    pub fn new_exclusive(name: &str, mode: u32) -> Result<Lockspace, Error> {
+        Lockspace::create_with(name, mode, LsFlags::NEWEXCL)
+    }
+
+    fn create_with(name: &str, mode: u32, flags: LsFlags) -> Result<Lockspace, Error> {
+        let name = ls_name(name)?;
+        let control = Control::connect()?;
+        let device = control.create_lockspace(&name, mode, flags)?;
+        Ok(Lockspace::from_device(name, control, device))
+    }
+
+    /// Opens an existing lockspace.
+    ///
+    /// # Errors
+    /// [`Error::Sys`]`(ENOENT)` when it does not exist; EACCES.
+    pub fn open(name: &str) -> Result<Lockspace, Error> {
+        let name = ls_name(name)?;
+        let control = Control::connect()?;
+        let device = control.open_lockspace(&name)?;
+        Ok(Lockspace::from_device(name, control, device))
+    }
+
+    /// The lockspace's name.
+    pub fn name(&self) -> &Name {
+        &self.name
+    }
+
+    /// Closes this handle (releasing or orphaning its locks) and drops one
+    /// creation count of the lockspace, removing it when it was the last.
+    /// With `force`, a lockspace that still has locks is removed anyway.
+    ///
+    /// # Errors
+    /// [`Error::Busy`] when the lockspace still has locks (without
+    /// `force`) or other openers; the handle is closed either way.
+    pub fn release(self, force: bool) -> Result<(), Error> {
+        let minor = self.handle.device().minor();
+        let Lockspace {
+            control, handle, ..
+        } = self;
+        drop(handle);
+        control.remove_lockspace(minor, force).map_err(Error::from)
+    }
+
+    /// Delivers every queued callback (blocking callbacks, completions of
+    /// asynchronous requests) without blocking; returns how many.
+    ///
+    /// # Errors
+    /// ENOTCONN when the lock manager went away.
+    pub fn dispatch(&self) -> Result<usize, Errno> {
+        self.handle.drain(&self.shared)
+    }
+
+    /// Waits up to `timeout` for a callback and delivers everything
+    /// queued; returns how many were delivered.
+    ///
+    /// # Errors
+    /// ENOTCONN when the lock manager went away.
+    pub fn dispatch_timeout(&self, timeout: Duration) -> Result<usize, Errno> {
+        wait_readable(self.handle.fd(), Some(timeout))?;
+        self.dispatch()
+    }
+
+    /// Requests a lock and waits for it.
+    ///
+    /// # Errors
+    /// [`Error::Cancelled`] or [`Error::Deadlock`] if the request was
+    /// cancelled while waiting; [`Error::Sys`] for a refused request
+    /// (EINVAL for a bad name or flags) or a lost lock manager.
+    pub fn lock(&self, name: &[u8], mode: Mode, opts: LockOptions) -> Result<Lock<'_>, Error> {
+        self.lock_flags(name, mode, opts, LockFlags::empty(), None)
+    }
+
+    /// Requests a lock without waiting for other holders.
+    ///
+    /// # Errors
+    /// [`Error::WouldBlock`] when it cannot be granted at once; otherwise
+    /// as [`Lockspace::lock`].
+    pub fn try_lock(&self, name: &[u8], mode: Mode, opts: LockOptions) -> Result<Lock<'_>, Error> {
+        self.lock_flags(name, mode, opts, LockFlags::NOQUEUE, None)
+    }
+
+    /// Requests a lock and waits at most `timeout` for it; on timeout the
+    /// request is cancelled.
+    ///
+    /// # Errors
+    /// [`Error::TimedOut`]; otherwise as [`Lockspace::lock`].
+    pub fn lock_timeout(
+        &self,
+        name: &[u8],
+        mode: Mode,
+        opts: LockOptions,
+        timeout: Duration,
+    ) -> Result<Lock<'_>, Error> {
+        self.lock_flags(
+            name,
+            mode,
+            opts,
+            LockFlags::empty(),
+            Some(Instant::now() + timeout),
+        )
+    }
+
+    fn lock_flags(
+        &self,
+        name: &[u8],
+        mode: Mode,
+        opts: LockOptions,
+        extra: LockFlags,
+        deadline: Option<Instant>,
+    ) -> Result<Lock<'_>, Error> {
+        let name = Name::new(name).map_err(Error::Sys)?;
+        let flags = (opts.flags | extra) - LockFlags::CONVERT - LockFlags::WAIT;
+        let token = self.shared.table().alloc(opts.on_blocking.clone());
+        let mut lock = Lock {
+            ls: self,
+            token,
+            lkid: 0,
+            mode,
+            flags,
+        };
+        let bastaddr = if opts.on_blocking.is_some() {
+            BAST_TOKEN
+        } else {
+            0
+        };
+        let req = Request::Lock(LockParams {
+            mode: mode.raw(),
+            flags,
+            castaddr: CAST_TOKEN,
+            castparam: token,
+            bastaddr,
+            bastparam: token,
+            lksb: token,
+            name,
+            ..LockParams::default()
+        });
+        let lkid = match self.handle.write(&req) {
+            Ok(id) => id,
+            Err(e) => {
+                self.shared.table().free(token);
+                std::mem::forget(lock);
+                return Err(e.into());
+            }
+        };
+        lock.lkid = lkid;
+        match self.wait_token(token, deadline, lkid) {
+            Ok(c) if c.status.is_granted() => {
+                lock.lkid = c.lkid;
+                if c.flags.contains(SbFlags::ALTMODE) {
+                    lock.mode = if flags.contains(LockFlags::ALTPR) {
+                        Mode::Pr
+                    } else {
+                        Mode::Cw
+                    };
+                }
+                Ok(lock)
+            }
+            Ok(c) => {
+                // The request ended (EAGAIN, ECANCEL, EDEADLK): no lock.
+                self.shared.table().free(token);
+                std::mem::forget(lock);
+                Err(Error::from_status(c.status))
+            }
+            Err(e) => {
+                std::mem::forget(lock);
+                Err(e)
+            }
+        }
+    }
+
+    /// Waits for the completion recorded in `token`'s slot, cancelling the
+    /// request `lkid` at the deadline.
+    fn wait_token(
+        &self,
+        token: u64,
+        deadline: Option<Instant>,
+        lkid: u32,
+    ) -> Result<Completion, Error> {
+        let done_status = || {
+            let mut table = self.shared.table();
+            let slot = table.get(token).expect("slot of a pending request");
+            (slot.status != Status::IN_PROGRESS).then_some(Completion {
+                lkid: slot.lkid,
+                status: slot.status,
+                flags: slot.flags,
+            })
+        };
+        if let Some(deadline) = deadline {
+            let mut cancelled = false;
+            loop {
+                if let Some(c) = done_status() {
+                    return if cancelled && c.status == Status::CANCELLED {
+                        Err(Error::TimedOut)
+                    } else {
+                        Ok(c)
+                    };
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() && !cancelled {
+                    cancelled = true;
+                    let cancel = Request::Unlock(LockParams {
+                        lkid,
+                        flags: LockFlags::CANCEL,
+                        lksb: token,
+                        castparam: token,
+                        ..LockParams::default()
+                    });
+                    self.handle.write(&cancel)?;
+                    // The cancel may have raced with the grant; either way
+                    // a completion follows, so wait without a deadline.
+                    self.handle
+                        .wait(&self.shared, &mut || done_status().is_some(), true)?;
+                    continue;
+                }
+                if !cancelled {
+                    wait_readable(self.handle.fd(), Some(left))?;
+                    self.handle.drain(&self.shared)?;
+                }
+            }
+        }
+        self.handle
+            .wait(&self.shared, &mut || done_status().is_some(), true)?;
+        Ok(done_status().expect("completion recorded"))
+    }
+
+    /// Adopts an orphan: a persistent lock on `name` held in `mode` whose
+    /// owner closed. The adopted lock is held at once.
+    ///
+    /// # Errors
+    /// [`Error::Sys`]`(ENOENT)` when there is no orphan of that name,
+    /// [`Error::WouldBlock`] (EAGAIN) when one exists in another mode.
+    pub fn adopt(&self, name: &[u8], mode: Mode, opts: LockOptions) -> Result<Lock<'_>, Error> {
+        let name = Name::new(name).map_err(Error::Sys)?;
+        let flags = opts.flags | LockFlags::PERSISTENT | LockFlags::ORPHAN;
+        let token = self.shared.table().alloc(opts.on_blocking.clone());
+        let req = Request::Lock(LockParams {
+            mode: mode.raw(),
+            flags,
+            castaddr: CAST_TOKEN,
+            castparam: token,
+            bastaddr: if opts.on_blocking.is_some() {
+                BAST_TOKEN
+            } else {
+                0
+            },
+            bastparam: token,
+            lksb: token,
+            name,
+            ..LockParams::default()
+        });
+        match self.handle.write(&req) {
+            Ok(lkid) => {
+                if let Some(slot) = self.shared.table().get(token) {
+                    slot.status = Status::GRANTED;
+                    slot.lkid = lkid;
+                }
+                Ok(Lock {
+                    ls: self,
+                    token,
+                    lkid,
+                    mode,
+                    flags: flags - LockFlags::ORPHAN,
+                })
+            }
+            Err(e) => {
+                self.shared.table().free(token);
+                Err(if e == Errno::EAGAIN {
+                    Error::WouldBlock
+                } else {
+                    e.into()
+                })
+            }
+        }
+    }
+
+    /// Force-unlocks orphans: those of process `pid`, or all with 0
+    /// (`nodeid` is the cluster node; 0 means this one).
+    ///
+    /// # Errors
+    /// [`Error::Sys`] with the lock manager's errno.
+    pub fn purge(&self, nodeid: u32, pid: u32) -> Result<(), Error> {
+        self.handle
+            .write(&Request::Purge { nodeid, pid })
+            .map(drop)
+            .map_err(Error::from)
+    }
+
+    /// Requests a lock asynchronously: `on_complete` runs when the request
+    /// completes, from [`Lockspace::dispatch`] or a blocking call of this
+    /// lockspace, with the completion and the LVB (if requested). Returns
+    /// the lock id; release it with [`Lockspace::unlock_id`].
+    ///
+    /// # Errors
+    /// [`Error::Sys`] when the request is refused.
+    pub fn lock_async(
+        &self,
+        name: &[u8],
+        mode: Mode,
+        opts: LockOptions,
+        on_complete: impl FnOnce(Completion, Option<Lvb>) + Send + 'static,
+    ) -> Result<u32, Error> {
+        let name = Name::new(name).map_err(Error::Sys)?;
+        let flags = opts.flags - LockFlags::CONVERT - LockFlags::WAIT;
+        let token = {
+            let mut table = self.shared.table();
+            let token = table.alloc(opts.on_blocking.clone());
+            table.get(token).expect("new slot").on_complete = Some(Box::new(on_complete));
+            token
+        };
+        let req = Request::Lock(LockParams {
+            mode: mode.raw(),
+            flags,
+            castaddr: CAST_TOKEN,
+            castparam: token,
+            bastaddr: if opts.on_blocking.is_some() {
+                BAST_TOKEN
+            } else {
+                0
+            },
+            bastparam: token,
+            lksb: token,
+            name,
+            ..LockParams::default()
+        });
+        self.handle.write(&req).map_err(|e| {
+            self.shared.table().free(token);
+            Error::from(e)
+        })
+    }
+
+    /// Unlocks (or, with `cancel`, cancels the pending request of) a lock
+    /// made by [`Lockspace::lock_async`]; its completion handler is not
+    /// called again, the unlock's status is returned.
+    ///
+    /// # Errors
+    /// [`Error::Sys`]`(ENOENT)` for an unknown lock id.
+    pub fn unlock_id(&self, lkid: u32, cancel: bool) -> Result<Status, Error> {
+        let token = self.shared.table().alloc(None);
+        let flags = if cancel {
+            LockFlags::CANCEL
+        } else {
+            LockFlags::empty()
+        };
+        let req = Request::Unlock(LockParams {
+            lkid,
+            flags,
+            lksb: token,
+            ..LockParams::default()
+        });
+        let res = self
+            .handle
+            .write(&req)
+            .map_err(Error::from)
+            .and_then(|_| self.wait_token(token, None, lkid));
+        self.shared.table().free(token);
+        res.map(|c| c.status)
+    }
+}
+
+impl AsFd for Lockspace {
+    /// The fd to poll: readable when a callback is queued; then call
+    /// [`Lockspace::dispatch`].
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.handle.fd()
+    }
+}
+
+/// Waits until `fd` is readable or the timeout passes.
+fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> Result<(), Errno> {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+    let ts = timeout.map(|t| Timespec {
+        tv_sec: t.as_secs() as i64,
+        tv_nsec: i64::from(t.subsec_nanos()),
+    });
+    match poll(&mut fds, ts.as_ref()) {
+        Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
+        Err(e) => Err(Errno::from_raw(e.raw_os_error())),
+    }
+}
+
+/// A granted lock. Dropping it unlocks it; [`Lock::unlock`] returns the
+/// status; [`Lock::keep`] leaves it held (a persistent lock then becomes
+/// an orphan when the lockspace closes).
+pub struct Lock<'ls> {
+    ls: &'ls Lockspace,
+    token: u64,
+    lkid: u32,
+    mode: Mode,
+    flags: LockFlags,
+}
+
+impl fmt::Debug for Lock<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lock")
+            .field("lkid", &self.lkid)
+            .field("mode", &self.mode)
+            .finish()
+    }
+}
+
+impl<'ls> Lock<'ls> {
+    /// The lock id.
+    pub fn id(&self) -> u32 {
+        self.lkid
+    }
+
+    /// The granted mode.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The status-block flags of the latest completion.
+    pub fn sb_flags(&self) -> SbFlags {
+        self.ls
+            .shared
+            .table()
+            .get(self.token)
+            .map_or(SbFlags::empty(), |s| s.flags)
+    }
+
+    /// Whether the lock value block is valid (the latest completion did
+    /// not report VALNOTVALID).
+    pub fn lvb_valid(&self) -> bool {
+        !self.sb_flags().contains(SbFlags::VALNOTVALID)
+    }
+
+    /// The lock value block as of the latest grant (or as set by
+    /// [`Lock::lvb_mut`]). Requires [`LockOptions::lvb`] to be meaningful.
+    pub fn lvb(&self) -> Lvb {
+        self.ls
+            .shared
+            .table()
+            .get(self.token)
+            .map_or([0; 32], |s| s.lvb)
+    }
+
+    /// Changes the lock value block; it is written to the resource when the
+    /// lock next leaves PW or EX (down-conversion or unlock).
+    pub fn lvb_mut(&mut self) -> LvbMut<'_, 'ls> {
+        LvbMut {
+            lvb: self.lvb(),
+            lock: self,
+        }
+    }
+
+    /// Converts to `mode`, waiting for it.
+    ///
+    /// # Errors
+    /// [`Error::Deadlock`] on a conversion deadlock (the lock keeps its
+    /// mode); [`Error::Busy`] if a conversion is already pending.
+    pub fn convert(&mut self, mode: Mode) -> Result<(), Error> {
+        self.convert_flags(mode, LockFlags::empty())
+    }
+
+    /// Converts to `mode` only if that can be granted at once.
+    ///
+    /// # Errors
+    /// [`Error::WouldBlock`]: the lock keeps its mode.
+    pub fn try_convert(&mut self, mode: Mode) -> Result<(), Error> {
+        self.convert_flags(mode, LockFlags::NOQUEUE)
+    }
+
+    /// Converts with extra flags (for example CONVDEADLK or QUECVT).
+    ///
+    /// # Errors
+    /// As [`Lock::convert`].
+    pub fn convert_flags(&mut self, mode: Mode, extra: LockFlags) -> Result<(), Error> {
+        let flags = (self.flags - LockFlags::NOQUEUE) | extra | LockFlags::CONVERT;
+        let bastaddr = {
+            let mut table = self.ls.shared.table();
+            let slot = table.get(self.token).ok_or(Error::Sys(Errno::ENOENT))?;
+            slot.status = Status::IN_PROGRESS;
+            if slot.on_blocking.is_some() {
+                BAST_TOKEN
+            } else {
+                0
+            }
+        };
+        let req = Request::Lock(LockParams {
+            mode: mode.raw(),
+            flags,
+            lkid: self.lkid,
+            castaddr: CAST_TOKEN,
+            castparam: self.token,
+            bastaddr,
+            bastparam: self.token,
+            lksb: self.token,
+            lvb: self.lvb(),
+            ..LockParams::default()
+        });
+        if let Err(e) = self.ls.handle.write(&req) {
+            // Nothing was queued: put the last status back.
+            if let Some(slot) = self.ls.shared.table().get(self.token) {
+                slot.status = Status::GRANTED;
+            }
+            return Err(e.into());
+        }
+        let c = self.ls.wait_token(self.token, None, self.lkid)?;
+        if c.status.is_granted() {
+            self.mode = if c.flags.contains(SbFlags::ALTMODE) {
+                if flags.contains(LockFlags::ALTPR) {
+                    Mode::Pr
+                } else {
+                    Mode::Cw
+                }
+            } else {
+                mode
+            };
+            if c.flags.contains(SbFlags::DEMOTED) && self.mode != mode {
+                self.mode = Mode::Nl;
+            }
+            Ok(())
+        } else {
+            if c.flags.contains(SbFlags::DEMOTED) {
+                self.mode = Mode::Nl;
+            }
+            Err(Error::from_status(c.status))
+        }
+    }
+
+    /// Unlocks, writing the LVB when the lock holds PW or EX and uses it.
+    ///
+    /// # Errors
+    /// [`Error::Sys`] when the unlock is refused or the lock manager went
+    /// away.
+    pub fn unlock(self) -> Result<Status, Error> {
+        let this = std::mem::ManuallyDrop::new(self);
+        this.do_unlock()
+    }
+
+    fn do_unlock(&self) -> Result<Status, Error> {
+        let flags = self.flags & LockFlags::VALBLK;
+        if let Some(slot) = self.ls.shared.table().get(self.token) {
+            slot.status = Status::IN_PROGRESS;
+        }
+        let req = Request::Unlock(LockParams {
+            lkid: self.lkid,
+            flags,
+            lksb: self.token,
+            castparam: self.token,
+            lvb: self.lvb(),
+            ..LockParams::default()
+        });
+        let res = self
+            .ls
+            .handle
+            .write(&req)
+            .map_err(Error::from)
+            .and_then(|_| self.ls.wait_token(self.token, None, self.lkid));
+        self.ls.shared.table().free(self.token);
+        res.map(|c| c.status)
+    }
+
+    /// Leaves the lock held and forgets it; returns its id. A persistent
+    /// lock becomes an orphan when the lockspace handle closes; any other
+    /// lock is released then.
+    pub fn keep(self) -> u32 {
+        let this = std::mem::ManuallyDrop::new(self);
+        this.lkid
+    }
+}
+
+impl Drop for Lock<'_> {
+    fn drop(&mut self) {
+        let _ = self.do_unlock();
+    }
+}
+
+/// Mutable access to a lock's LVB; the change is stored when dropped.
+pub struct LvbMut<'a, 'ls> {
+    lvb: Lvb,
+    lock: &'a mut Lock<'ls>,
+}
+
+impl std::ops::Deref for LvbMut<'_, '_> {
+    type Target = Lvb;
+    fn deref(&self) -> &Lvb {
+        &self.lvb
+    }
+}
+
+impl std::ops::DerefMut for LvbMut<'_, '_> {
+    fn deref_mut(&mut self) -> &mut Lvb {
+        &mut self.lvb
+    }
+}
+
+impl Drop for LvbMut<'_, '_> {
+    fn drop(&mut self) {
+        if let Some(slot) = self.lock.ls.shared.table().get(self.lock.token) {
+            slot.lvb = self.lvb;
+        }
+    }
+}
