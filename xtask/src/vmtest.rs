@@ -285,7 +285,7 @@ pub fn run(args: &[String]) -> Result<()> {
     if opts.smoke {
         tools.push(Tool::file("/usr/include/libdlm.h", "libdlm-dev"));
     }
-    ensure_host_tools(&tools)?;
+    ensure_host_tools(&cache, &tools)?;
 
     // 2. packages
     let t_fetch = Instant::now();
@@ -478,7 +478,7 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-fn ensure_host_tools(tools: &[Tool]) -> Result<()> {
+fn ensure_host_tools(cache: &Cache, tools: &[Tool]) -> Result<()> {
     for needed in ["apt-get", "apt-cache", "dpkg-deb", "dpkg-query"] {
         if in_path(needed).is_none() {
             return Err(format!(
@@ -501,22 +501,59 @@ fn ensure_host_tools(tools: &[Tool]) -> Result<()> {
             "vmtest: missing host packages; run: sudo apt-get install -y --no-install-recommends {list}"
         ));
     }
-    println!("vmtest: installing on the host: {list} (apt-get install -y --no-install-recommends)");
-    let install = || {
-        Command::new("apt-get")
-            .args(["install", "-y", "-q", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
+    // --no-remove: never take anything away from the host. (Debian 12's
+    // qemu-system-x86 7.2 would remove a backports qemu-utils 10, which
+    // Breaks qemu-system-common << 8.0; then backports' qemu is the one.)
+    println!(
+        "vmtest: installing on the host: {list} (apt-get install -y --no-install-recommends --no-remove)"
+    );
+    let install = |cmd: &mut Command, pkgs: &[String]| {
+        cmd.args([
+            "install",
+            "-y",
+            "-q",
+            "--no-install-recommends",
+            "--no-remove",
+        ])
+        .args(pkgs)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
     };
-    if !install() {
+    let plain: Vec<String> = missing.iter().map(|s| s.to_string()).collect();
+    let mut ok = install(&mut Command::new("apt-get"), &plain);
+    if !ok {
         println!("vmtest: apt-get install failed; running apt-get update and trying again");
         let _ = Command::new("apt-get").args(["update", "-q"]).status();
-        if !install() {
+        ok = install(&mut Command::new("apt-get"), &plain);
+    }
+    if !ok {
+        // the host's sources may lack bookworm-backports: use a private list
+        let apt = cache.apt(Suites::HostTools)?;
+        apt.update()?;
+        let pkgs: Vec<String> = missing
+            .iter()
+            .map(|p| {
+                let bpo = format!("{p}/bookworm-backports");
+                let in_bpo = apt
+                    .cmd("apt-cache")
+                    .args(["show", &bpo])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success());
+                if in_bpo { bpo } else { p.to_string() }
+            })
+            .collect();
+        println!(
+            "vmtest: trying again with bookworm-backports (private apt lists): {}",
+            pkgs.join(" ")
+        );
+        if !install(&mut apt.cmd("apt-get"), &pkgs) {
             return Err(format!(
-                "vmtest: could not install {list}; install them by hand"
+                "vmtest: could not install {list} without removing packages; \
+                 install them by hand (apt-get install {list})"
             ));
         }
     }
@@ -536,6 +573,8 @@ fn ensure_host_tools(tools: &[Tool]) -> Result<()> {
 enum Suites {
     Bookworm,
     Backports,
+    /// Both, for host tools the host's own sources cannot install.
+    HostTools,
 }
 
 impl Suites {
@@ -543,6 +582,7 @@ impl Suites {
         match self {
             Suites::Bookworm => "bookworm",
             Suites::Backports => "bookworm-backports",
+            Suites::HostTools => "host-tools",
         }
     }
     fn sources_list(self) -> String {
@@ -558,6 +598,9 @@ impl Suites {
                  deb {key} {security} bookworm-security main\n"
             ),
             Suites::Backports => format!("deb {key} {mirror} bookworm-backports main\n"),
+            Suites::HostTools => {
+                Suites::Bookworm.sources_list() + &Suites::Backports.sources_list()
+            }
         }
     }
 }
