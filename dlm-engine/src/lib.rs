@@ -11,23 +11,72 @@
 
 #![deny(unsafe_code)]
 
-use dlm_core::{Errno, LockFlags, LockResult, Lvb, LsFlags, Mode, Name, RemoveFlags, Request};
+use dlm_core::{Errno, LockFlags, LockResult, LsFlags, Lvb, Mode, Name, RemoveFlags, Request};
+
+mod ops;
+mod space;
+
+use space::{Lockspace, NIL};
+use std::collections::HashMap;
 
 /// One opener of a lockspace (one device fd / one dlmd handle). Opaque,
 /// never reused.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
 pub struct OwnerId(u64);
 
+/// Resources get per-resource aggregates once they hold more lock
+/// objects than this (below it, walking the short queues is cheaper).
+const AGG_THRESHOLD: u32 = 8;
+
 /// The lock manager: every lockspace of one node.
-#[derive(Default)]
 pub struct Engine {
-    _private: (),
+    /// Lockspaces by minor; minors are never reused.
+    spaces: Vec<Option<Box<Lockspace>>>,
+    by_name: HashMap<Name, u32>,
+    /// Open owners: their lockspace minor and slot.
+    owners: HashMap<OwnerId, (u32, u32)>,
+    next_owner: u64,
+    agg_threshold: u32,
+}
+
+impl Default for Engine {
+    fn default() -> Engine {
+        Engine::new()
+    }
 }
 
 impl Engine {
     /// An engine with no lockspaces.
     pub fn new() -> Engine {
-        Engine::default()
+        Engine {
+            spaces: Vec::new(),
+            by_name: HashMap::new(),
+            owners: HashMap::new(),
+            next_owner: 1,
+            agg_threshold: AGG_THRESHOLD,
+        }
+    }
+
+    /// Sets how many lock objects a resource holds before the engine
+    /// keeps aggregates for it (for lockspaces created afterwards). Only
+    /// for tests that check both code paths give identical results.
+    #[doc(hidden)]
+    pub fn set_aggregate_threshold(&mut self, n: u32) {
+        self.agg_threshold = n;
+    }
+
+    fn space(&self, minor: u32) -> Option<&Lockspace> {
+        self.spaces.get(minor as usize)?.as_deref()
+    }
+
+    fn owner(&self, owner: OwnerId) -> Option<(&Lockspace, u32)> {
+        let &(minor, slot) = self.owners.get(&owner)?;
+        Some((self.space(minor)?, slot))
+    }
+
+    fn owner_mut(&mut self, owner: OwnerId) -> Option<(&mut Lockspace, u32)> {
+        let &(minor, slot) = self.owners.get(&owner)?;
+        Some((self.spaces.get_mut(minor as usize)?.as_deref_mut()?, slot))
     }
 
     /// CREATE_LOCKSPACE: returns the lockspace's minor (a small unique
@@ -37,36 +86,80 @@ impl Engine {
     /// and returns the same minor.
     ///
     /// # Errors
-    /// EEXIST for an existing name with NEWEXCL.
-    pub fn create_lockspace(&mut self, _name: Name, _flags: LsFlags) -> Result<u32, Errno> {
-        Err(Errno::EINVAL)
+    /// EEXIST for an existing name with NEWEXCL; EINVAL for an empty name
+    /// or one containing a NUL byte.
+    pub fn create_lockspace(&mut self, name: Name, flags: LsFlags) -> Result<u32, Errno> {
+        if name.is_empty() || name.as_bytes().contains(&0) {
+            return Err(Errno::EINVAL);
+        }
+        if let Some(&minor) = self.by_name.get(&name) {
+            if flags.contains(LsFlags::NEWEXCL) {
+                return Err(Errno::EEXIST);
+            }
+            let ls = self.spaces[minor as usize]
+                .as_deref_mut()
+                .expect("named lockspace");
+            ls.create_count += 1;
+            return Ok(minor);
+        }
+        let minor = self.spaces.len() as u32;
+        self.spaces
+            .push(Some(Box::new(Lockspace::new(name, self.agg_threshold))));
+        self.by_name.insert(name, minor);
+        Ok(minor)
     }
 
     /// REMOVE_LOCKSPACE by minor.
     ///
     /// A creation count above 1 is decremented. At 1 the lockspace goes
-    /// away, unless it is busy.
+    /// away, with all its locks, unless it is busy.
     ///
     /// # Errors
     /// ENOENT for an unknown minor; EBUSY if any lock object exists
     /// (orphans included) and FORCEFREE is not given; EBUSY if any opener
     /// is still open, regardless of FORCEFREE (where the kernel would
     /// block: DESIGN.md's deliberate difference).
-    pub fn remove_lockspace(&mut self, _minor: u32, _flags: RemoveFlags) -> Result<(), Errno> {
-        Err(Errno::EINVAL)
+    pub fn remove_lockspace(&mut self, minor: u32, flags: RemoveFlags) -> Result<(), Errno> {
+        let ls = self
+            .spaces
+            .get_mut(minor as usize)
+            .and_then(|s| s.as_deref_mut())
+            .ok_or(Errno::ENOENT)?;
+        if ls.create_count > 1 {
+            ls.create_count -= 1;
+            return Ok(());
+        }
+        if ls.nobjects > 0 && !flags.contains(RemoveFlags::FORCEFREE) {
+            return Err(Errno::EBUSY);
+        }
+        if ls.openers > 0 {
+            return Err(Errno::EBUSY);
+        }
+        self.by_name.remove(&ls.name);
+        self.spaces[minor as usize] = None;
+        Ok(())
     }
 
     /// The minor of the lockspace called `name`, if it exists.
-    pub fn find_lockspace(&self, _name: &Name) -> Option<u32> {
-        None
+    pub fn find_lockspace(&self, name: &Name) -> Option<u32> {
+        self.by_name.get(name).copied()
     }
 
     /// Opens the lockspace device: a new owner.
     ///
     /// # Errors
     /// ENOENT if no lockspace has this minor.
-    pub fn open(&mut self, _minor: u32) -> Result<OwnerId, Errno> {
-        Err(Errno::ENOENT)
+    pub fn open(&mut self, minor: u32) -> Result<OwnerId, Errno> {
+        let ls = self
+            .spaces
+            .get_mut(minor as usize)
+            .and_then(|s| s.as_deref_mut())
+            .ok_or(Errno::ENOENT)?;
+        let id = OwnerId(self.next_owner);
+        self.next_owner += 1;
+        let slot = ls.add_owner(id);
+        self.owners.insert(id, (minor, slot));
+        Ok(id)
     }
 
     /// Closes an owner (spec A.7): persistent locks become orphans (a
@@ -74,42 +167,145 @@ impl Engine {
     /// queue but kept as an orphan), the others are force-unlocked with
     /// IVVALBLK, unread callbacks are discarded. Unknown owners are
     /// ignored.
-    pub fn close(&mut self, _owner: OwnerId) {}
+    pub fn close(&mut self, owner: OwnerId) {
+        if let Some((ls, slot)) = self.owner_mut(owner) {
+            ls.close_owner(slot);
+            self.owners.remove(&owner);
+        }
+    }
 
     /// One device write by `owner`: LOCK (new / CONVERT / ORPHAN adopt),
     /// UNLOCK (plain / CANCEL / FORCEUNLOCK), DEADLOCK or PURGE.
     ///
-    /// Returns what the kernel's `write()` returns: the lock id for LOCK,
-    /// 0 otherwise. `tid` is the caller's thread id (the owner pid of
-    /// orphans, and PURGE's notion of "the caller"). Every PURGE nodeid is
-    /// the local node.
+    /// Returns what the kernel's `write()` returns: the lock id for a new
+    /// request or an adoption, 0 otherwise. Outcomes arrive as callbacks.
+    /// `tid` is the caller's thread id (the owner pid of its locks, and
+    /// PURGE's notion of "the caller"). Every PURGE nodeid is the local
+    /// node.
     ///
     /// # Errors
     /// The kernel's errnos (spec A.4, C.3, C.6, C.11): EINVAL for bad
     /// arguments, for CREATE/REMOVE requests and for an unknown or closed
-    /// owner; ENOENT for an unknown lock id or orphan; EBUSY for a lock
-    /// in the wrong state; EAGAIN for an orphan held in another mode.
-    pub fn write(&mut self, _owner: OwnerId, _req: &Request, _tid: u32) -> Result<u32, Errno> {
-        Err(Errno::EINVAL)
+    /// owner; ENOENT for an unknown lock id or orphan; EBUSY for a
+    /// conversion of a lock that is not granted; EAGAIN for an orphan held
+    /// in another mode.
+    pub fn write(&mut self, owner: OwnerId, req: &Request, tid: u32) -> Result<u32, Errno> {
+        let (ls, slot) = self.owner_mut(owner).ok_or(Errno::EINVAL)?;
+        match req {
+            Request::Lock(p) => {
+                if p.castaddr == 0 || p.lksb == 0 {
+                    Err(Errno::EINVAL)
+                } else if p.flags.contains(LockFlags::CONVERT) {
+                    ls.convert(p, tid).map(|()| 0)
+                } else if p.flags.contains(LockFlags::ORPHAN) {
+                    ls.adopt(slot, p, tid)
+                } else {
+                    ls.request(slot, p, tid)
+                }
+            }
+            Request::Unlock(p) if p.flags.contains(LockFlags::CANCEL) => ls.cancel(p).map(|()| 0),
+            Request::Unlock(p) => ls.unlock(p).map(|()| 0),
+            Request::Deadlock { lkid, flags } => ls.deadlock(*lkid, *flags).map(|()| 0),
+            Request::Purge { pid, .. } => {
+                ls.purge(slot, *pid, tid);
+                Ok(0)
+            }
+            _ => Err(Errno::EINVAL),
+        }
     }
 
     /// Takes the oldest queued callback of `owner`: exactly what a device
     /// `read()` with a 104-byte buffer returns, the LVB included when the
-    /// A.5 rules attach one.
-    pub fn pop_callback(&mut self, _owner: OwnerId) -> Option<LockResult> {
-        None
+    /// A.5 rules attach one. `None` when nothing is queued or the owner is
+    /// unknown.
+    pub fn pop_callback(&mut self, owner: OwnerId) -> Option<LockResult> {
+        let (ls, slot) = self.owner_mut(owner)?;
+        ls.pop_cb(slot)
     }
 
     /// The number of queued callbacks of `owner` (poll readiness); 0 for
     /// an unknown owner.
-    pub fn pending_callbacks(&self, _owner: OwnerId) -> usize {
-        0
+    pub fn pending_callbacks(&self, owner: OwnerId) -> usize {
+        self.owner(owner)
+            .map_or(0, |(ls, slot)| ls.owners[slot as usize].cbs.len())
+    }
+
+    /// Bytes held by the engine's slabs and tables for all lockspaces
+    /// (lock and resource slabs, name tables), for memory reports.
+    #[doc(hidden)]
+    pub fn footprint(&self) -> usize {
+        self.spaces.iter().flatten().map(|ls| ls.footprint()).sum()
     }
 
     /// A snapshot of lockspace `minor` for `dlm locks` and dlmd's dump,
-    /// or `None` if no lockspace has this minor.
-    pub fn dump(&self, _minor: u32) -> Option<LockspaceDump> {
-        None
+    /// or `None` if no lockspace has this minor. Resources are listed by
+    /// name.
+    pub fn dump(&self, minor: u32) -> Option<LockspaceDump> {
+        let ls = self.space(minor)?;
+        let lock_dump = |i: u32| {
+            let l = ls.l(i);
+            let owner = if l.bits & space::B_DEAD != 0 {
+                LockOwner::Dead
+            } else if l.owner == NIL {
+                LockOwner::Orphan
+            } else {
+                LockOwner::Owner(ls.owners[l.owner as usize].id)
+            };
+            let mode = |m: i8| (m >= 0).then(|| Mode::ALL[m as usize]);
+            LockDump {
+                id: i + 1,
+                granted: mode(l.gr),
+                requested: mode(l.rq),
+                owner,
+                pid: l.ownpid,
+                flags: l.exflags,
+                xid: l.ua.xid,
+            }
+        };
+        let queue = |mut i: u32| {
+            let mut v = Vec::new();
+            while i != NIL {
+                v.push(lock_dump(i));
+                i = ls.l(i).q_next;
+            }
+            v
+        };
+        let mut resources: Vec<ResourceDump> = ls
+            .res
+            .iter()
+            .filter(|r| r.nlocks > 0)
+            .map(|r| ResourceDump {
+                name: Name::new(&r.name).expect("resource names fit"),
+                lvb: r.lvb.as_deref().copied(),
+                lvb_invalid: r.lvb_invalid,
+                granted: queue(r.q[space::Q_GRANT].head),
+                converting: queue(r.q[space::Q_CONVERT].head),
+                waiting: queue(r.q[space::Q_WAIT].head),
+                detached: Vec::new(),
+            })
+            .collect();
+        resources.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+        let mut i = ls.orphans.head;
+        while i != NIL {
+            let l = ls.l(i);
+            if l.status == space::ST_NONE {
+                let name = Name::new(&ls.res[l.res as usize].name).expect("resource names fit");
+                if let Ok(k) =
+                    resources.binary_search_by(|r| r.name.as_bytes().cmp(name.as_bytes()))
+                {
+                    resources[k].detached.push(lock_dump(i));
+                }
+            }
+            i = l.o_next;
+        }
+        Some(LockspaceDump {
+            name: ls.name,
+            minor,
+            create_count: ls.create_count,
+            openers: ls.openers,
+            locks: ls.nobjects,
+            resources,
+        })
     }
 }
 
@@ -124,6 +320,8 @@ pub struct LockspaceDump {
     pub create_count: u32,
     /// The number of open owners.
     pub openers: usize,
+    /// The number of lock objects (orphans included).
+    pub locks: usize,
     /// Its resources, in no particular order.
     pub resources: Vec<ResourceDump>,
 }
@@ -143,6 +341,9 @@ pub struct ResourceDump {
     pub converting: Vec<LockDump>,
     /// The wait queue, in order.
     pub waiting: Vec<LockDump>,
+    /// Orphans on no queue: PERSISTENT requests that were still waiting
+    /// when their owner closed (only a purge removes them).
+    pub detached: Vec<LockDump>,
 }
 
 /// Who owns a lock in a [`ResourceDump`].
@@ -152,6 +353,10 @@ pub enum LockOwner {
     Owner(OwnerId),
     /// An orphan: its owner closed, it was PERSISTENT.
     Orphan,
+    /// A lock whose owner closed or purged it but which could not be
+    /// force-unlocked (its own flags held FORCEUNLOCK, so the kernel's
+    /// force-unlock fails): it stays queued until unlocked by id.
+    Dead,
 }
 
 /// One lock of a [`ResourceDump`].
@@ -161,12 +366,17 @@ pub struct LockDump {
     pub id: u32,
     /// The granted mode, `None` while a new request waits.
     pub granted: Option<Mode>,
-    /// The requested mode (equal to the granted mode when idle).
-    pub requested: Mode,
+    /// The requested mode of a pending request or conversion (`None`
+    /// when nothing is pending; a NOQUEUE conversion that failed leaves
+    /// its mode here, as in the kernel).
+    pub requested: Option<Mode>,
     /// The owner.
     pub owner: LockOwner,
     /// The owner pid (the tid of the request that created it).
     pub pid: u32,
-    /// The flags of the lock's latest request.
+    /// The flags of the lock's latest request, with the flags of later
+    /// unlocks and cancels added.
     pub flags: LockFlags,
+    /// The transaction id of its latest request.
+    pub xid: u64,
 }
