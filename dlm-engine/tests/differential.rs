@@ -189,7 +189,8 @@ struct Case {
 
 impl fmt::Debug for Case {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{} openers, names {:?}:", self.owners, &NAMES[..self.names as usize])?;
+        let names: Vec<String> = (0..self.names).map(|n| format!("\"{}\"", name_str(n))).collect();
+        writeln!(f, "{} openers O0..O{}, names {}:", self.owners, self.owners - 1, names.join(" "))?;
         for (i, s) in self.steps.iter().enumerate() {
             writeln!(f, "  {i:3}: {s:?}")?;
         }
@@ -671,6 +672,31 @@ fn run_case<E: Dlm>(engine: E, case: &Case) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// Runs `cases` random cases against `side`; on failure, panics with the
+/// shrunk case and its transcript. Panics inside a case are failures too
+/// (their messages are kept, the default hook's noise for each shrink
+/// attempt is not).
+fn run_random<E: Dlm>(side: fn() -> E, cases: u32, steps: usize) {
+    let mut runner = TestRunner::new(Config {
+        cases: cases.max(1),
+        failure_persistence: None,
+        max_shrink_iters: 4096,
+        ..Config::default()
+    });
+    let me = std::thread::current().name().map(str::to_owned);
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current().name().map(str::to_owned) != me {
+            hook(info);
+        }
+    }));
+    let result = runner.run(&case(steps), |c| run_case(side(), &c));
+    let _ = std::panic::take_hook();
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
 fn env(name: &str, default: u32) -> u32 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
@@ -679,16 +705,7 @@ fn env(name: &str, default: u32) -> u32 {
 fn engine_matches_model() {
     let cases = env("DLM_DIFF_CASES", 64);
     let steps = env("DLM_DIFF_STEPS", 200) as usize;
-    let mut runner = TestRunner::new(Config {
-        cases,
-        failure_persistence: None,
-        max_shrink_iters: 4096,
-        ..Config::default()
-    });
-    let result = runner.run(&case(steps), |c| run_case(Engine::new(), &c));
-    if let Err(e) = result {
-        panic!("{e}");
-    }
+    run_random(Engine::new, cases, steps);
 }
 
 /// The model against a second copy of itself: its invariants hold on
@@ -697,15 +714,7 @@ fn engine_matches_model() {
 fn model_keeps_its_invariants() {
     let cases = env("DLM_DIFF_CASES", 64) / 4;
     let steps = env("DLM_DIFF_STEPS", 200) as usize;
-    let mut runner = TestRunner::new(Config {
-        cases: cases.max(1),
-        failure_persistence: None,
-        ..Config::default()
-    });
-    let result = runner.run(&case(steps), |c| run_case(Model::new(), &c));
-    if let Err(e) = result {
-        panic!("{e}");
-    }
+    run_random(Model::new, cases, steps);
 }
 
 // ---------------------------------------------------------------------------
