@@ -62,3 +62,105 @@ pub fn run_c(test: &str, source: &str) -> String {
     );
     String::from_utf8(out.stdout).expect("C program output is UTF-8")
 }
+
+/// A dlmd process started by a test on its own socket, killed when
+/// dropped. Tests point clients at it with [`Dlmd::env`] (it sets
+/// `DLMD_SOCKET` and `DLM_BACKEND=dlmd` for child processes) or
+/// [`Dlmd::socket`].
+pub struct Dlmd {
+    child: std::process::Child,
+    dir: PathBuf,
+    socket: PathBuf,
+}
+
+impl Dlmd {
+    /// Starts the `dlmd` binary of this build (`target/<profile>/dlmd`,
+    /// built by `cargo xtask test`) on a socket in a fresh
+    /// world-accessible directory, and waits until it answers.
+    ///
+    /// # Panics
+    /// If the binary is missing or does not come up within 10 seconds.
+    pub fn start(test: &str) -> Dlmd {
+        let dir = scratch_dir(&format!("dlmd-{test}"));
+        // Tests switch to other uids to check permissions.
+        let _ = std::fs::set_permissions(
+            &dir,
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        );
+        let socket = dir.join("dlmd.sock");
+        let child = Command::new(dlmd_binary())
+            .arg("--foreground")
+            .arg("--socket")
+            .arg(&socket)
+            .env("DLMD_SOCKET", &socket)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start dlmd");
+        let dlmd = Dlmd { child, dir, socket };
+        let start = std::time::Instant::now();
+        while dlm_core::dlmd::client::connect(&dlmd.socket).is_err() {
+            assert!(start.elapsed().as_secs() < 10, "dlmd did not come up");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        dlmd
+    }
+
+    /// The socket it listens on.
+    pub fn socket(&self) -> &std::path::Path {
+        &self.socket
+    }
+
+    /// The pid of the dlmd process.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Environment for a client of this dlmd (`DLMD_SOCKET`,
+    /// `DLM_BACKEND=dlmd`).
+    pub fn env(&self) -> [(&'static str, std::ffi::OsString); 2] {
+        [("DLMD_SOCKET", self.socket.clone().into_os_string()), ("DLM_BACKEND", "dlmd".into())]
+    }
+
+    /// Points this process's clients at this dlmd (sets the variables of
+    /// [`Dlmd::env`] in this process). Tests that do this must not run
+    /// concurrently with tests using another dlmd in the same process; use
+    /// one dlmd per test binary, or pass [`Dlmd::env`] to child processes.
+    pub fn use_in_this_process(&self) {
+        for (k, v) in self.env() {
+            set_env(k, &v);
+        }
+    }
+
+    /// Kills dlmd with SIGKILL and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn set_env(key: &str, value: &std::ffi::OsStr) {
+    // SAFETY: test processes set these variables before their clients
+    // start threads that read the environment (see use_in_this_process).
+    unsafe { std::env::set_var(key, value) }
+}
+
+impl Drop for Dlmd {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The `dlmd` binary of this build: next to the test executable's
+/// `deps/` directory.
+pub fn dlmd_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let profile_dir = exe.parent().and_then(|d| d.parent()).expect("target/<profile>");
+    let bin = profile_dir.join("dlmd");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build -p dlmd` (cargo xtask test does)",
+        bin.display()
+    );
+    bin
+}

@@ -21,6 +21,13 @@ pub const NEEDS: &[Need] = &[
 pub fn run(extra: &[String]) -> Result<(), String> {
     host::ensure(NEEDS)?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // The tests start the dlmd binary and link C programs against the
+    // libraries, so build every target first.
+    host::run(
+        Command::new(&cargo)
+            .current_dir(crate::workspace_root())
+            .args(["build", "--workspace"]),
+    )?;
     host::run(
         Command::new(cargo)
             .current_dir(crate::workspace_root())

@@ -72,6 +72,37 @@ fn write_request(fd: BorrowedFd<'_>, req: &Request, version: Version) -> Result<
     }
 }
 
+/// A node-wide lock held while a lockspace is created: two processes
+/// creating the same new lockspace at the same moment hang Linux 6.1.
+/// Best effort: if no lock file can be opened, creation goes ahead
+/// unserialised.
+#[derive(Debug)]
+pub struct CreationLock {
+    /// The locked file; closing it releases the lock.
+    _file: Option<OwnedFd>,
+}
+
+impl CreationLock {
+    const PATHS: [&'static str; 2] = ["/run/dlm-rs-create.lock", "/tmp/.dlm-rs-create.lock"];
+
+    /// Takes the lock, waiting for another creator to finish.
+    pub fn acquire() -> CreationLock {
+        for path in CreationLock::PATHS {
+            let flags = OFlags::RDWR | OFlags::CREATE | OFlags::CLOEXEC;
+            if let Ok(fd) = rustix::fs::open(path, flags, Mode::from_raw_mode(0o666)) {
+                loop {
+                    match rustix::fs::flock(&fd, rustix::fs::FlockOperation::LockExclusive) {
+                        Err(rustix::io::Errno::INTR) => continue,
+                        Ok(()) => return CreationLock { _file: Some(fd) },
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+        CreationLock { _file: None }
+    }
+}
+
 /// The control device, `dlm-control`.
 #[derive(Debug)]
 pub struct Control {

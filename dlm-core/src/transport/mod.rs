@@ -106,6 +106,10 @@ impl Control {
         let req = Request::CreateLockspace { flags, name: *name };
         match self {
             Control::Kernel(k) => {
+                // Two processes creating the same new lockspace at once hang
+                // kernel 6.1 (a race in its device registration): serialise
+                // creations on this node.
+                let _serial = kernel::CreationLock::acquire();
                 let minor = k.write(&req)?;
                 let opened = kernel::Device::open(name, k.version(), Some(minor)).and_then(|dev| {
                     if mode != 0 {
