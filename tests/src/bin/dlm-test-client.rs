@@ -56,7 +56,11 @@ fn counter(ls: &str, res: &str, rounds: u32) -> Result<(), Error> {
 fn hold(ls: &str, res: &str, mode: &str, how: &str) -> Result<(), Error> {
     let ls = Lockspace::open(ls)?;
     let mode: Mode = mode.parse().map_err(Error::Sys)?;
-    let opts = if how == "persistent" { LockOptions::new().persistent() } else { LockOptions::new() };
+    let opts = if how == "persistent" {
+        LockOptions::new().persistent()
+    } else {
+        LockOptions::new()
+    };
     let lock = ls.lock(res.as_bytes(), mode, opts)?;
     println!("locked {}", lock.id());
     if how == "persistent" {
