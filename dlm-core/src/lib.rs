@@ -15,6 +15,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod cabi;
 pub mod check;
 pub mod codec;
 pub mod dlmd;

@@ -1,0 +1,741 @@
+//! The libdlm functions themselves (spec part B.2), flavour-neutral:
+//! each returns a `Result`, and the shims of the two libraries turn it
+//! into their return value and errno.
+//!
+//! Lock and unlock calls return the outcome as a [`Status`]:
+//! asynchronous calls return [`Status::GRANTED`] once the request was
+//! accepted; synchronous ones the completion's status (see
+//! [`wait_ret`]). Pointer rules: the parent module's `# Safety`.
+
+use super::*;
+use crate::codec::{LVB_LEN, LockParams, Request, Version};
+use crate::transport::{Control, Device};
+use crate::{LockFlags, LsFlags, NAME_MAX};
+use std::ffi::CStr;
+use std::os::fd::AsRawFd;
+use std::sync::OnceLock;
+
+static CONTROL: OnceLock<Control> = OnceLock::new();
+static DEFAULT: Mutex<Option<Arc<Ls>>> = Mutex::new(None);
+
+/// The process's control connection, opened on first use (which also
+/// detects the version). A failed attempt is retried by the next call.
+///
+/// # Errors
+/// ENOENT when no lock manager is reachable, ECONNREFUSED for a stale
+/// dlmd socket, and the transport's other errors.
+pub fn control() -> Result<&'static Control, Errno> {
+    if let Some(c) = CONTROL.get() {
+        return Ok(c);
+    }
+    let c = Control::connect()?;
+    Ok(CONTROL.get_or_init(|| c))
+}
+
+/// `dlm_kernel_version`: the version the lock manager reports.
+///
+/// # Errors
+/// As [`control`].
+pub fn kernel_version() -> Result<Version, Errno> {
+    control().map(Control::version)
+}
+
+/// `dlm_library_version`: the interface version this library speaks.
+pub fn library_version() -> Version {
+    Version::DEVICE
+}
+
+/// Reads a C lockspace name.
+///
+/// # Safety
+/// `name` is NULL or a NUL-terminated string.
+unsafe fn c_str<'a>(name: *const c_char) -> Result<&'a [u8], Errno> {
+    if name.is_null() {
+        return Err(Errno::EINVAL);
+    }
+    // SAFETY: non-NULL and NUL-terminated by the caller's contract.
+    Ok(unsafe { CStr::from_ptr(name) }.to_bytes())
+}
+
+fn into_ptr(dev: Device, name: Name) -> LsPtr {
+    let ls = Arc::new(Ls::new(Handle::new(dev), name));
+    register(&ls);
+    Arc::into_raw(ls).cast_mut().cast()
+}
+
+/// Borrows the record behind a handle.
+///
+/// # Errors
+/// ENOTCONN for NULL.
+///
+/// # Safety
+/// `ls` is NULL or a live handle (module doc).
+pub unsafe fn borrow<'a>(ls: LsPtr) -> Result<&'a Ls, Errno> {
+    // SAFETY: a live handle points to an `Ls` owned by an `Arc`.
+    unsafe { ls.cast::<Ls>().cast_const().as_ref() }.ok_or(Errno::ENOTCONN)
+}
+
+/// A new reference to the record behind a handle, for a thread that
+/// outlives the call.
+///
+/// # Errors
+/// ENOTCONN for NULL.
+///
+/// # Safety
+/// `ls` is NULL or a live handle.
+pub unsafe fn share(ls: LsPtr) -> Result<Arc<Ls>, Errno> {
+    if ls.is_null() {
+        return Err(Errno::ENOTCONN);
+    }
+    let p = ls.cast::<Ls>().cast_const();
+    // SAFETY: `p` came from `Arc::into_raw` and its count is at least one
+    // while the handle is live; the new count is owned by the result.
+    unsafe {
+        Arc::increment_strong_count(p);
+        Ok(Arc::from_raw(p))
+    }
+}
+
+/// `dlm_new_lockspace` (and `dlm_create_lockspace` with flags 0).
+///
+/// # Errors
+/// EINVAL (NULL, empty or over-long name), EEXIST (NEWEXCL), EACCES,
+/// ENOENT/ECONNREFUSED (no lock manager).
+///
+/// # Safety
+/// `name` is NULL or a NUL-terminated string.
+pub unsafe fn new_lockspace(name: *const c_char, mode: u32, flags: u32) -> Result<LsPtr, Errno> {
+    // SAFETY: forwarded caller contract.
+    let name = Name::lockspace(unsafe { c_str(name) }?)?;
+    let dev = control()?.create_lockspace(&name, mode, LsFlags::from_bits_retain(flags))?;
+    Ok(into_ptr(dev, name))
+}
+
+/// `dlm_open_lockspace`.
+///
+/// # Errors
+/// ENOENT (no such lockspace, or no lock manager), EACCES, ECONNREFUSED.
+///
+/// # Safety
+/// `name` is NULL or a NUL-terminated string.
+pub unsafe fn open_lockspace(name: *const c_char) -> Result<LsPtr, Errno> {
+    // SAFETY: forwarded caller contract.
+    let bytes = unsafe { c_str(name) }?;
+    // A name no lockspace can have is simply not found, as in C.
+    let name = Name::lockspace(bytes).map_err(|_| Errno::ENOENT)?;
+    let dev = control()?.open_lockspace(&name)?;
+    Ok(into_ptr(dev, name))
+}
+
+/// Takes a handle back from C: it is no longer registered.
+///
+/// # Safety
+/// `ls` is a live, non-NULL handle, which this call consumes.
+unsafe fn take(ls: LsPtr) -> Arc<Ls> {
+    // SAFETY: a live handle is an `Arc::into_raw` pointer; the caller
+    // gives up its count.
+    let ls = unsafe { Arc::from_raw(ls.cast::<Ls>().cast_const()) };
+    unregister(&ls);
+    ls
+}
+
+/// `dlm_close_lockspace`: closes the handle (its locks are released or
+/// orphaned once no thread uses it any more). The threads library stops
+/// the handle's AST thread first.
+///
+/// # Errors
+/// ENOTCONN for NULL.
+///
+/// # Safety
+/// `ls` is NULL or a live handle, which this call consumes.
+pub unsafe fn close_lockspace(ls: LsPtr) -> Result<(), Errno> {
+    if ls.is_null() {
+        return Err(Errno::ENOTCONN);
+    }
+    // SAFETY: forwarded caller contract.
+    drop(unsafe { take(ls) });
+    Ok(())
+}
+
+/// `dlm_release_lockspace`: closes the handle, then drops one creation
+/// count of its lockspace (removing it when it was the last).
+///
+/// Unlike C, the lock manager's answer is returned, and a release while
+/// another handle of this process has the lockspace open fails with
+/// EBUSY at once instead of blocking forever. The handle is closed
+/// either way.
+///
+/// # Errors
+/// ENOTCONN for NULL; EBUSY (locks or other openers remain); EPERM or
+/// EACCES; ENOENT.
+///
+/// # Safety
+/// `ls` is NULL or a live handle, which this call consumes.
+pub unsafe fn release_lockspace(
+    _name: *const c_char,
+    ls: LsPtr,
+    force: c_int,
+) -> Result<(), Errno> {
+    if ls.is_null() {
+        return Err(Errno::ENOTCONN);
+    }
+    // SAFETY: forwarded caller contract.
+    let ls = unsafe { take(ls) };
+    let minor = ls.handle.device().minor();
+    let busy = others_open(&ls.name, Arc::as_ptr(&ls));
+    drop(ls);
+    if busy {
+        return Err(Errno::EBUSY);
+    }
+    control()?.remove_lockspace(minor, force != 0)
+}
+
+/// `dlm_ls_get_fd`: the pollable fd of a handle.
+pub fn ls_get_fd(ls: &Ls) -> c_int {
+    ls.handle.fd().as_raw_fd()
+}
+
+/// The default lockspace ("default"): opened, else created 0600, on
+/// first need when `open`; otherwise ENOTCONN until then.
+///
+/// # Errors
+/// ENOTCONN (not open and `!open`); the open/create errors.
+pub fn default_ls(open: bool) -> Result<Arc<Ls>, Errno> {
+    let mut slot = DEFAULT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(ls) = &*slot {
+        return Ok(ls.clone());
+    }
+    if !open {
+        return Err(Errno::ENOTCONN);
+    }
+    let name = Name::lockspace(b"default")?;
+    let ctl = control()?;
+    let dev = match ctl.open_lockspace(&name) {
+        Ok(dev) => dev,
+        Err(_) => ctl.create_lockspace(&name, 0o600, LsFlags::empty())?,
+    };
+    let ls = Arc::new(Ls::new(Handle::new(dev), name));
+    register(&ls);
+    *slot = Some(ls.clone());
+    Ok(ls)
+}
+
+/// Forgets the default lockspace (`dlm_pthread_cleanup`); the caller
+/// stops its AST thread and drops it, which closes it.
+pub fn take_default() -> Option<Arc<Ls>> {
+    let ls = DEFAULT.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(ls) = &ls {
+        unregister(ls);
+    }
+    ls
+}
+
+/// The default lockspace, if it is open.
+pub fn current_default() -> Option<Arc<Ls>> {
+    DEFAULT.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// `dlm_get_fd`: the default lockspace's fd, opening it first.
+///
+/// # Errors
+/// As [`default_ls`].
+pub fn get_fd() -> Result<c_int, Errno> {
+    default_ls(true).map(|ls| ls_get_fd(&ls))
+}
+
+/// `dlm_dispatch`: delivers every queued result of the handle whose fd
+/// this is, without blocking. A handle with an AST thread is left to it.
+///
+/// # Errors
+/// EBADF when no open handle has this fd; ENOTCONN when the lock manager
+/// went away.
+pub fn dispatch(fd: c_int) -> Result<(), Errno> {
+    let ls = find_by_fd(fd).ok_or(Errno::from_raw(libc::EBADF))?;
+    if ls.is_threaded() {
+        return Ok(());
+    }
+    ls.handle.drain(&ls.deliver()).map(drop)
+}
+
+/// The arguments of `dlm_ls_lock` and its relatives.
+#[derive(Clone, Copy, Debug)]
+pub struct LockArgs {
+    /// Requested mode.
+    pub mode: u32,
+    /// The caller's status block.
+    pub lksb: *mut Lksb,
+    /// `LKF_*` flags, LKF_WAIT included.
+    pub flags: u32,
+    /// The resource name (`namelen` bytes).
+    pub name: *const c_void,
+    /// Length of the name.
+    pub namelen: u32,
+    /// Parent lock id (ignored by every kernel).
+    pub parent: u32,
+    /// Completion routine.
+    pub astaddr: AstFn,
+    /// Parameter of both routines.
+    pub astarg: *mut c_void,
+    /// Blocking routine.
+    pub bastaddr: AstFn,
+    /// Transaction id (`dlm_ls_lockx`).
+    pub xid: u64,
+    /// Timeout in centiseconds (`dlm_ls_lockx`; ignored since 6.4).
+    pub timeout: u64,
+}
+
+impl LockArgs {
+    /// Arguments with no completion routine, parameter, xid or timeout.
+    pub fn new(mode: u32, lksb: *mut Lksb, flags: u32, name: *const c_void, namelen: u32) -> Self {
+        LockArgs {
+            mode,
+            lksb,
+            flags,
+            name,
+            namelen,
+            parent: 0,
+            astaddr: None,
+            astarg: core::ptr::null_mut(),
+            bastaddr: None,
+            xid: 0,
+            timeout: 0,
+        }
+    }
+}
+
+fn fn_addr(f: AstFn) -> u64 {
+    f.map_or(0, |f| f as usize as u64)
+}
+
+/// Reads `sb_status`.
+///
+/// # Safety
+/// `lksb` is valid.
+unsafe fn status_of(lksb: *mut Lksb) -> c_int {
+    // SAFETY: caller contract; volatile because the dispatcher (maybe
+    // another thread, under the handle's state lock) writes it.
+    unsafe { core::ptr::addr_of!((*lksb).sb_status).read_volatile() }
+}
+
+/// Sets `sb_status`.
+///
+/// # Safety
+/// `lksb` is valid.
+unsafe fn set_status(lksb: *mut Lksb, status: c_int) {
+    // SAFETY: caller contract.
+    unsafe { core::ptr::addr_of_mut!((*lksb).sb_status).write_volatile(status) }
+}
+
+/// Copies the caller's LVB when VALBLK asks for it and there is one.
+///
+/// # Safety
+/// `lksb` is valid; its `sb_lvbptr` is NULL or 32 readable bytes.
+unsafe fn lvb_of(lksb: *mut Lksb, flags: LockFlags) -> [u8; LVB_LEN] {
+    let mut lvb = [0; LVB_LEN];
+    if flags.contains(LockFlags::VALBLK) {
+        // SAFETY: caller contract.
+        let src = unsafe { (*lksb).sb_lvbptr };
+        if !src.is_null() {
+            // SAFETY: 32 readable bytes by the caller's contract.
+            unsafe { core::ptr::copy_nonoverlapping(src.cast::<u8>(), lvb.as_mut_ptr(), LVB_LEN) };
+        }
+    }
+    lvb
+}
+
+/// The local checks of `dlm_ls_lock` (B.2, in the C library's order,
+/// then the mode) and the request built from them.
+///
+/// # Safety
+/// The pointers of `a` follow the module's rules.
+unsafe fn lock_request(a: &LockArgs, castaddr: u64) -> Result<LockParams, Errno> {
+    if a.lksb.is_null() {
+        return Err(Errno::EINVAL);
+    }
+    let flags = LockFlags::from_bits_retain(a.flags);
+    let convert = flags.contains(LockFlags::CONVERT);
+    // SAFETY: `a.lksb` is valid (checked non-NULL; caller contract).
+    let (lvbptr, lkid) = unsafe { ((*a.lksb).sb_lvbptr, (*a.lksb).sb_lkid) };
+    if flags.contains(LockFlags::VALBLK) && lvbptr.is_null() {
+        return Err(Errno::EINVAL);
+    }
+    if !convert && a.namelen as usize > NAME_MAX {
+        return Err(Errno::EINVAL);
+    }
+    if a.mode > 5 {
+        return Err(Errno::EINVAL);
+    }
+    let name = if convert || a.namelen == 0 {
+        Name::EMPTY
+    } else if a.name.is_null() {
+        return Err(Errno::EINVAL);
+    } else {
+        // SAFETY: `namelen` (at most 64) readable bytes at `name`.
+        Name::new(unsafe { core::slice::from_raw_parts(a.name.cast::<u8>(), a.namelen as usize) })?
+    };
+    Ok(LockParams {
+        mode: a.mode as u8,
+        flags: flags - LockFlags::WAIT,
+        lkid,
+        parent: a.parent,
+        xid: a.xid,
+        timeout: a.timeout,
+        castparam: a.astarg as usize as u64,
+        castaddr,
+        bastparam: a.astarg as usize as u64,
+        bastaddr: fn_addr(a.bastaddr),
+        lksb: a.lksb as usize as u64,
+        // SAFETY: `a.lksb` is valid; VALBLK implies a non-NULL buffer.
+        lvb: unsafe { lvb_of(a.lksb, flags) },
+        name,
+    })
+}
+
+/// Writes a LOCK request: EINPROG first, the new lock id into `sb_lkid`
+/// after, and the lock noted as pending until its completion.
+///
+/// # Safety
+/// `lksb` is the request's valid lksb.
+unsafe fn write_lock(ls: &Ls, p: &LockParams, lksb: *mut Lksb) -> Result<(), Errno> {
+    // SAFETY: caller contract.
+    unsafe { set_status(lksb, EINPROG) };
+    let id = ls.handle.write(&Request::Lock(*p))?;
+    if id > 0 {
+        // SAFETY: caller contract.
+        unsafe { core::ptr::addr_of_mut!((*lksb).sb_lkid).write_volatile(id) };
+    }
+    let adoption = p.flags.contains(LockFlags::ORPHAN) && !p.flags.contains(LockFlags::CONVERT);
+    if !adoption {
+        let lkid = if id > 0 { id } else { p.lkid };
+        // Under the state lock, so a completion recorded meanwhile (its
+        // status is no longer EINPROG) is not mistaken for pending.
+        ls.handle.with_state_lock(|| {
+            // SAFETY: caller contract.
+            if unsafe { status_of(lksb) } == EINPROG {
+                ls.pending().insert(lkid);
+            }
+        });
+    }
+    Ok(())
+}
+
+/// Waits until the completion addressed to `lksb` was recorded, and
+/// returns its status (spec B.3, the "Rust recommendation").
+///
+/// With `cancel_of`, the wait also ends when the lock has no request or
+/// conversion of this handle pending: a cancel with nothing to cancel,
+/// which the kernel answers with no completion at all. `sb_status` is
+/// then set to EBUSY.
+///
+/// # Safety
+/// `lksb` is valid until this returns.
+unsafe fn wait_for(
+    ls: &Ls,
+    flavour: WaitFlavour,
+    lksb: *mut Lksb,
+    cancel_of: Option<u32>,
+) -> Result<Status, Errno> {
+    let deliver = ls.deliver();
+    loop {
+        let threaded = flavour == WaitFlavour::Threads && ls.is_threaded();
+        let mut nothing_to_cancel = false;
+        let mut done = || {
+            // SAFETY: caller contract.
+            if unsafe { status_of(lksb) } != EINPROG {
+                return true;
+            }
+            if let Some(id) = cancel_of {
+                if !ls.pending().contains(&id) {
+                    nothing_to_cancel = true;
+                    return true;
+                }
+            }
+            // The AST thread stopped: dispatch inline from now on.
+            threaded && !ls.is_threaded()
+        };
+        ls.handle.wait(&deliver, &mut done, !threaded)?;
+        // SAFETY: caller contract.
+        let status = unsafe { status_of(lksb) };
+        if status != EINPROG {
+            return Ok(Status::from_raw(status));
+        }
+        if nothing_to_cancel {
+            // SAFETY: caller contract.
+            unsafe { set_status(lksb, Errno::EBUSY.raw()) };
+            return Ok(Status::from_raw(Errno::EBUSY.raw()));
+        }
+    }
+}
+
+/// `dlm_ls_lock` (and `dlm_lock`, `dlm_ls_lockx`): an asynchronous
+/// request or conversion; with LKF_WAIT, a synchronous one.
+///
+/// # Errors
+/// ENOSYS (`range` not NULL); EINVAL (NULL lksb, VALBLK without an LVB
+/// buffer, a name over 64 bytes, a mode above EX); the lock manager's
+/// errno.
+///
+/// # Safety
+/// The pointers of `a` follow the module's rules.
+pub unsafe fn ls_lock(
+    ls: &Ls,
+    flavour: WaitFlavour,
+    a: &LockArgs,
+    range: *const c_void,
+) -> Result<Status, Errno> {
+    if !range.is_null() {
+        return Err(Errno::ENOSYS);
+    }
+    if a.flags & LockFlags::WAIT.bits() != 0 {
+        // SAFETY: forwarded caller contract.
+        return unsafe { ls_lock_wait(ls, flavour, a) };
+    }
+    // SAFETY: forwarded caller contract.
+    let p = unsafe { lock_request(a, fn_addr(a.astaddr)) }?;
+    // SAFETY: `lock_request` checked the lksb.
+    unsafe { write_lock(ls, &p, a.lksb) }?;
+    Ok(Status::GRANTED)
+}
+
+/// `dlm_ls_lock_wait` (and `dlm_lock_wait`): a synchronous request or
+/// conversion. `a.astarg` is the blocking routine's parameter; the
+/// completion routine is [`sync_ast`].
+///
+/// # Errors
+/// As [`ls_lock`]; ENOTCONN if the lock manager went away while waiting.
+///
+/// # Safety
+/// The pointers of `a` follow the module's rules.
+pub unsafe fn ls_lock_wait(ls: &Ls, flavour: WaitFlavour, a: &LockArgs) -> Result<Status, Errno> {
+    // SAFETY: forwarded caller contract.
+    let p = unsafe { lock_request(a, sync_ast as extern "C" fn(*mut c_void) as usize as u64) }?;
+    // SAFETY: `lock_request` checked the lksb.
+    unsafe { write_lock(ls, &p, a.lksb) }?;
+    if p.flags.contains(LockFlags::ORPHAN) && !p.flags.contains(LockFlags::CONVERT) {
+        // An adoption has no completion: the write's answer is all.
+        return Ok(Status::GRANTED);
+    }
+    // SAFETY: forwarded caller contract.
+    unsafe { wait_for(ls, flavour, a.lksb, None) }
+}
+
+/// Writes an UNLOCK request (zero-filled; VALBLK sends the caller's LVB).
+///
+/// # Safety
+/// `lksb` is NULL or valid.
+unsafe fn write_unlock(
+    ls: &Ls,
+    lkid: u32,
+    flags: u32,
+    lksb: *mut Lksb,
+    astarg: *mut c_void,
+) -> Result<LockFlags, Errno> {
+    if lkid == 0 || lksb.is_null() {
+        return Err(Errno::EINVAL);
+    }
+    let flags = LockFlags::from_bits_retain(flags);
+    let p = LockParams {
+        flags: flags - LockFlags::WAIT,
+        lkid,
+        castparam: astarg as usize as u64,
+        lksb: lksb as usize as u64,
+        // SAFETY: `lksb` is valid (caller contract).
+        lvb: unsafe { lvb_of(lksb, flags) },
+        ..LockParams::default()
+    };
+    // SAFETY: caller contract.
+    unsafe { set_status(lksb, EINPROG) };
+    ls.handle.write(&Request::Unlock(p))?;
+    Ok(flags)
+}
+
+/// `dlm_ls_unlock` (and `dlm_unlock`): an asynchronous unlock or cancel;
+/// with LKF_WAIT, a synchronous one.
+///
+/// # Errors
+/// EINVAL (lock id 0, NULL lksb); the lock manager's errno.
+///
+/// # Safety
+/// `lksb` is NULL or valid until the completion.
+pub unsafe fn ls_unlock(
+    ls: &Ls,
+    flavour: WaitFlavour,
+    lkid: u32,
+    flags: u32,
+    lksb: *mut Lksb,
+    astarg: *mut c_void,
+) -> Result<Status, Errno> {
+    if flags & LockFlags::WAIT.bits() != 0 {
+        // SAFETY: forwarded caller contract.
+        return unsafe { ls_unlock_wait(ls, flavour, lkid, flags, lksb) };
+    }
+    // SAFETY: forwarded caller contract.
+    unsafe { write_unlock(ls, lkid, flags, lksb, astarg) }?;
+    Ok(Status::GRANTED)
+}
+
+/// `dlm_ls_unlock_wait` (and `dlm_unlock_wait`): a synchronous unlock or
+/// cancel. A cancel with nothing to cancel ends with status EBUSY.
+///
+/// # Errors
+/// As [`ls_unlock`].
+///
+/// # Safety
+/// `lksb` is NULL or valid.
+pub unsafe fn ls_unlock_wait(
+    ls: &Ls,
+    flavour: WaitFlavour,
+    lkid: u32,
+    flags: u32,
+    lksb: *mut Lksb,
+) -> Result<Status, Errno> {
+    // SAFETY: forwarded caller contract.
+    let flags = unsafe { write_unlock(ls, lkid, flags, lksb, core::ptr::null_mut()) }?;
+    let cancel_of = flags.contains(LockFlags::CANCEL).then_some(lkid);
+    // SAFETY: forwarded caller contract.
+    unsafe { wait_for(ls, flavour, lksb, cancel_of) }
+}
+
+/// `dlm_ls_deadlock_cancel`: the flags go to the lock manager unfiltered
+/// (so LKF_WAIT gets its EINVAL).
+///
+/// # Errors
+/// EINVAL for lock id 0; the lock manager's errno.
+pub fn deadlock_cancel(ls: &Ls, lkid: u32, flags: u32) -> Result<(), Errno> {
+    if lkid == 0 {
+        return Err(Errno::EINVAL);
+    }
+    let flags = LockFlags::from_bits_retain(flags);
+    ls.handle
+        .write(&Request::Deadlock { lkid, flags })
+        .map(drop)
+}
+
+/// `dlm_ls_purge`: force-unlocks orphans of `pid` (0: all) on `nodeid`.
+///
+/// # Errors
+/// The lock manager's errno.
+pub fn purge(ls: &Ls, nodeid: c_int, pid: c_int) -> Result<(), Errno> {
+    let req = Request::Purge {
+        nodeid: nodeid as u32,
+        pid: pid as u32,
+    };
+    ls.handle.write(&req).map(drop)
+}
+
+/// The return value of a lock or unlock call in each flavour: libdlm_lt
+/// reports a synchronous outcome other than 0 or EUNLOCK as -1 with
+/// errno = the status; libdlm returns 0 and leaves it in the lksb.
+/// Failures are -1 with errno in both.
+pub fn wait_ret(flavour: WaitFlavour, r: Result<Status, Errno>) -> c_int {
+    match r {
+        Ok(s) if flavour == WaitFlavour::Threads || s.is_granted() || s == Status::UNLOCKED => 0,
+        Ok(s) => {
+            set_errno(Errno::from_raw(s.raw()));
+            -1
+        }
+        Err(e) => {
+            set_errno(e);
+            -1
+        }
+    }
+}
+
+/// The usual "0, or -1 with errno" return.
+pub fn int_ret(r: Result<(), Errno>) -> c_int {
+    match r {
+        Ok(()) => 0,
+        Err(e) => {
+            set_errno(e);
+            -1
+        }
+    }
+}
+
+/// A handle return: the handle, or NULL with errno.
+pub fn ptr_ret(r: Result<LsPtr, Errno>) -> LsPtr {
+    r.unwrap_or_else(|e| {
+        set_errno(e);
+        core::ptr::null_mut()
+    })
+}
+
+/// `lock_resource` on an open default lockspace `ls`: a synchronous
+/// request named by a C string, without LVB or blocking routine. Returns
+/// 0 when granted, else -1; errno is the status either way.
+///
+/// # Safety
+/// `resource` is a NUL-terminated string; `lockid` is NULL or valid.
+pub unsafe fn lock_resource(
+    ls: &Ls,
+    resource: *const c_char,
+    mode: c_int,
+    flags: c_int,
+    lockid: *mut c_int,
+) -> c_int {
+    if lockid.is_null() {
+        set_errno(Errno::EINVAL);
+        return -1;
+    }
+    // SAFETY: forwarded caller contract.
+    let name = match unsafe { c_str(resource) } {
+        Ok(n) => n,
+        Err(e) => {
+            set_errno(e);
+            return -1;
+        }
+    };
+    let mut lksb = Lksb {
+        sb_status: 0,
+        sb_lkid: 0,
+        sb_flags: 0,
+        sb_lvbptr: core::ptr::null_mut(),
+    };
+    let flags = flags as u32;
+    if flags & LockFlags::CONVERT.bits() != 0 {
+        // SAFETY: `lockid` is valid.
+        lksb.sb_lkid = unsafe { *lockid } as u32;
+    }
+    let a = LockArgs::new(
+        mode as u32,
+        &mut lksb,
+        flags,
+        name.as_ptr().cast(),
+        name.len() as u32,
+    );
+    // SAFETY: `lksb` lives on this stack frame until the wait returns.
+    match unsafe { ls_lock_wait(ls, WaitFlavour::Threads, &a) } {
+        Ok(status) => {
+            // SAFETY: `lockid` is valid.
+            unsafe { *lockid = lksb.sb_lkid as c_int };
+            set_errno(Errno::from_raw(status.raw()));
+            if status.is_granted() { 0 } else { -1 }
+        }
+        Err(e) => {
+            set_errno(e);
+            -1
+        }
+    }
+}
+
+/// `unlock_resource` on the open default lockspace `ls`: a synchronous
+/// unlock. Returns 0 when unlocked (errno EUNLOCK), else -1 with errno.
+pub fn unlock_resource(ls: &Ls, lockid: c_int) -> c_int {
+    let mut lksb = Lksb {
+        sb_status: 0,
+        sb_lkid: 0,
+        sb_flags: 0,
+        sb_lvbptr: core::ptr::null_mut(),
+    };
+    // SAFETY: `lksb` lives on this stack frame until the wait returns.
+    match unsafe { ls_unlock_wait(ls, WaitFlavour::Threads, lockid as u32, 0, &mut lksb) } {
+        Ok(status) => {
+            set_errno(Errno::from_raw(status.raw()));
+            if status == Status::UNLOCKED { 0 } else { -1 }
+        }
+        Err(e) => {
+            set_errno(e);
+            -1
+        }
+    }
+}

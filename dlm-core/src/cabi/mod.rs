@@ -1,0 +1,264 @@
+//! The C ABI's logic, as plain Rust functions that both C libraries
+//! (`libdlm.so.3` from `dlm-pthread`, `libdlm_lt.so.3` from `dlm-lt`) call.
+//!
+//! This module owns what `libdlm.h` promises and nothing that needs a
+//! thread: the process-global state (control connection, detected
+//! version, the default lockspace), lockspace handles, the C [`Deliver`]
+//! (filling the caller's `struct dlm_lksb` and calling its AST), and every
+//! libdlm function with spec part B's checks and errnos. No symbol is
+//! exported from here: the two cdylib crates generate thin
+//! `#[no_mangle]` shims with [`c_exports!`](crate::c_exports), each
+//! applying its flavour's conventions ([`WaitFlavour`]).
+//!
+//! Deliberate differences from the C library (DESIGN.md's table): a
+//! blocking callback leaves the lksb alone; an LVB is copied only into a
+//! non-NULL `sb_lvbptr`; synchronous calls watch for the completion
+//! addressed to the caller's lksb instead of substituting a waiter as
+//! `castparam`; a synchronous cancel with nothing to cancel returns EBUSY
+//! instead of hanging; `dlm_release_lockspace` reports EBUSY (and refuses
+//! while another handle of this process has the lockspace open) instead
+//! of blocking or hiding it; errno is never left at 0.
+//!
+//! # Safety
+//!
+//! The pointer rules, stated once for every function here:
+//!
+//! - A `dlm_lshandle_t` ([`LsPtr`]) is either NULL or a value returned by
+//!   [`new_lockspace`]/[`open_lockspace`] that has not been passed to
+//!   [`close_lockspace`]/[`release_lockspace`]. Handles are
+//!   `Arc::into_raw` pointers, so every call borrows the record and
+//!   threads that still use a handle keep its fd open.
+//! - A `struct dlm_lksb *` passed to an operation must stay valid, and
+//!   must not be freed, until that operation's completion was delivered
+//!   (for `_wait` calls: until the call returns); its `sb_lvbptr`, when
+//!   not NULL, points to 32 writable bytes. This is libdlm's contract.
+//! - Callback addresses are C functions taking one `void *`; addresses in
+//!   the first page (such as lvmlockd's `(void *)1` placeholders) are
+//!   never called.
+//! - Name pointers are NUL-terminated strings (lockspace names) or
+//!   `namelen` readable bytes (resource names).
+
+#![allow(unsafe_code)]
+
+mod calls;
+mod exports;
+
+pub use calls::*;
+
+use crate::codec::LockResult;
+use crate::handle::{Deliver, Handle};
+use crate::{Errno, Name, Status};
+use core::ffi::{c_char, c_int, c_void};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+/// `struct dlm_lksb`, the application's lock status block (x86_64: 24
+/// bytes).
+#[repr(C)]
+#[derive(Debug)]
+pub struct Lksb {
+    /// The outcome, a positive status (EINPROG while pending).
+    pub sb_status: c_int,
+    /// The lock id.
+    pub sb_lkid: u32,
+    /// `DLM_SBF_*` flags.
+    pub sb_flags: c_char,
+    /// The caller's 32-byte LVB buffer, or NULL.
+    pub sb_lvbptr: *mut c_char,
+}
+
+const _: () = assert!(core::mem::size_of::<Lksb>() == core::mem::size_of::<dlm_sys::dlm_lksb>());
+
+/// A C callback: `void (*)(void *)`.
+pub type AstFn = Option<unsafe extern "C" fn(*mut c_void)>;
+
+/// A `dlm_lshandle_t`.
+pub type LsPtr = *mut c_void;
+
+/// libdlm's "operation in progress" marker in `sb_status`.
+pub const EINPROG: c_int = Status::IN_PROGRESS.raw();
+
+/// Which library's synchronous-call rules apply.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum WaitFlavour {
+    /// libdlm_lt: the caller always dispatches the handle inline.
+    Lt,
+    /// libdlm: an AST thread, when the handle has one, dispatches; the
+    /// caller dispatches inline only when there is none (or when it is
+    /// that thread).
+    Threads,
+}
+
+/// The completion routine of synchronous requests: the kernel rejects a
+/// NULL one, and the caller learns the outcome from its lksb.
+pub extern "C" fn sync_ast(_arg: *mut c_void) {}
+
+/// Sets the calling thread's `errno`.
+pub fn set_errno(e: Errno) {
+    // SAFETY: `__errno_location` returns the calling thread's errno
+    // slot, valid for the thread's lifetime.
+    unsafe { *libc::__errno_location() = e.raw() };
+}
+
+/// Runs `f`, turning a panic into `fail` with errno EIO: no panic crosses
+/// the C ABI.
+pub fn guard<R>(fail: R, f: impl FnOnce() -> R) -> R {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(_) => {
+            set_errno(Errno::EIO);
+            fail
+        }
+    }
+}
+
+/// One open lockspace handle: the opener, plus what the C library keeps
+/// about it.
+#[derive(Debug)]
+pub struct Ls {
+    handle: Handle,
+    name: Name,
+    /// Lock ids with a request or conversion of this handle whose
+    /// completion has not been recorded yet (guarded together with the
+    /// handle's state lock: changed and read only under it). This is how
+    /// a synchronous cancel knows there is nothing to cancel.
+    pending: Mutex<HashSet<u32>>,
+    /// An AST thread dispatches this handle (threads build). Changed
+    /// only under the handle's state lock, so waiters see it change.
+    threaded: AtomicBool,
+}
+
+impl Ls {
+    fn new(handle: Handle, name: Name) -> Ls {
+        Ls {
+            handle,
+            name,
+            pending: Mutex::new(HashSet::new()),
+            threaded: AtomicBool::new(false),
+        }
+    }
+
+    /// The underlying handle (device and dispatch role).
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    /// The lockspace's name.
+    pub fn name(&self) -> &Name {
+        &self.name
+    }
+
+    fn pending(&self) -> MutexGuard<'_, HashSet<u32>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Says whether an AST thread dispatches this handle. Waiters of
+    /// synchronous calls re-check this: when the thread stops, they take
+    /// over dispatching. Call with `false` *before* waking the thread, so
+    /// the wake-up that ends its dispatch also wakes them.
+    pub fn set_threaded(&self, on: bool) {
+        self.handle
+            .with_state_lock(|| self.threaded.store(on, Ordering::SeqCst));
+    }
+
+    /// Whether an AST thread dispatches this handle.
+    pub fn is_threaded(&self) -> bool {
+        self.threaded.load(Ordering::SeqCst)
+    }
+
+    /// The C deliverer for this handle.
+    pub fn deliver(&self) -> CDeliver<'_> {
+        CDeliver { ls: self }
+    }
+}
+
+/// Delivers results the way libdlm does (spec B.2 `dlm_dispatch`), with
+/// the fixes of B.6: the lksb is filled only by completions, the LVB
+/// only into a non-NULL `sb_lvbptr`.
+#[derive(Debug)]
+pub struct CDeliver<'a> {
+    ls: &'a Ls,
+}
+
+/// Whether a callback address can be a function (not NULL, not a
+/// placeholder such as `(void *)1` in the first page).
+fn callable(addr: u64) -> bool {
+    addr >= 4096
+}
+
+impl Deliver for CDeliver<'_> {
+    fn record(&self, r: &LockResult) {
+        if r.is_bast() {
+            return;
+        }
+        self.ls.pending().remove(&r.lkid);
+        let lksb = r.user_lksb as usize as *mut Lksb;
+        if lksb.is_null() {
+            return;
+        }
+        // SAFETY: `user_lksb` is the lksb pointer the caller passed with
+        // this lock's latest request; libdlm's contract keeps it valid
+        // until this completion is delivered (module doc).
+        unsafe {
+            core::ptr::addr_of_mut!((*lksb).sb_lkid).write_volatile(r.lkid);
+            core::ptr::addr_of_mut!((*lksb).sb_flags).write_volatile(r.flags.bits() as c_char);
+            if let Some(lvb) = &r.lvb {
+                let dst = core::ptr::addr_of!((*lksb).sb_lvbptr).read_volatile();
+                if !dst.is_null() {
+                    core::ptr::copy_nonoverlapping(lvb.as_ptr(), dst.cast::<u8>(), lvb.len());
+                }
+            }
+            // The status last: a waiter polling it sees the rest filled.
+            core::ptr::addr_of_mut!((*lksb).sb_status).write_volatile(r.status.raw());
+        }
+    }
+
+    fn call(&self, r: &LockResult) {
+        if !callable(r.astaddr) {
+            return;
+        }
+        let addr = r.astaddr as usize;
+        // SAFETY: a non-placeholder callback address is a C function
+        // `void (*)(void *)` that the caller registered with this lock.
+        let f: unsafe extern "C" fn(*mut c_void) = unsafe { core::mem::transmute(addr) };
+        // SAFETY: calling the caller's AST with the parameter it gave.
+        unsafe { f(r.astparam as usize as *mut c_void) };
+    }
+}
+
+/// Every handle this process has open, to find a handle by its fd
+/// (`dlm_dispatch`) and to refuse a release that would block on itself.
+static OPEN: Mutex<Vec<Weak<Ls>>> = Mutex::new(Vec::new());
+
+fn open_list() -> MutexGuard<'static, Vec<Weak<Ls>>> {
+    OPEN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn register(ls: &Arc<Ls>) {
+    let mut open = open_list();
+    open.retain(|w| w.strong_count() > 0);
+    open.push(Arc::downgrade(ls));
+}
+
+fn unregister(ls: &Arc<Ls>) {
+    open_list().retain(|w| w.strong_count() > 0 && !core::ptr::eq(w.as_ptr(), Arc::as_ptr(ls)));
+}
+
+/// Finds an open handle by its pollable fd.
+fn find_by_fd(fd: c_int) -> Option<Arc<Ls>> {
+    use std::os::fd::AsRawFd;
+    open_list()
+        .iter()
+        .filter_map(Weak::upgrade)
+        .find(|ls| ls.handle.fd().as_raw_fd() == fd)
+}
+
+/// Whether another open handle of this process (other than `me`) has
+/// lockspace `name` open.
+fn others_open(name: &Name, me: *const Ls) -> bool {
+    open_list()
+        .iter()
+        .filter_map(Weak::upgrade)
+        .any(|ls| ls.name == *name && !core::ptr::eq(Arc::as_ptr(&ls), me))
+}
