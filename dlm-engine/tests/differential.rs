@@ -13,8 +13,8 @@
 mod model;
 
 use dlm_core::{
-    Errno, LVB_LEN, LockFlags as F, LockParams, LockResult, LsFlags, Mode, Name, RemoveFlags, Request,
-    SbFlags, Status,
+    Errno, LVB_LEN, LockFlags as F, LockParams, LockResult, LsFlags, Mode, Name, RemoveFlags,
+    Request, SbFlags, Status,
 };
 use dlm_engine::{Engine, OwnerId as EOwner};
 use model::{Model, OwnerId as MOwner};
@@ -42,19 +42,39 @@ struct Ptrs {
 
 impl Ptrs {
     fn castaddr(self) -> u64 {
-        if self.cast == 0 { 0 } else { 0xCA00 + u64::from(self.cast) }
+        if self.cast == 0 {
+            0
+        } else {
+            0xCA00 + u64::from(self.cast)
+        }
     }
     fn castparam(self) -> u64 {
-        if self.castparam == 0 { 0 } else { 0xC900 + u64::from(self.castparam) }
+        if self.castparam == 0 {
+            0
+        } else {
+            0xC900 + u64::from(self.castparam)
+        }
     }
     fn bastaddr(self) -> u64 {
-        if self.bast == 0 { 0 } else { 0xBA00 + u64::from(self.bast) }
+        if self.bast == 0 {
+            0
+        } else {
+            0xBA00 + u64::from(self.bast)
+        }
     }
     fn bastparam(self) -> u64 {
-        if self.bastparam == 0 { 0 } else { 0xB900 + u64::from(self.bastparam) }
+        if self.bastparam == 0 {
+            0
+        } else {
+            0xB900 + u64::from(self.bastparam)
+        }
     }
     fn lksb(self) -> u64 {
-        if self.lksb == 0 { 0 } else { 0x5B00 + u64::from(self.lksb) }
+        if self.lksb == 0 {
+            0
+        } else {
+            0x5B00 + u64::from(self.lksb)
+        }
     }
 }
 
@@ -101,19 +121,62 @@ enum Pid {
 
 #[derive(Clone)]
 enum Op {
-    Lock { o: u8, res: u8, mode: u8, flags: F, p: Ptrs },
-    Convert { o: u8, t: Target, mode: u8, flags: F, p: Ptrs, lvb: u8 },
-    Unlock { o: u8, t: Target, flags: F, p: Ptrs, lvb: u8 },
-    Cancel { o: u8, t: Target, p: Ptrs },
-    Deadlock { o: u8, t: Target, flags: F },
-    Adopt { o: u8, res: u8, mode: u8, flags: F, p: Ptrs },
-    Purge { o: u8, pid: Pid },
+    Lock {
+        o: u8,
+        res: u8,
+        mode: u8,
+        flags: F,
+        p: Ptrs,
+    },
+    Convert {
+        o: u8,
+        t: Target,
+        mode: u8,
+        flags: F,
+        p: Ptrs,
+        lvb: u8,
+    },
+    Unlock {
+        o: u8,
+        t: Target,
+        flags: F,
+        p: Ptrs,
+        lvb: u8,
+    },
+    Cancel {
+        o: u8,
+        t: Target,
+        p: Ptrs,
+    },
+    Deadlock {
+        o: u8,
+        t: Target,
+        flags: F,
+    },
+    Adopt {
+        o: u8,
+        res: u8,
+        mode: u8,
+        flags: F,
+        p: Ptrs,
+    },
+    Purge {
+        o: u8,
+        pid: Pid,
+    },
     /// Close the opener and open a new one in its slot.
-    Reopen { o: u8 },
+    Reopen {
+        o: u8,
+    },
     /// A write from the slot's previous (closed) opener.
-    Stale { o: u8, t: Target },
+    Stale {
+        o: u8,
+        t: Target,
+    },
     CreateLs,
-    RemoveLs { force: bool },
+    RemoveLs {
+        force: bool,
+    },
 }
 
 fn mode_name(mode: u8) -> String {
@@ -135,21 +198,52 @@ fn name_str(res: u8) -> String {
 impl fmt::Debug for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            Op::Lock { o, res, mode, flags, p } => {
-                write!(f, "O{o} LOCK \"{}\" {} {} {p:?}", name_str(res), mode_name(mode), flag_names(flags))
+            Op::Lock {
+                o,
+                res,
+                mode,
+                flags,
+                p,
+            } => {
+                write!(
+                    f,
+                    "O{o} LOCK \"{}\" {} {} {p:?}",
+                    name_str(res),
+                    mode_name(mode),
+                    flag_names(flags)
+                )
             }
-            Op::Convert { o, t, mode, flags, p, lvb } => write!(
+            Op::Convert {
+                o,
+                t,
+                mode,
+                flags,
+                p,
+                lvb,
+            } => write!(
                 f,
                 "O{o} CONV {t:?} {} {} lvb={lvb} {p:?}",
                 mode_name(mode),
                 flag_names(flags)
             ),
-            Op::Unlock { o, t, flags, p, lvb } => {
+            Op::Unlock {
+                o,
+                t,
+                flags,
+                p,
+                lvb,
+            } => {
                 write!(f, "O{o} UNLOCK {t:?} {} lvb={lvb} {p:?}", flag_names(flags))
             }
             Op::Cancel { o, t, p } => write!(f, "O{o} CANCEL {t:?} {p:?}"),
             Op::Deadlock { o, t, flags } => write!(f, "O{o} DEADLOCK {t:?} {}", flag_names(flags)),
-            Op::Adopt { o, res, mode, flags, p } => write!(
+            Op::Adopt {
+                o,
+                res,
+                mode,
+                flags,
+                p,
+            } => write!(
                 f,
                 "O{o} ADOPT \"{}\" {} {} {p:?}",
                 name_str(res),
@@ -175,7 +269,12 @@ struct Step {
 
 impl fmt::Debug for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}{}", self.op, if self.read { "" } else { " (unread)" })
+        write!(
+            f,
+            "{:?}{}",
+            self.op,
+            if self.read { "" } else { " (unread)" }
+        )
     }
 }
 
@@ -189,8 +288,16 @@ struct Case {
 
 impl fmt::Debug for Case {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: Vec<String> = (0..self.names).map(|n| format!("\"{}\"", name_str(n))).collect();
-        writeln!(f, "{} openers O0..O{}, names {}:", self.owners, self.owners - 1, names.join(" "))?;
+        let names: Vec<String> = (0..self.names)
+            .map(|n| format!("\"{}\"", name_str(n)))
+            .collect();
+        writeln!(
+            f,
+            "{} openers O0..O{}, names {}:",
+            self.owners,
+            self.owners - 1,
+            names.join(" ")
+        )?;
         for (i, s) in self.steps.iter().enumerate() {
             writeln!(f, "  {i:3}: {s:?}")?;
         }
@@ -224,7 +331,14 @@ fn lock_flags() -> impl Strategy<Value = F> {
             F::VALBLK,
             F::NOQUEUE,
         ],
-        &[F::EXPEDITE, F::IVVALBLK, F::QUECVT, F::CONVDEADLK, F::NODLCKWT, F::ORPHAN],
+        &[
+            F::EXPEDITE,
+            F::IVVALBLK,
+            F::QUECVT,
+            F::CONVDEADLK,
+            F::NODLCKWT,
+            F::ORPHAN,
+        ],
     )
 }
 
@@ -279,15 +393,15 @@ fn convert_mode() -> impl Strategy<Value = u8> {
 
 fn ptrs() -> impl Strategy<Value = Ptrs> {
     let nonzero = || prop_oneof![20 => 1..=3u8, 1 => Just(0u8)];
-    (nonzero(), 0..=3u8, 0..=2u8, 0..=3u8, nonzero()).prop_map(|(cast, castparam, bast, bastparam, lksb)| {
-        Ptrs {
+    (nonzero(), 0..=3u8, 0..=2u8, 0..=3u8, nonzero()).prop_map(
+        |(cast, castparam, bast, bastparam, lksb)| Ptrs {
             cast,
             castparam,
             bast,
             bastparam,
             lksb,
-        }
-    })
+        },
+    )
 }
 
 fn target() -> impl Strategy<Value = Target> {
@@ -324,7 +438,10 @@ fn case(max_steps: usize) -> impl Strategy<Value = Case> {
     (
         3..=5u8,
         2..=3u8,
-        prop::collection::vec((op(), prop_oneof![5 => Just(true), 1 => Just(false)]), 1..=max_steps),
+        prop::collection::vec(
+            (op(), prop_oneof![5 => Just(true), 1 => Just(false)]),
+            1..=max_steps,
+        ),
     )
         .prop_map(|(owners, names, steps)| {
             // Map opener and name selectors into range here, so that the
@@ -349,7 +466,11 @@ fn case(max_steps: usize) -> impl Strategy<Value = Case> {
                     Step { op, read }
                 })
                 .collect();
-            Case { owners, names, steps }
+            Case {
+                owners,
+                names,
+                steps,
+            }
         })
 }
 
@@ -469,8 +590,12 @@ impl<E: Dlm> Pair<E> {
     fn new(mut engine: E, owners: u8) -> Pair<E> {
         let mut model = Model::new();
         let name = Name::lockspace(b"t").unwrap();
-        let e_minor = engine.create_lockspace(name, LsFlags::empty()).expect("engine create");
-        let m_minor = model.create_lockspace(name, LsFlags::empty()).expect("model create");
+        let e_minor = engine
+            .create_lockspace(name, LsFlags::empty())
+            .expect("engine create");
+        let m_minor = model
+            .create_lockspace(name, LsFlags::empty())
+            .expect("model create");
         let slots = (0..owners)
             .map(|i| Slot {
                 e: engine.open(e_minor).expect("engine open"),
@@ -494,7 +619,11 @@ impl<E: Dlm> Pair<E> {
             Target::Raw(id) => id,
             Target::Nth(n) => {
                 let ids = self.model.live_ids(self.m_minor);
-                if ids.is_empty() { 1 } else { ids[n as usize % ids.len()] }
+                if ids.is_empty() {
+                    1
+                } else {
+                    ids[n as usize % ids.len()]
+                }
             }
         }
     }
@@ -506,7 +635,9 @@ impl<E: Dlm> Pair<E> {
         let m = self.model.write(s.m, &req, s.tid);
         self.log.push_str(&format!("      write -> {m:?}\n"));
         if e != m {
-            return Err(format!("write returned {e:?} from the engine, {m:?} from the model"));
+            return Err(format!(
+                "write returned {e:?} from the engine, {m:?} from the model"
+            ));
         }
         Ok(())
     }
@@ -514,18 +645,49 @@ impl<E: Dlm> Pair<E> {
     fn run(&mut self, step: &Step) -> Result<(), String> {
         self.log.push_str(&format!("  {step:?}\n"));
         match step.op {
-            Op::Lock { o, res, mode, flags, p } => {
-                self.write(o, Request::Lock(params(mode, flags, 0, p, 0, NAMES[res as usize])))?;
+            Op::Lock {
+                o,
+                res,
+                mode,
+                flags,
+                p,
+            } => {
+                self.write(
+                    o,
+                    Request::Lock(params(mode, flags, 0, p, 0, NAMES[res as usize])),
+                )?;
             }
-            Op::Adopt { o, res, mode, flags, p } => {
-                self.write(o, Request::Lock(params(mode, flags, 0, p, 0, NAMES[res as usize])))?;
+            Op::Adopt {
+                o,
+                res,
+                mode,
+                flags,
+                p,
+            } => {
+                self.write(
+                    o,
+                    Request::Lock(params(mode, flags, 0, p, 0, NAMES[res as usize])),
+                )?;
             }
-            Op::Convert { o, t, mode, flags, p, lvb } => {
+            Op::Convert {
+                o,
+                t,
+                mode,
+                flags,
+                p,
+                lvb,
+            } => {
                 let id = self.lkid(t);
                 self.log.push_str(&format!("      (lock id {id})\n"));
                 self.write(o, Request::Lock(params(mode, flags, id, p, lvb, b"")))?;
             }
-            Op::Unlock { o, t, flags, p, lvb } => {
+            Op::Unlock {
+                o,
+                t,
+                flags,
+                p,
+                lvb,
+            } => {
                 let id = self.lkid(t);
                 self.log.push_str(&format!("      (lock id {id})\n"));
                 self.write(o, Request::Unlock(params(0, flags, id, p, lvb, b"")))?;
@@ -556,8 +718,14 @@ impl<E: Dlm> Pair<E> {
                 self.engine.close(s.e);
                 self.model.close(s.m);
                 s.stale = Some((s.e, s.m));
-                s.e = self.engine.open(self.e_minor).map_err(|e| format!("engine open: {e:?}"))?;
-                s.m = self.model.open(self.m_minor).map_err(|e| format!("model open: {e:?}"))?;
+                s.e = self
+                    .engine
+                    .open(self.e_minor)
+                    .map_err(|e| format!("engine open: {e:?}"))?;
+                s.m = self
+                    .model
+                    .open(self.m_minor)
+                    .map_err(|e| format!("model open: {e:?}"))?;
             }
             Op::Stale { o, t } => {
                 let id = self.lkid(t);
@@ -582,7 +750,11 @@ impl<E: Dlm> Pair<E> {
                 }
             }
             Op::RemoveLs { force } => {
-                let flags = if force { RemoveFlags::FORCEFREE } else { RemoveFlags::empty() };
+                let flags = if force {
+                    RemoveFlags::FORCEFREE
+                } else {
+                    RemoveFlags::empty()
+                };
                 let e = self.engine.remove_lockspace(self.e_minor, flags);
                 let m = self.model.remove_lockspace(self.m_minor, flags);
                 self.log.push_str(&format!("      -> {m:?}\n"));
@@ -590,26 +762,43 @@ impl<E: Dlm> Pair<E> {
                     return Err(format!("remove: engine {e:?}, model {m:?}"));
                 }
                 // Openers are always open here, so the lockspace survives.
-                if m.is_ok() && self.model.find_lockspace(&Name::lockspace(b"t").unwrap()).is_none() {
+                if m.is_ok()
+                    && self
+                        .model
+                        .find_lockspace(&Name::lockspace(b"t").unwrap())
+                        .is_none()
+                {
                     return Err("the lockspace went away while open".into());
                 }
             }
         }
         self.compare_callbacks(step.read)?;
-        self.model.check_invariants().map_err(|e| format!("model invariant: {e}"))
+        self.model
+            .check_invariants()
+            .map_err(|e| format!("model invariant: {e}"))
     }
 
     /// Compares every opener's queued callbacks; reads them if `read`.
     fn compare_callbacks(&mut self, read: bool) -> Result<(), String> {
         for (i, s) in self.slots.iter().enumerate() {
-            let (pe, pm) = (self.engine.pending_callbacks(s.e), self.model.pending_callbacks(s.m));
+            let (pe, pm) = (
+                self.engine.pending_callbacks(s.e),
+                self.model.pending_callbacks(s.m),
+            );
             if pe != pm {
-                return Err(format!("O{i}: {pe} callbacks pending in the engine, {pm} in the model"));
+                return Err(format!(
+                    "O{i}: {pe} callbacks pending in the engine, {pm} in the model"
+                ));
             }
             if let Some((eo, mo)) = s.stale {
-                let (pe, pm) = (self.engine.pending_callbacks(eo), self.model.pending_callbacks(mo));
+                let (pe, pm) = (
+                    self.engine.pending_callbacks(eo),
+                    self.model.pending_callbacks(mo),
+                );
                 if pe != 0 || pm != 0 || self.engine.pop_callback(eo).is_some() {
-                    return Err(format!("O{i}'s closed opener has callbacks: engine {pe}, model {pm}"));
+                    return Err(format!(
+                        "O{i}'s closed opener has callbacks: engine {pe}, model {pm}"
+                    ));
                 }
             }
             if !read {
@@ -619,7 +808,8 @@ impl<E: Dlm> Pair<E> {
                 let e = self.engine.pop_callback(s.e);
                 let m = self.model.pop_callback(s.m);
                 if let Some(m) = &m {
-                    self.log.push_str(&format!("      O{i} reads {}\n", show(m)));
+                    self.log
+                        .push_str(&format!("      O{i} reads {}\n", show(m)));
                 }
                 if e != m {
                     return Err(format!(
@@ -698,7 +888,10 @@ fn run_random<E: Dlm>(side: fn() -> E, cases: u32, steps: usize) {
 }
 
 fn env(name: &str, default: u32) -> u32 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 #[test]
@@ -752,7 +945,9 @@ fn lock_req(name: &[u8], mode: Mode, flags: F, lvb: &[u8]) -> Request {
 impl Sc {
     fn new(openers: usize) -> Sc {
         let mut m = Model::new();
-        let minor = m.create_lockspace(Name::lockspace(b"t").unwrap(), LsFlags::empty()).unwrap();
+        let minor = m
+            .create_lockspace(Name::lockspace(b"t").unwrap(), LsFlags::empty())
+            .unwrap();
         let o = (0..openers).map(|_| m.open(minor).unwrap()).collect();
         Sc { m, o, tid: 77 }
     }
@@ -788,7 +983,10 @@ impl Sc {
         while let Some(r) = self.m.pop_callback(self.o[o - 1]) {
             v.push(match r.bast_mode {
                 Some(m) => {
-                    assert_eq!((r.astaddr, r.status, r.flags), (BAST, Status::GRANTED, SbFlags::empty()));
+                    assert_eq!(
+                        (r.astaddr, r.status, r.flags),
+                        (BAST, Status::GRANTED, SbFlags::empty())
+                    );
                     Cbk::Bast(m)
                 }
                 None => {
@@ -898,13 +1096,19 @@ fn model_v6_ivvalblk_marks_lvb_invalid() {
     s.conv(1, a, Pw, F::VALBLK, b"").unwrap();
     s.conv(1, a, Nl, F::IVVALBLK, b"").unwrap();
     let b = s.lock(2, b"r", Pr, F::VALBLK);
-    assert_eq!(s.read(2), [Cbk::Cast(0, SbFlags::VALNOTVALID.bits(), Some(b'D'))]);
+    assert_eq!(
+        s.read(2),
+        [Cbk::Cast(0, SbFlags::VALNOTVALID.bits(), Some(b'D'))]
+    );
     // V7: a write clears the mark.
     s.unlock(2, b, F::empty()).unwrap();
     assert_eq!(s.read(2), [cast(-65538, 0)]);
     s.read(1);
     s.conv(1, a, Ex, F::VALBLK, b"").unwrap();
-    assert_eq!(s.read(1), [Cbk::Cast(0, SbFlags::VALNOTVALID.bits(), Some(b'D'))]);
+    assert_eq!(
+        s.read(1),
+        [Cbk::Cast(0, SbFlags::VALNOTVALID.bits(), Some(b'D'))]
+    );
     s.conv(1, a, Nl, F::VALBLK, b"E").unwrap();
     assert_eq!(s.read(1), [cast(0, 0)]);
     s.lock(2, b"r", Pr, F::VALBLK);
@@ -979,7 +1183,9 @@ fn model_e12_headque_waiter_first() {
     let pa = s.lock(2, b"r", Pr, F::empty());
     let cb = s.lock(2, b"r", Cr, F::HEADQUE);
     s.unlock(1, a, F::empty()).unwrap();
-    let ids: Vec<u32> = std::iter::from_fn(|| s.m.pop_callback(s.o[1])).map(|r| r.lkid).collect();
+    let ids: Vec<u32> = std::iter::from_fn(|| s.m.pop_callback(s.o[1]))
+        .map(|r| r.lkid)
+        .collect();
     assert_eq!(ids, [cb, pa]);
 }
 
@@ -1031,7 +1237,10 @@ fn model_v9_down_conversion_from_pr_carries_lvb() {
     let a = s.lock(1, b"r", Ex, F::VALBLK);
     s.conv(1, a, Ex, F::VALBLK, b"G").unwrap();
     s.conv(1, a, Pr, F::VALBLK, b"G").unwrap();
-    assert_eq!(s.read(1), [Cbk::Cast(0, 0, Some(0)), cast(0, 0), cast(0, 0)]);
+    assert_eq!(
+        s.read(1),
+        [Cbk::Cast(0, 0, Some(0)), cast(0, 0), cast(0, 0)]
+    );
     // PR -> CR without VALBLK: a no-op, and the cast carries the lock's
     // buffer, here the zeros of the request's LVB field.
     s.conv(1, a, Cr, F::empty(), b"").unwrap();

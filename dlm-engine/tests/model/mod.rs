@@ -17,7 +17,9 @@
 
 mod rules;
 
-use dlm_core::{Errno, LockFlags, LockResult, LsFlags, Lvb, Mode, Name, RemoveFlags, Request, SbFlags};
+use dlm_core::{
+    Errno, LockFlags, LockResult, LsFlags, Lvb, Mode, Name, RemoveFlags, Request, SbFlags,
+};
 use std::collections::VecDeque;
 
 /// One opener of a lockspace in the model. Never reused.
@@ -189,7 +191,10 @@ impl Model {
 
     /// The minor of the lockspace with this exact name.
     pub fn find_lockspace(&self, name: &Name) -> Option<u32> {
-        self.lockspaces.iter().find(|l| l.name == *name).map(|l| l.minor)
+        self.lockspaces
+            .iter()
+            .find(|l| l.name == *name)
+            .map(|l| l.minor)
     }
 
     /// Opens a lockspace device: a new owner (A.1). ENOENT for no such minor.

@@ -81,11 +81,17 @@ pub(super) struct CtxRef<'a> {
 }
 
 fn find(ls: &Lockspace, id: u32) -> &Lock {
-    ls.locks.iter().find(|l| l.id == id).expect("model: no such lock")
+    ls.locks
+        .iter()
+        .find(|l| l.id == id)
+        .expect("model: no such lock")
 }
 
 fn find_res(ls: &Lockspace, rid: u64) -> &Resource {
-    ls.resources.iter().find(|r| r.rid == rid).expect("model: no such resource")
+    ls.resources
+        .iter()
+        .find(|r| r.rid == rid)
+        .expect("model: no such resource")
 }
 
 /// C.4.2, rules 1–11 (`_can_be_granted`), on a read-only lockspace.
@@ -177,7 +183,11 @@ impl Ctx<'_> {
     }
 
     fn lk_mut(&mut self, id: u32) -> &mut Lock {
-        self.ls.locks.iter_mut().find(|l| l.id == id).expect("model: no such lock")
+        self.ls
+            .locks
+            .iter_mut()
+            .find(|l| l.id == id)
+            .expect("model: no such lock")
     }
 
     fn res(&self, rid: u64) -> &Resource {
@@ -185,7 +195,11 @@ impl Ctx<'_> {
     }
 
     fn res_mut(&mut self, rid: u64) -> &mut Resource {
-        self.ls.resources.iter_mut().find(|r| r.rid == rid).expect("model: no such resource")
+        self.ls
+            .resources
+            .iter_mut()
+            .find(|r| r.rid == rid)
+            .expect("model: no such resource")
     }
 
     fn rid(&self, id: u32) -> u64 {
@@ -278,7 +292,9 @@ impl Ctx<'_> {
             }
         }
         let locks = &self.ls.locks;
-        self.ls.resources.retain(|r| locks.iter().any(|l| l.rid == r.rid));
+        self.ls
+            .resources
+            .retain(|r| locks.iter().any(|l| l.rid == r.rid));
     }
 
     // ---- C.1 queue membership (`add_lkb`, `del_lkb`, `move_lkb`) ----
@@ -292,7 +308,11 @@ impl Ctx<'_> {
             // C.1: wait and convert queues are FIFO; HEADQUE inserts at the head.
             Sts::Waiting | Sts::Convert => {
                 let r = self.res_mut(rid);
-                let q = if sts == Sts::Waiting { &mut r.wait } else { &mut r.convert };
+                let q = if sts == Sts::Waiting {
+                    &mut r.wait
+                } else {
+                    &mut r.convert
+                };
                 if headque { q.insert(0, id) } else { q.push(id) }
             }
             // C.1: the grant queue insertion helper (`lkb_add_ordered`):
@@ -389,7 +409,9 @@ impl Ctx<'_> {
         if b == 1 {
             // Read: needs the buffer, VALBLK and a resource LVB; otherwise
             // nothing, and no VALNOTVALID check either.
-            let Some(res_lvb) = self.res(rid).lvb else { return };
+            let Some(res_lvb) = self.res(rid).lvb else {
+                return;
+            };
             if !has_ptr || !flags.contains(F::VALBLK) {
                 return;
             }
@@ -765,12 +787,12 @@ impl Ctx<'_> {
     /// C.4.1 table (`do_request_effects`): basts by rule Q or N.
     fn do_request_effects(&mut self, id: u32, out: Outcome) {
         match out {
-            Outcome::Again => {
-                if self.lk(id).exflags.contains(F::NOQUEUEBAST) {
-                    self.send_bast_queue(Queue::Grant, id);
-                    self.send_bast_queue(Queue::Convert, id);
-                }
+            // Rule N: NOQUEUE failed; basts only with NOQUEUEBAST.
+            Outcome::Again if self.lk(id).exflags.contains(F::NOQUEUEBAST) => {
+                self.send_bast_queue(Queue::Grant, id);
+                self.send_bast_queue(Queue::Convert, id);
             }
+            // Rule Q: queued.
             Outcome::InProgress => self.send_bast_queue(Queue::Grant, id),
             _ => {}
         }
@@ -897,7 +919,12 @@ impl Ctx<'_> {
     // ---- A.4 / A.5 / C.3: the device-level operations ----
 
     /// A new request (C.4.1, `dlm_user_request`). Returns the lock id.
-    pub(super) fn user_request(&mut self, owner: OwnerId, p: &LockParams, tid: u32) -> Result<u32, Errno> {
+    pub(super) fn user_request(
+        &mut self,
+        owner: OwnerId,
+        p: &LockParams,
+        tid: u32,
+    ) -> Result<u32, Errno> {
         // C.4.1 step 1: create the object and assign its id.
         let id = self.create_lkb(owner);
         // A.5: the device allocates the LVB buffer (zeros) on VALBLK; the
@@ -983,7 +1010,12 @@ impl Ctx<'_> {
     }
 
     /// Orphan adoption (C.11.3, `dlm_user_adopt_orphan`). Returns the id.
-    pub(super) fn user_adopt_orphan(&mut self, owner: OwnerId, p: &LockParams, tid: u32) -> Result<u32, Errno> {
+    pub(super) fn user_adopt_orphan(
+        &mut self,
+        owner: OwnerId,
+        p: &LockParams,
+        tid: u32,
+    ) -> Result<u32, Errno> {
         let mut found = None;
         let mut found_other_mode = false;
         for &o in &self.ls.orphans {
@@ -1002,7 +1034,11 @@ impl Ctx<'_> {
             break;
         }
         let Some(id) = found else {
-            return Err(if found_other_mode { Errno::EAGAIN } else { Errno::ENOENT });
+            return Err(if found_other_mode {
+                Errno::EAGAIN
+            } else {
+                Errno::ENOENT
+            });
         };
         self.ls.orphans.retain(|&o| o != id);
         let lk = self.lk_mut(id);
@@ -1150,13 +1186,17 @@ impl CtxRef<'_> {
                 }
                 for &(b, mb) in &held[i + 1..] {
                     if !compat(ma, mb) {
-                        return Err(format!("{name}: locks {a} ({ma:?}) and {b} ({mb:?}) are incompatible"));
+                        return Err(format!(
+                            "{name}: locks {a} ({ma:?}) and {b} ({mb:?}) are incompatible"
+                        ));
                     }
                 }
             }
             for &id in &r.grant {
                 if find(ls, id).status != Sts::Granted || find(ls, id).rid != r.rid {
-                    return Err(format!("{name}: lock {id} on the grant queue is not granted"));
+                    return Err(format!(
+                        "{name}: lock {id} on the grant queue is not granted"
+                    ));
                 }
             }
             // Queued requests fail the predicate (now = false) after a pass.
@@ -1178,7 +1218,9 @@ impl CtxRef<'_> {
                     continue;
                 }
                 if can_be_granted_raw(ls, id, false) {
-                    return Err(format!("{name}: queued lock {id} passes the grant predicate"));
+                    return Err(format!(
+                        "{name}: queued lock {id} passes the grant predicate"
+                    ));
                 }
                 // C.4.3: the alternate mode must fail too, unless a
                 // conversion deadlock keeps the ALT retry from being tried.
@@ -1191,7 +1233,9 @@ impl CtxRef<'_> {
                 };
                 let deadlocked = lk.gr.is_some() && conversion_deadlock_detect(ls, id);
                 if alt.is_some() && !deadlocked && can_be_granted_as(ls, id, false, alt) {
-                    return Err(format!("{name}: queued lock {id} passes the grant predicate in its alternate mode"));
+                    return Err(format!(
+                        "{name}: queued lock {id} passes the grant predicate in its alternate mode"
+                    ));
                 }
             }
         }
