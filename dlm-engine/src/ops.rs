@@ -93,7 +93,26 @@ impl Lockspace {
             },
         };
         let owner = lk.owner;
+        // End of life (C.10): the lock leaves its owner's list.
+        let eol = status == Status::UNLOCKED
+            || (mode == IV
+                && (status == Status::CANCELLED
+                    || status == Status::DEADLOCK
+                    || status == Status::AGAIN));
+        if eol && lk.bits & B_LISTED != 0 {
+            self.unlist(i);
+        }
         self.push_cb(owner, cb);
+    }
+
+    /// Frees lock `i` if nothing references it any more: it is on no
+    /// queue and on no list (the kernel's reference counts). An orphan
+    /// unlocked by id therefore lingers on the orphan list until a purge.
+    fn maybe_free(&mut self, i: u32) {
+        let l = self.l(i);
+        if l.status == ST_NONE && l.bits & B_LISTED == 0 {
+            self.free_lock(i);
+        }
     }
 
     /// `queue_bast`: a blocking callback for lock `i`, unless C.8.2
@@ -542,7 +561,7 @@ impl Lockspace {
                     self.send_bast_queue(r, Q_GRANT, i);
                     self.send_bast_queue(r, Q_CONVERT, i);
                 }
-                self.free_lock(i);
+                self.maybe_free(i);
             }
         }
         Ok(i + 1)
@@ -668,7 +687,7 @@ impl Lockspace {
         Ok(())
     }
 
-    /// `do_unlock` and its effects (C.6.1); frees the lock.
+    /// `do_unlock` and its effects (C.6.1).
     fn do_unlock(&mut self, i: u32) {
         let r = self.l(i).res;
         self.set_lvb_unlock(r, i);
@@ -676,7 +695,7 @@ impl Lockspace {
         self.lm(i).gr = IV;
         self.cast(i, Status::UNLOCKED);
         self.grant_pending_locks(r);
-        self.free_lock(i);
+        self.maybe_free(i);
     }
 
     /// A cancel (`dlm_user_cancel`).
@@ -692,7 +711,7 @@ impl Lockspace {
             Err(Errno::EBUSY) => return Ok(()),
             other => other?,
         }
-        self.do_cancel(i, false);
+        self.do_cancel(i);
         Ok(())
     }
 
@@ -705,34 +724,32 @@ impl Lockspace {
             other => other?,
         }
         self.lm(i).bits |= B_DLCANCEL;
-        self.do_cancel(i, false);
+        self.do_cancel(i);
         Ok(())
     }
 
-    /// `do_cancel` (`revert_lock`) and its effects (C.6.2). A cancelled
-    /// waiting request is freed unless `keep` (an orphan being made).
-    fn do_cancel(&mut self, i: u32, keep: bool) {
+    /// `do_cancel` (`revert_lock`) and its effects (C.6.2).
+    fn do_cancel(&mut self, i: u32) {
         let r = self.l(i).res;
-        self.lm(i).rq = IV;
         match self.l(i).status {
             ST_CONVERT => {
                 self.q_del(r, i);
+                self.lm(i).rq = IV;
                 self.q_add(r, i, ST_GRANTED, false);
                 self.cast(i, Status::CANCELLED);
                 self.grant_pending_locks(r);
             }
             ST_WAITING => {
                 self.q_del(r, i);
+                self.lm(i).rq = IV;
                 self.lm(i).gr = IV;
                 self.cast(i, Status::CANCELLED);
                 self.grant_pending_locks(r);
-                if !keep {
-                    self.free_lock(i);
-                }
+                self.maybe_free(i);
             }
             // Granted with nothing pending, or an orphan whose request was
-            // already cancelled: nothing to do.
-            _ => {}
+            // already cancelled: nothing to do but forget the requested mode.
+            _ => self.lm(i).rq = IV,
         }
     }
 
@@ -746,6 +763,8 @@ impl Lockspace {
             .is_ok()
         {
             self.do_unlock(i);
+        } else {
+            self.maybe_free(i);
         }
     }
 
@@ -806,7 +825,7 @@ impl Lockspace {
                 self.list_orphan(i);
                 // orphan_proc_lock: a cancel with no flags.
                 let _ = self.validate_unlock(i, F::empty());
-                self.do_cancel(i, true);
+                self.do_cancel(i);
             } else {
                 self.lm(i).owner = NIL;
                 self.unlock_proc_lock(i);
