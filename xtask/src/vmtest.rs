@@ -42,6 +42,8 @@ options:
   --args 'ARGS'           arguments for every TEST_BINARY (split on whitespace)
   --env NAME=VALUE        environment for the tests (repeatable)
   --smoke                 run the smoke test as well as the given tests
+  --no-dev-misc           no /dev/misc -> /dev symlink (only the devtmpfs names
+                          /dev/dlm-control, /dev/dlm_<ls>); one node, cm none
   --test-timeout SECS     per test (default 300)
   --mem MB                guest memory (default 1024, more for big initramfs)
   --jobs N                guests run at the same time (default: CPU count)
@@ -103,7 +105,7 @@ impl Cm {
 
 struct Opts {
     kernels: Vec<Kernel>,
-    nodes: Option<Vec<u32>>,
+    nodes: Vec<u32>,
     cm_single: Cm,
     binaries: Vec<PathBuf>,
     bin_args: Vec<String>,
@@ -111,6 +113,7 @@ struct Opts {
     files: Vec<(PathBuf, Option<String>)>,
     env: Vec<(String, String)>,
     smoke: bool,
+    dev_misc: bool,
     test_timeout: u64,
     mem: Option<u32>,
     jobs: usize,
@@ -121,7 +124,7 @@ struct Opts {
 fn parse_args(args: &[String]) -> Result<Opts> {
     let mut o = Opts {
         kernels: Vec::new(),
-        nodes: None,
+        nodes: Vec::new(),
         cm_single: Cm::None,
         binaries: Vec::new(),
         bin_args: Vec::new(),
@@ -129,6 +132,7 @@ fn parse_args(args: &[String]) -> Result<Opts> {
         files: Vec::new(),
         env: Vec::new(),
         smoke: false,
+        dev_misc: true,
         test_timeout: 300,
         mem: None,
         jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -165,12 +169,12 @@ fn parse_args(args: &[String]) -> Result<Opts> {
             }
             "--nodes" => {
                 let v = val("--nodes")?;
-                o.nodes = Some(match v.as_str() {
+                o.nodes = match v.as_str() {
                     "1" => vec![1],
                     "2" => vec![2],
                     "all" => vec![1, 2],
                     other => return Err(format!("vmtest: --nodes {other:?}: 1, 2 or all")),
-                });
+                };
             }
             "--cm" => {
                 o.cm_single = match val("--cm")?.as_str() {
@@ -202,6 +206,7 @@ fn parse_args(args: &[String]) -> Result<Opts> {
                 o.env.push((k.to_string(), x.to_string()));
             }
             "--smoke" => o.smoke = true,
+            "--no-dev-misc" => o.dev_misc = false,
             "--test-timeout" => {
                 o.test_timeout = val("--test-timeout")?
                     .parse()
@@ -238,8 +243,18 @@ fn parse_args(args: &[String]) -> Result<Opts> {
         seen.push(*k);
         new
     });
-    if o.binaries.is_empty() && o.scripts.is_empty() {
+    let smoke_only = o.binaries.is_empty() && o.scripts.is_empty();
+    if smoke_only {
         o.smoke = true;
+    }
+    if o.nodes.is_empty() {
+        // the smoke test alone covers two nodes too; given tests run on one
+        o.nodes = if smoke_only { vec![1, 2] } else { vec![1] };
+    }
+    if !o.dev_misc && (o.cm_single == Cm::Corosync || o.nodes.contains(&2)) {
+        return Err("vmtest: --no-dev-misc needs --nodes 1 and --cm none \
+                    (dlm_controld opens /dev/misc/dlm-control)"
+            .into());
     }
     Ok(o)
 }
@@ -263,13 +278,7 @@ pub fn run(args: &[String]) -> Result<()> {
         Some(p) => PathBuf::from(p),
         None => root.join(".cache/vm"),
     })?;
-    let node_counts = opts.nodes.clone().unwrap_or(
-        if opts.smoke && opts.binaries.is_empty() && opts.scripts.is_empty() {
-            vec![1, 2]
-        } else {
-            vec![1]
-        },
-    );
+    let node_counts = opts.nodes.clone();
     let want_corosync = node_counts.iter().any(|&n| n > 1) || opts.cm_single == Cm::Corosync;
 
     // 1. host tools
@@ -388,6 +397,7 @@ pub fn run(args: &[String]) -> Result<()> {
         payload,
         env: opts.env.clone(),
         test_timeout: opts.test_timeout,
+        dev_misc: opts.dev_misc,
         mem: opts.mem,
         verbose: opts.verbose,
     });
@@ -1758,6 +1768,7 @@ struct RunCtx {
     payload: Payload,
     env: Vec<(String, String)>,
     test_timeout: u64,
+    dev_misc: bool,
     mem: Option<u32>,
     verbose: bool,
 }
@@ -1967,10 +1978,11 @@ fn run_job_inner(ctx: &RunCtx, job: &JobSpec, out: &mut String) -> Result<JobRep
             .arg(&initramfs)
             .arg("-append")
             .arg(format!(
-                "console=ttyS0 quiet loglevel=4 panic=-1 vmtest.node={node} vmtest.nodes={} vmtest.cm={} vmtest.timeout={}",
+                "console=ttyS0 quiet loglevel=4 panic=-1 vmtest.node={node} vmtest.nodes={} vmtest.cm={} vmtest.timeout={} vmtest.devmisc={}",
                 job.nodes,
                 job.cm.name(),
-                ctx.test_timeout
+                ctx.test_timeout,
+                u8::from(ctx.dev_misc)
             ))
             .args(["-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio", "-monitor", "none"]);
         if job.nodes == 2 {
