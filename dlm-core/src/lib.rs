@@ -19,6 +19,7 @@ pub mod cabi;
 pub mod check;
 pub mod codec;
 pub mod dlmd;
+pub mod dump;
 mod errno;
 mod flags;
 pub mod handle;
