@@ -39,6 +39,8 @@ options:
                           by hand + nocmd); two nodes always use corosync
   --scripts DIR           run every DIR/*.sh in the guest (DIR is copied whole)
   --file HOST[:GUEST]     also put HOST (plus its shared libraries) in the guest
+  --cargo-test 'ARGS'     build with `cargo test --no-run ARGS` and run each test
+                          executable it reports (e.g. '-p tests --test kernel')
   --args 'ARGS'           arguments for every TEST_BINARY (split on whitespace)
   --env NAME=VALUE        environment for the tests (repeatable)
   --smoke                 run the smoke test as well as the given tests
@@ -109,6 +111,7 @@ struct Opts {
     cm_single: Cm,
     binaries: Vec<PathBuf>,
     bin_args: Vec<String>,
+    cargo_test: Vec<String>,
     scripts: Vec<PathBuf>,
     files: Vec<(PathBuf, Option<String>)>,
     env: Vec<(String, String)>,
@@ -128,6 +131,7 @@ fn parse_args(args: &[String]) -> Result<Opts> {
         cm_single: Cm::None,
         binaries: Vec::new(),
         bin_args: Vec::new(),
+        cargo_test: Vec::new(),
         scripts: Vec::new(),
         files: Vec::new(),
         env: Vec::new(),
@@ -194,6 +198,9 @@ fn parse_args(args: &[String]) -> Result<Opts> {
                     None => o.files.push((PathBuf::from(v), None)),
                 }
             }
+            "--cargo-test" => o
+                .cargo_test
+                .extend(val("--cargo-test")?.split_whitespace().map(String::from)),
             "--args" => o
                 .bin_args
                 .extend(val("--args")?.split_whitespace().map(String::from)),
@@ -243,7 +250,7 @@ fn parse_args(args: &[String]) -> Result<Opts> {
         seen.push(*k);
         new
     });
-    let smoke_only = o.binaries.is_empty() && o.scripts.is_empty();
+    let smoke_only = o.binaries.is_empty() && o.scripts.is_empty() && o.cargo_test.is_empty();
     if smoke_only {
         o.smoke = true;
     }
@@ -362,7 +369,11 @@ pub fn run(args: &[String]) -> Result<()> {
             .unwrap_or_else(|| "scripts".into());
         payload.add_scripts(dir, &name)?;
     }
-    for bin in &opts.binaries {
+    let mut binaries = opts.binaries.clone();
+    if !opts.cargo_test.is_empty() {
+        binaries.extend(cargo_test_binaries(&root, &opts.cargo_test)?);
+    }
+    for bin in &binaries {
         payload.add_binary(&must_exist(bin)?, &opts.bin_args)?;
     }
     if payload.tests.is_empty() {
@@ -438,6 +449,50 @@ pub fn run(args: &[String]) -> Result<()> {
     } else {
         Ok(())
     }
+}
+
+/// Builds tests with `cargo test --no-run ARGS` and returns the test
+/// executables cargo reports.
+fn cargo_test_binaries(root: &Path, args: &[String]) -> Result<Vec<PathBuf>> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    println!("vmtest: cargo test --no-run {}", args.join(" "));
+    let out = Command::new(&cargo)
+        .current_dir(root)
+        .args([
+            "test",
+            "--no-run",
+            "--message-format=json-render-diagnostics",
+        ])
+        .args(args)
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("vmtest: {cargo}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "vmtest: cargo test --no-run {} failed",
+            args.join(" ")
+        ));
+    }
+    let mut bins = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        // one JSON object per line; std only, so find the field by hand
+        let key = "\"executable\":\"";
+        if !line.contains("\"reason\":\"compiler-artifact\"") {
+            continue;
+        }
+        if let Some(rest) = line.find(key).map(|i| &line[i + key.len()..]) {
+            if let Some(end) = rest.find('"') {
+                bins.push(PathBuf::from(rest[..end].replace("\\\\", "\\")));
+            }
+        }
+    }
+    if bins.is_empty() {
+        return Err(format!(
+            "vmtest: cargo test --no-run {} built no test executable",
+            args.join(" ")
+        ));
+    }
+    Ok(bins)
 }
 
 fn must_exist(p: &Path) -> Result<PathBuf> {
@@ -1324,7 +1379,19 @@ impl Payload {
     }
 
     fn add_binary(&mut self, bin: &Path, args: &[String]) -> Result<()> {
-        let base = sanitize(&bin.file_name().unwrap_or_default().to_string_lossy());
+        let file = bin
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        // cargo's test executables are NAME-<16 hex digits>
+        let file = match file.rsplit_once('-') {
+            Some((stem, h)) if h.len() == 16 && h.chars().all(|c| c.is_ascii_hexdigit()) => {
+                stem.to_string()
+            }
+            _ => file,
+        };
+        let base = sanitize(&file);
         let mut name = base.clone();
         let mut n = 1;
         while self.tests.iter().any(|t| t.0 == name) {
