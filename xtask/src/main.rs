@@ -3,7 +3,9 @@
 //! Each subcommand lives in its own module; this file only parses the
 //! command line.
 
+mod bench;
 mod bindgen;
+mod demo;
 mod host;
 mod test;
 mod vmtest;
@@ -15,6 +17,10 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
+  bench [--only N..]  run the benchmarks (engine, dlmd, clib); ratios against
+                      baselines measured in the same run
+  demo                start dlmd (unless a DLM is reachable) and show two
+                      processes taking and releasing a lock
   test [ARGS...]      install what the tests need, then run the whole
                       test suite (`cargo test --workspace ARGS...`)
   bindgen [--check]   regenerate dlm-sys from the system's UAPI headers
@@ -33,6 +39,8 @@ fn main() -> ExitCode {
             Some(other) => Err(format!("bindgen: unknown option {other:?}")),
         },
         Some("test") => test::run(&args[1..]),
+        Some("demo") => demo::run(),
+        Some("bench") => bench::run(&args[1..]),
         Some("vmtest") => vmtest::run(&args[1..]),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
