@@ -126,8 +126,10 @@ impl Source for Fake {
     }
 
     fn set_threaded(&self, on: bool) {
+        // Like `Ls::set_threaded`: under the state lock, without a
+        // notification of its own (the woken thread's release of the
+        // dispatch role is what wakes waiters).
         lock(&self.st).threaded = on;
-        self.cv.notify_all();
     }
 }
 

@@ -6,6 +6,8 @@
 //! produce. gcc is part of the supported build environment; a missing gcc
 //! fails these tests with a message saying what to install.
 
+pub mod clib;
+
 use std::path::PathBuf;
 use std::process::Command;
 
