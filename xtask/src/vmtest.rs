@@ -1564,7 +1564,12 @@ impl Initramfs {
                 }
             }
         }
-        if let Ok(host_ld) = std::env::var("LD_LIBRARY_PATH") {
+        // the host's LD_LIBRARY_PATH (e.g. our target/ directory) applies
+        // to test programs, not to the packaged cluster stack
+        if let Some(host_ld) = std::env::var("LD_LIBRARY_PATH")
+            .ok()
+            .filter(|_| sysroots.is_empty())
+        {
             ldpath.extend(
                 host_ld
                     .split(':')
