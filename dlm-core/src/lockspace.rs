@@ -439,64 +439,91 @@ impl Lockspace {
         extra: LockFlags,
         deadline: Option<Instant>,
     ) -> Result<Lock<'_>, Error> {
-        let name = Name::new(name).map_err(Error::Sys)?;
         let flags = (opts.flags | extra) - LockFlags::CONVERT - LockFlags::WAIT;
-        let token = self.shared.table().alloc(opts.on_blocking.clone());
-        let mut lock = Lock {
-            ls: self,
-            token,
-            lkid: 0,
-            mode,
-            flags,
-        };
-        let bastaddr = if opts.on_blocking.is_some() {
-            BAST_TOKEN
-        } else {
-            0
+        let (token, lkid) = self.submit(name, mode, flags, &opts, None)?;
+        let completion = self.wait_token(token, deadline, lkid);
+        self.finish(token, mode, flags, completion)
+    }
+
+    /// Sends a new lock request (or an ORPHAN adoption) whose results are
+    /// routed to a fresh slot; returns the slot's token and the lock id.
+    pub(crate) fn submit(
+        &self,
+        name: &[u8],
+        mode: Mode,
+        flags: LockFlags,
+        opts: &LockOptions,
+        on_complete: Option<CompleteFn>,
+    ) -> Result<(u64, u32), Error> {
+        let name = Name::new(name).map_err(Error::Sys)?;
+        let token = {
+            let mut table = self.shared.table();
+            let token = table.alloc(opts.on_blocking.clone());
+            if let Some(slot) = table.get(token) {
+                slot.on_complete = on_complete;
+            }
+            token
         };
         let req = Request::Lock(LockParams {
             mode: mode.raw(),
             flags,
             castaddr: CAST_TOKEN,
             castparam: token,
-            bastaddr,
+            bastaddr: if opts.on_blocking.is_some() {
+                BAST_TOKEN
+            } else {
+                0
+            },
             bastparam: token,
             lksb: token,
             name,
             ..LockParams::default()
         });
-        let lkid = match self.handle.write(&req) {
-            Ok(id) => id,
+        match self.handle.write(&req) {
+            Ok(lkid) => Ok((token, lkid)),
             Err(e) => {
                 self.shared.table().free(token);
-                std::mem::forget(lock);
-                return Err(e.into());
+                Err(e.into())
             }
-        };
-        lock.lkid = lkid;
-        match self.wait_token(token, deadline, lkid) {
-            Ok(c) if c.status.is_granted() => {
-                lock.lkid = c.lkid;
-                if c.flags.contains(SbFlags::ALTMODE) {
-                    lock.mode = if flags.contains(LockFlags::ALTPR) {
-                        Mode::Pr
-                    } else {
-                        Mode::Cw
-                    };
-                }
-                Ok(lock)
-            }
+        }
+    }
+
+    /// Turns the completion of a new request into a [`Lock`] or an error.
+    pub(crate) fn finish(
+        &self,
+        token: u64,
+        mode: Mode,
+        flags: LockFlags,
+        completion: Result<Completion, Error>,
+    ) -> Result<Lock<'_>, Error> {
+        match completion {
+            Ok(c) if c.status.is_granted() => Ok(Lock {
+                ls: self,
+                token,
+                lkid: c.lkid,
+                mode: granted_mode(mode, flags, c.flags),
+                flags,
+            }),
             Ok(c) => {
                 // The request ended (EAGAIN, ECANCEL, EDEADLK): no lock.
                 self.shared.table().free(token);
-                std::mem::forget(lock);
                 Err(Error::from_status(c.status))
             }
-            Err(e) => {
-                std::mem::forget(lock);
-                Err(e)
-            }
+            // Dispatch failed (the lock manager went away): the slot stays,
+            // since a late result could still name it.
+            Err(e) => Err(e),
         }
+    }
+
+    /// The completion recorded in `token`'s slot, if any.
+    pub(crate) fn completion(&self, token: u64) -> Option<Completion> {
+        let mut table = self.shared.table();
+        let slot = table.get(token)?;
+        (slot.status != Status::IN_PROGRESS).then_some(Completion {
+            lkid: slot.lkid,
+            status: slot.status,
+            flags: slot.flags,
+        })
     }
 
     /// Waits for the completion recorded in `token`'s slot, cancelling the
@@ -507,15 +534,7 @@ impl Lockspace {
         deadline: Option<Instant>,
         lkid: u32,
     ) -> Result<Completion, Error> {
-        let done_status = || {
-            let mut table = self.shared.table();
-            let slot = table.get(token).expect("slot of a pending request");
-            (slot.status != Status::IN_PROGRESS).then_some(Completion {
-                lkid: slot.lkid,
-                status: slot.status,
-                flags: slot.flags,
-            })
-        };
+        let done_status = || self.completion(token);
         if let Some(deadline) = deadline {
             let mut cancelled = false;
             loop {
@@ -561,47 +580,25 @@ impl Lockspace {
     /// [`Error::Sys`]`(ENOENT)` when there is no orphan of that name,
     /// [`Error::WouldBlock`] (EAGAIN) when one exists in another mode.
     pub fn adopt(&self, name: &[u8], mode: Mode, opts: LockOptions) -> Result<Lock<'_>, Error> {
-        let name = Name::new(name).map_err(Error::Sys)?;
         let flags = opts.flags | LockFlags::PERSISTENT | LockFlags::ORPHAN;
-        let token = self.shared.table().alloc(opts.on_blocking.clone());
-        let req = Request::Lock(LockParams {
-            mode: mode.raw(),
-            flags,
-            castaddr: CAST_TOKEN,
-            castparam: token,
-            bastaddr: if opts.on_blocking.is_some() {
-                BAST_TOKEN
-            } else {
-                0
-            },
-            bastparam: token,
-            lksb: token,
-            name,
-            ..LockParams::default()
-        });
-        match self.handle.write(&req) {
-            Ok(lkid) => {
-                if let Some(slot) = self.shared.table().get(token) {
-                    slot.status = Status::GRANTED;
-                    slot.lkid = lkid;
-                }
-                Ok(Lock {
-                    ls: self,
-                    token,
-                    lkid,
-                    mode,
-                    flags: flags - LockFlags::ORPHAN,
-                })
-            }
-            Err(e) => {
-                self.shared.table().free(token);
-                Err(if e == Errno::EAGAIN {
-                    Error::WouldBlock
-                } else {
-                    e.into()
-                })
-            }
+        let (token, lkid) = self
+            .submit(name, mode, flags, &opts, None)
+            .map_err(|e| match e {
+                Error::Sys(Errno::EAGAIN) => Error::WouldBlock,
+                e => e,
+            })?;
+        // An adoption has no completion: the write's answer is the outcome.
+        if let Some(slot) = self.shared.table().get(token) {
+            slot.status = Status::GRANTED;
+            slot.lkid = lkid;
         }
+        Ok(Lock {
+            ls: self,
+            token,
+            lkid,
+            mode,
+            flags: flags - LockFlags::ORPHAN,
+        })
     }
 
     /// Force-unlocks orphans: those of process `pid`, or all with 0
@@ -630,33 +627,9 @@ impl Lockspace {
         opts: LockOptions,
         on_complete: impl FnOnce(Completion, Option<Lvb>) + Send + 'static,
     ) -> Result<u32, Error> {
-        let name = Name::new(name).map_err(Error::Sys)?;
         let flags = opts.flags - LockFlags::CONVERT - LockFlags::WAIT;
-        let token = {
-            let mut table = self.shared.table();
-            let token = table.alloc(opts.on_blocking.clone());
-            table.get(token).expect("new slot").on_complete = Some(Box::new(on_complete));
-            token
-        };
-        let req = Request::Lock(LockParams {
-            mode: mode.raw(),
-            flags,
-            castaddr: CAST_TOKEN,
-            castparam: token,
-            bastaddr: if opts.on_blocking.is_some() {
-                BAST_TOKEN
-            } else {
-                0
-            },
-            bastparam: token,
-            lksb: token,
-            name,
-            ..LockParams::default()
-        });
-        self.handle.write(&req).map_err(|e| {
-            self.shared.table().free(token);
-            Error::from(e)
-        })
+        let (_, lkid) = self.submit(name, mode, flags, &opts, Some(Box::new(on_complete)))?;
+        Ok(lkid)
     }
 
     /// Unlocks (or, with `cancel`, cancels the pending request of) a lock
@@ -797,6 +770,17 @@ impl<'ls> Lock<'ls> {
     /// # Errors
     /// As [`Lock::convert`].
     pub fn convert_flags(&mut self, mode: Mode, extra: LockFlags) -> Result<(), Error> {
+        let flags = self.start_convert(mode, extra)?;
+        let completion = self.ls.wait_token(self.token, None, self.lkid)?;
+        self.end_convert(mode, flags, completion)
+    }
+
+    /// Sends a conversion; returns the flags it carried.
+    pub(crate) fn start_convert(
+        &mut self,
+        mode: Mode,
+        extra: LockFlags,
+    ) -> Result<LockFlags, Error> {
         let flags = (self.flags - LockFlags::NOQUEUE) | extra | LockFlags::CONVERT;
         let bastaddr = {
             let mut table = self.ls.shared.table();
@@ -827,25 +811,20 @@ impl<'ls> Lock<'ls> {
             }
             return Err(e.into());
         }
-        let c = self.ls.wait_token(self.token, None, self.lkid)?;
+        Ok(flags)
+    }
+
+    /// Applies a conversion's completion.
+    pub(crate) fn end_convert(
+        &mut self,
+        mode: Mode,
+        flags: LockFlags,
+        c: Completion,
+    ) -> Result<(), Error> {
         if c.status.is_granted() {
-            self.mode = if c.flags.contains(SbFlags::ALTMODE) {
-                if flags.contains(LockFlags::ALTPR) {
-                    Mode::Pr
-                } else {
-                    Mode::Cw
-                }
-            } else {
-                mode
-            };
-            if c.flags.contains(SbFlags::DEMOTED) && self.mode != mode {
-                self.mode = Mode::Nl;
-            }
+            self.mode = granted_mode(mode, flags, c.flags);
             Ok(())
         } else {
-            if c.flags.contains(SbFlags::DEMOTED) {
-                self.mode = Mode::Nl;
-            }
             Err(Error::from_status(c.status))
         }
     }
@@ -861,6 +840,15 @@ impl<'ls> Lock<'ls> {
     }
 
     fn do_unlock(&self) -> Result<Status, Error> {
+        let res = self
+            .start_unlock()
+            .and_then(|_| self.ls.wait_token(self.token, None, self.lkid));
+        self.ls.shared.table().free(self.token);
+        res.map(|c| c.status)
+    }
+
+    /// Sends the unlock (with the LVB when the lock uses it).
+    pub(crate) fn start_unlock(&self) -> Result<(), Error> {
         let flags = self.flags & LockFlags::VALBLK;
         if let Some(slot) = self.ls.shared.table().get(self.token) {
             slot.status = Status::IN_PROGRESS;
@@ -873,14 +861,7 @@ impl<'ls> Lock<'ls> {
             lvb: self.lvb(),
             ..LockParams::default()
         });
-        let res = self
-            .ls
-            .handle
-            .write(&req)
-            .map_err(Error::from)
-            .and_then(|_| self.ls.wait_token(self.token, None, self.lkid));
-        self.ls.shared.table().free(self.token);
-        res.map(|c| c.status)
+        self.ls.handle.write(&req).map(drop).map_err(Error::from)
     }
 
     /// Leaves the lock held and forgets it; returns its id. A persistent
@@ -922,5 +903,17 @@ impl Drop for LvbMut<'_, '_> {
         if let Some(slot) = self.lock.ls.shared.table().get(self.lock.token) {
             slot.lvb = self.lvb;
         }
+    }
+}
+
+/// The mode a lock holds after a grant: the alternate mode when the
+/// completion says ALTMODE.
+fn granted_mode(requested: Mode, flags: LockFlags, sb: SbFlags) -> Mode {
+    if !sb.contains(SbFlags::ALTMODE) {
+        requested
+    } else if flags.contains(LockFlags::ALTPR) {
+        Mode::Pr
+    } else {
+        Mode::Cw
     }
 }
