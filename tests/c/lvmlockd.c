@@ -51,7 +51,7 @@ int main(void)
 	dlm_lshandle_t h2 = dlm_open_lockspace("lvm_vg1");
 	EXPECT(h2 != NULL);
 
-	char lvb[DLM_LVB_LEN], lvb2[DLM_LVB_LEN];
+	char lvb[DLM_LVB_LEN] = { 0 }, lvb2[DLM_LVB_LEN] = { 0 };
 	struct dlm_lksb vg = { .sb_lvbptr = lvb }, vg2 = { .sb_lvbptr = lvb2 };
 	new_nl(h, &vg, "VGLK", 1);
 	new_nl(h2, &vg2, "VGLK", 1);

@@ -15,6 +15,14 @@ pub const NEEDS: &[Need] = &[
         package: "libclang-dev",
     },
     Need::file("/usr/include/linux/dlm_device.h", "linux-libc-dev"),
+    // The C library tests: valgrind runs, Debian's header to compare ours
+    // with, the packaging checks, and the Python ctypes client.
+    Need::program("valgrind", "valgrind"),
+    Need::file("/usr/include/libdlm.h", "libdlm-dev"),
+    Need::program("objdump", "binutils"),
+    Need::program("nm", "binutils"),
+    Need::program("pkg-config", "pkg-config"),
+    Need::program("python3", "python3"),
 ];
 
 /// Installs the prerequisites and runs the workspace's tests.
