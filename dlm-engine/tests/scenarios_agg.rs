@@ -10,12 +10,35 @@ use proptest::prelude::*;
 
 #[derive(Clone, Debug)]
 enum Op {
-    Lock { o: usize, res: u8, mode: u8, flags: u32 },
-    Convert { o: usize, id: u32, mode: u8, flags: u32, lvb: u8 },
-    Unlock { o: usize, id: u32, flags: u32 },
-    Deadlock { o: usize, id: u32 },
-    Purge { o: usize, pid: u32 },
-    Reopen { o: usize },
+    Lock {
+        o: usize,
+        res: u8,
+        mode: u8,
+        flags: u32,
+    },
+    Convert {
+        o: usize,
+        id: u32,
+        mode: u8,
+        flags: u32,
+        lvb: u8,
+    },
+    Unlock {
+        o: usize,
+        id: u32,
+        flags: u32,
+    },
+    Deadlock {
+        o: usize,
+        id: u32,
+    },
+    Purge {
+        o: usize,
+        pid: u32,
+    },
+    Reopen {
+        o: usize,
+    },
 }
 
 const LOCK_FLAGS: [F; 12] = [
@@ -104,12 +127,23 @@ impl Side {
             ..LockParams::default()
         };
         let (o, req) = match *op {
-            Op::Lock { o, res, mode, flags } => {
+            Op::Lock {
+                o,
+                res,
+                mode,
+                flags,
+            } => {
                 let mut q = p(mode, pick(&LOCK_FLAGS, flags));
                 q.name = Name::new(if res == 0 { b"r" } else { b"s" }).unwrap();
                 (o, Request::Lock(q))
             }
-            Op::Convert { o, id, mode, flags, lvb } => {
+            Op::Convert {
+                o,
+                id,
+                mode,
+                flags,
+                lvb,
+            } => {
                 let mut q = p(mode, pick(&CONV_FLAGS, flags) | F::CONVERT);
                 q.lkid = id;
                 q.lvb = [lvb; LVB_LEN];
@@ -120,8 +154,20 @@ impl Side {
                 q.lkid = id;
                 (o, Request::Unlock(q))
             }
-            Op::Deadlock { o, id } => (o, Request::Deadlock { lkid: id, flags: F::empty() }),
-            Op::Purge { o, pid } => (o, Request::Purge { nodeid: 0, pid: pid + 100 }),
+            Op::Deadlock { o, id } => (
+                o,
+                Request::Deadlock {
+                    lkid: id,
+                    flags: F::empty(),
+                },
+            ),
+            Op::Purge { o, pid } => (
+                o,
+                Request::Purge {
+                    nodeid: 0,
+                    pid: pid + 100,
+                },
+            ),
             Op::Reopen { o } => {
                 self.e.close(self.owners[o]);
                 self.owners[o] = self.e.open(self.minor).unwrap();

@@ -104,7 +104,16 @@ fn c6_purge_by_pid() {
     t.e.close(o1.id);
     let o2 = t.open();
     assert_ne!(o2.tid, x);
-    assert_eq!(t.write(o2, Request::Purge { nodeid: 0, pid: x + 7 }), Ok(0));
+    assert_eq!(
+        t.write(
+            o2,
+            Request::Purge {
+                nodeid: 0,
+                pid: x + 7
+            }
+        ),
+        Ok(0)
+    );
     let n = t.take(o2, "q", EX, F::NOQUEUE);
     t.cast(o2, n, Status::AGAIN, SbFlags::empty());
     assert_eq!(t.write(o2, Request::Purge { nodeid: 0, pid: x }), Ok(0));
@@ -122,7 +131,16 @@ fn c6_purge_of_own_tid_is_a_self_purge() {
     t.e.close(o1.id);
     let o2 = t.open();
     t.hold(o2, "mine", EX, NONE);
-    assert_eq!(t.write(o2, Request::Purge { nodeid: 0, pid: o2.tid }), Ok(0));
+    assert_eq!(
+        t.write(
+            o2,
+            Request::Purge {
+                nodeid: 0,
+                pid: o2.tid
+            }
+        ),
+        Ok(0)
+    );
     assert!(!t.probe("q", EX), "the orphan survived");
     assert!(t.probe("mine", EX), "O2's own lock was purged");
 }
@@ -134,7 +152,16 @@ fn c7_purge_own_locks_without_callbacks() {
     let a = t.hold(o2, "s", EX, NONE);
     let c = t.take(o3, "s", EX, NONE);
     assert_eq!(t.e.pending_callbacks(o2.id), 1, "a bast is queued for O2");
-    assert_eq!(t.write(o2, Request::Purge { nodeid: 0, pid: o2.tid }), Ok(0));
+    assert_eq!(
+        t.write(
+            o2,
+            Request::Purge {
+                nodeid: 0,
+                pid: o2.tid
+            }
+        ),
+        Ok(0)
+    );
     t.nothing(o2);
     t.granted(o3, c);
     assert_eq!(t.unlock(o2, a, NONE), Err(Errno::ENOENT));
@@ -160,14 +187,23 @@ fn c9_remove_busy_then_forcefree() {
     let o1 = t.open();
     t.hold(o1, "r", EX, NONE);
     let m = t.minor;
-    assert_eq!(t.e.remove_lockspace(m, RemoveFlags::empty()), Err(Errno::EBUSY));
+    assert_eq!(
+        t.e.remove_lockspace(m, RemoveFlags::empty()),
+        Err(Errno::EBUSY)
+    );
     // Where the kernel blocks until O1 closes, the engine says EBUSY.
-    assert_eq!(t.e.remove_lockspace(m, RemoveFlags::FORCEFREE), Err(Errno::EBUSY));
+    assert_eq!(
+        t.e.remove_lockspace(m, RemoveFlags::FORCEFREE),
+        Err(Errno::EBUSY)
+    );
     t.e.close(o1.id);
     assert_eq!(t.e.remove_lockspace(m, RemoveFlags::FORCEFREE), Ok(()));
     assert_eq!(t.e.open(m).map(|_| ()), Err(Errno::ENOENT));
     assert_eq!(t.e.find_lockspace(&Name::lockspace(b"t").unwrap()), None);
-    assert_eq!(t.e.remove_lockspace(m, RemoveFlags::empty()), Err(Errno::ENOENT));
+    assert_eq!(
+        t.e.remove_lockspace(m, RemoveFlags::empty()),
+        Err(Errno::ENOENT)
+    );
 }
 
 #[test]
@@ -177,7 +213,10 @@ fn c9_orphans_keep_lockspace_busy_unless_forcefree() {
     t.hold(o1, "r", EX, F::PERSISTENT);
     t.e.close(o1.id);
     let m = t.minor;
-    assert_eq!(t.e.remove_lockspace(m, RemoveFlags::empty()), Err(Errno::EBUSY));
+    assert_eq!(
+        t.e.remove_lockspace(m, RemoveFlags::empty()),
+        Err(Errno::EBUSY)
+    );
     assert_eq!(t.e.remove_lockspace(m, RemoveFlags::FORCEFREE), Ok(()));
 }
 
@@ -185,7 +224,10 @@ fn c9_orphans_keep_lockspace_busy_unless_forcefree() {
 fn c9_idle_opener_blocks_removal() {
     let mut t = T::new();
     let o1 = t.open();
-    assert_eq!(t.e.remove_lockspace(t.minor, RemoveFlags::empty()), Err(Errno::EBUSY));
+    assert_eq!(
+        t.e.remove_lockspace(t.minor, RemoveFlags::empty()),
+        Err(Errno::EBUSY)
+    );
     t.e.close(o1.id);
     assert_eq!(t.e.remove_lockspace(t.minor, RemoveFlags::empty()), Ok(()));
 }
@@ -199,7 +241,10 @@ fn c10_foreign_unlock_calls_back_the_owner() {
     p.lksb = 0x0202;
     assert_eq!(t.write(o2, Request::Unlock(p)), Ok(0));
     let r = t.read(o1).expect("the owner gets the cast");
-    assert_eq!((r.lkid, r.status, r.user_lksb), (k, Status::UNLOCKED, 0x0202));
+    assert_eq!(
+        (r.lkid, r.status, r.user_lksb),
+        (k, Status::UNLOCKED, 0x0202)
+    );
     t.nothing(o2);
 }
 

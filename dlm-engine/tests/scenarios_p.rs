@@ -15,7 +15,10 @@ fn p4_create_lockspace() {
     let m = e.create_lockspace(t, LsFlags::empty()).unwrap();
     assert_eq!(e.create_lockspace(t, LsFlags::empty()), Ok(m));
     assert_eq!(e.create_lockspace(t, LsFlags::NEWEXCL), Err(Errno::EEXIST));
-    assert_eq!(e.create_lockspace(Name::EMPTY, LsFlags::empty()), Err(Errno::EINVAL));
+    assert_eq!(
+        e.create_lockspace(Name::EMPTY, LsFlags::empty()),
+        Err(Errno::EINVAL)
+    );
     let u = e.create_lockspace(Name::lockspace(b"u").unwrap(), LsFlags::NEWEXCL);
     assert!(u.is_ok_and(|u| u != m));
     assert_eq!(e.dump(m).unwrap().create_count, 2);
@@ -75,7 +78,10 @@ fn p8_pointer_round_trip() {
         (r.astaddr, r.astparam, r.user_lksb),
         (0x1111, 0x2222, 0x3333)
     );
-    assert_eq!((r.status, r.lkid, r.flags), (Status::GRANTED, 1, SbFlags::empty()));
+    assert_eq!(
+        (r.status, r.lkid, r.flags),
+        (Status::GRANTED, 1, SbFlags::empty())
+    );
     assert_eq!((r.bast_mode, r.lvb), (None, None));
     let bytes = r.encode(104).unwrap();
     assert_eq!(bytes.len(), 72);
@@ -110,7 +116,10 @@ fn p12_bast_result() {
     t.take(o2, "r", EX, NONE);
     let r = t.read(o1).unwrap();
     assert_eq!((r.astaddr, r.astparam), (0x5555, 0x4444));
-    assert_eq!((r.bast_mode, r.status, r.lkid), (Some(EX), Status::GRANTED, a));
+    assert_eq!(
+        (r.bast_mode, r.status, r.lkid),
+        (Some(EX), Status::GRANTED, a)
+    );
     assert_eq!((r.flags, r.lvb), (SbFlags::empty(), None));
 }
 

@@ -108,7 +108,14 @@ impl T {
         self.conv_lvb(o, id, mode, flags, ZEROS)
     }
 
-    pub fn conv_lvb(&mut self, o: O, id: u32, mode: Mode, flags: F, lvb: Lvb) -> Result<u32, Errno> {
+    pub fn conv_lvb(
+        &mut self,
+        o: O,
+        id: u32,
+        mode: Mode,
+        flags: F,
+        lvb: Lvb,
+    ) -> Result<u32, Errno> {
         let mut p = T::params(b"", mode, flags | F::CONVERT);
         p.lkid = id;
         p.lvb = lvb;
@@ -152,7 +159,10 @@ impl T {
         let r = self.read(o).expect("a bast, got nothing");
         assert_eq!(r.bast_mode, Some(mode), "{r:?}");
         assert_eq!(r.lkid, id, "{r:?}");
-        assert_eq!((r.status, r.flags, r.lvb), (Status::GRANTED, SbFlags::empty(), None));
+        assert_eq!(
+            (r.status, r.flags, r.lvb),
+            (Status::GRANTED, SbFlags::empty(), None)
+        );
         assert_eq!((r.astaddr, r.astparam), (BASTADDR, BASTPARAM), "{r:?}");
     }
 
@@ -167,7 +177,11 @@ impl T {
     pub fn hold(&mut self, o: O, name: &str, mode: Mode, flags: F) -> u32 {
         let id = self.take(o, name, mode, flags);
         let r = self.read(o).expect("grant");
-        assert_eq!((r.lkid, r.status, r.bast_mode), (id, Status::GRANTED, None), "{r:?}");
+        assert_eq!(
+            (r.lkid, r.status, r.bast_mode),
+            (id, Status::GRANTED, None),
+            "{r:?}"
+        );
         id
     }
 
