@@ -32,7 +32,9 @@ fn run_both_headers(test: &str, file: &str, flavour: Flavour) -> String {
 #[test]
 fn scenarios_l1_to_l14_lt() {
     let out = run_both_headers("scen-lt", "scenarios.c", Flavour::Lt);
-    for l in ["L1", "L2", "L3", "L4", "L5", "L6", "L7", "L10", "L12", "L13", "L14"] {
+    for l in [
+        "L1", "L2", "L3", "L4", "L5", "L6", "L7", "L10", "L12", "L13", "L14",
+    ] {
         assert!(out.contains(&format!("{l} ok\n")), "{l} missing:\n{out}");
     }
 }
@@ -92,8 +94,15 @@ fn header_is_abi_identical_to_debians() {
                 std::process::Command::new(exe).env("LD_LIBRARY_PATH", libdir),
             ));
         }
-        assert_eq!(outs[0], outs[1], "{flavour:?}: our header differs from Debian's");
-        assert!(outs[0].contains("sizeof(struct dlm_lksb) 24\n"), "{}", outs[0]);
+        assert_eq!(
+            outs[0], outs[1],
+            "{flavour:?}: our header differs from Debian's"
+        );
+        assert!(
+            outs[0].contains("sizeof(struct dlm_lksb) 24\n"),
+            "{}",
+            outs[0]
+        );
         assert!(outs[0].contains("functions 1\n"));
         assert_eq!(outs[0].contains("threads 1\n"), flavour == Flavour::Threads);
     }

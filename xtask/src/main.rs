@@ -7,6 +7,7 @@ mod bench;
 mod bindgen;
 mod demo;
 mod host;
+mod release;
 mod test;
 mod vmtest;
 
@@ -25,6 +26,11 @@ commands:
                       test suite (`cargo test --workspace ARGS...`)
   bindgen [--check]   regenerate dlm-sys from the system's UAPI headers
                       (--check: fail if the committed bindings are stale)
+  release [--prefix DIR] [--from DIR]
+                      build libdlm.so.3 and libdlm_lt.so.3 and install
+                      them with libdlm.h and .pc files under DIR
+                      (default target/dist; --from: use libraries
+                      already built in DIR)
   vmtest [OPTIONS] [--] [TEST_BINARY...]
                       run tests against the kernel DLM in qemu guests
                       (vmtest --help for the options)
@@ -38,6 +44,7 @@ fn main() -> ExitCode {
             Some("--check") => bindgen::generate(bindgen::Mode::Check),
             Some(other) => Err(format!("bindgen: unknown option {other:?}")),
         },
+        Some("release") => release::run(&args[1..]),
         Some("test") => test::run(&args[1..]),
         Some("demo") => demo::run(),
         Some("bench") => bench::run(&args[1..]),
