@@ -11,7 +11,7 @@
 //! wait for the AST thread when the handle has one, and dispatch inline
 //! otherwise (where the C library hangs), including from inside a
 //! callback. AST threads are stopped through a wake-up fd and joined
-//! ([`ast`]), never cancelled; `dlm_close_lockspace` and
+//! (module `ast`), never cancelled; `dlm_close_lockspace` and
 //! `dlm_release_lockspace` stop the handle's thread before its fd closes.
 //!
 //! # Safety
