@@ -8,6 +8,63 @@
 //! exactly what the kernel's `write()` would. Callbacks (completions and
 //! blocking callbacks) queue per owner and are taken with
 //! [`Engine::pop_callback`], one `read()` each.
+//!
+//! # Example
+//!
+//! ```
+//! use dlm_core::{LockFlags, LockParams, LsFlags, Mode, Name, Request, Status};
+//! use dlm_engine::Engine;
+//!
+//! let mut e = Engine::new();
+//! let minor = e.create_lockspace(Name::lockspace(b"t").unwrap(), LsFlags::empty()).unwrap();
+//! let o = e.open(minor).unwrap();
+//! let p = LockParams {
+//!     mode: Mode::Ex.raw(),
+//!     castaddr: 0x1000,
+//!     lksb: 0x2000,
+//!     name: Name::new(b"r").unwrap(),
+//!     ..LockParams::default()
+//! };
+//! let id = e.write(o, &Request::Lock(p), 42).unwrap();
+//! let cast = e.pop_callback(o).unwrap();
+//! assert_eq!((cast.lkid, cast.status), (id, Status::GRANTED));
+//! ```
+//!
+//! # Behaviour
+//!
+//! The kernel 6.12 column of the spec: snapshot callbacks in one FIFO per
+//! owner, lock objects freed at end of life (ids reused at once, lowest
+//! free first, per lockspace), zero-padded resource names (exact length
+//! for orphan adoption), lockspace-global lock ids (any owner may convert
+//! or unlock any id; callbacks go to the owning opener). Where the spec
+//! and the kernel's code differ, or the kernel misbehaves, the engine
+//! does this:
+//!
+//! - A force-unlock of a lock whose own flags already hold FORCEUNLOCK
+//!   (set by a LOCK or CONVERT carrying that bit) fails with EINVAL, as
+//!   `validate_unlock_args` answers (its error is already -EINVAL there,
+//!   the reason a repeated cancel gets EINVAL, spec U4); the spec's C.3.5
+//!   says EBUSY-then-0. Close and purge then cannot unlock such a lock:
+//!   it stays queued, dead, until unlocked by id ([`LockOwner::Dead`]).
+//! - An orphan unlocked by id gets no callback and, like the
+//!   kernel's object, is not freed: it stays on the orphan list, off every
+//!   queue, until a purge (the kernel would move it to the closed opener's
+//!   freed list, a use-after-free).
+//! - A queued conversion granted its alternate mode when that equals its
+//!   granted mode (QUECVT with ALTPR from PR, or ALTCW from CW) moves to
+//!   the grant queue; the kernel's `_grant_lock` would leave it on the
+//!   convert queue with no requested mode.
+//! - A remove of a lockspace that still has openers is EBUSY rather than
+//!   a wait (DESIGN.md).
+//!
+//! # Cost
+//!
+//! Every operation is O(1) or O(log n) in the number of locks held (the
+//! lowest-free id heap), plus work proportional to what it changes:
+//! draining a wait queue costs O(1) per grant, where the kernel's pending
+//! grant pass rescans the whole queue. The convert queue is still walked
+//! as the kernel does (deadlock detection is linear in it), and bast scans
+//! walk the grant queue when some holder needs a bast.
 
 #![deny(unsafe_code)]
 
