@@ -1,0 +1,3 @@
+//! dlmd benchmarks (placeholder until the harness lands).
+
+fn main() {}

@@ -1,0 +1,682 @@
+//! dlmd against PROTOCOL.md: the real binary on a private socket, driven
+//! with raw SEQPACKET messages (see `common`).
+
+mod common;
+
+use common::*;
+use dlm_core::codec::Version;
+use dlm_core::dlmd::proto::{self, Header, Op};
+use dlm_core::{LockFlags, LsFlags, Mode, RemoveFlags, Request, Status};
+use rustix::net::{self, SendFlags};
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// Waits (bounded) until dlmd reports no open handle in `ls`: closing a
+/// socket is noticed by dlmd asynchronously.
+fn wait_no_openers(ctl: &mut Control, ls: &str) {
+    for _ in 0..3000 {
+        let text = ctl.dump(Some(ls)).expect("dump");
+        if text
+            .lines()
+            .next()
+            .is_some_and(|l| l.contains(" openers 0 "))
+        {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("the handles of {ls} never closed");
+}
+
+#[test]
+fn version() {
+    let d = Daemon::start();
+    let mut ctl = Control::connect(&d.path);
+    let (ret, rest) = ctl.version();
+    assert_eq!(ret, 0);
+    assert_eq!(rest, Version::DEVICE.encode());
+    assert_eq!(Version::decode(&rest).unwrap().to_string(), "6.0.2");
+}
+
+#[test]
+fn create_and_remove() {
+    let d = Daemon::start();
+    let mut ctl = Control::connect(&d.path);
+    let minor = ctl.create("ls1", LsFlags::empty(), 0);
+    assert!(minor >= 0, "CREATE returns the minor, got {minor}");
+    // Again without NEWEXCL: same minor, creation count 2.
+    assert_eq!(ctl.create("ls1", LsFlags::empty(), 0), minor);
+    assert_eq!(ctl.create("ls1", LsFlags::NEWEXCL, 0), EEXIST);
+    let other = ctl.create("ls2", LsFlags::NEWEXCL, 0);
+    assert!(other >= 0 && other != minor);
+    // The first REMOVE only drops the count.
+    assert_eq!(ctl.remove(minor as u32, RemoveFlags::empty()), 0);
+    assert!(ctl.dump(Some("ls1")).unwrap().contains(" created 1 "));
+    drop(Handle::open(&d.path, "ls1"));
+    wait_no_openers(&mut ctl, "ls1");
+    assert_eq!(ctl.remove(minor as u32, RemoveFlags::empty()), 0);
+    assert_eq!(open_raw(&d.path, "ls1").0, ENOENT);
+    assert_eq!(ctl.remove(minor as u32, RemoveFlags::empty()), ENOENT);
+    assert_eq!(ctl.dump(Some("ls1")), Err(ENOENT));
+    // Bad names: CREATE decodes them as the kernel does.
+    let bad = Request::CreateLockspace {
+        flags: LsFlags::empty(),
+        name: dlm_core::Name::EMPTY,
+    }
+    .encode(Version::DEVICE);
+    assert_eq!(
+        ctl.call(Op::Control, &[&[0; 8], &bad]).0,
+        EINVAL,
+        "empty lockspace name"
+    );
+    assert_eq!(ctl.call(Op::Control, &[&[0; 4]]).0, EINVAL, "no request");
+    let lock = lock_bytes("r");
+    assert_eq!(
+        ctl.call(Op::Control, &[&[0; 8], &lock]).0,
+        EINVAL,
+        "LOCK on the control connection"
+    );
+    // The connection still works.
+    assert_eq!(ctl.version().0, 0);
+}
+
+#[test]
+fn remove_is_busy_with_locks_or_openers() {
+    let d = Daemon::start();
+    let mut ctl = Control::connect(&d.path);
+    let minor = ctl.create("busy", LsFlags::empty(), 0) as u32;
+
+    // Another handle open, no locks: EBUSY, even with FORCEFREE.
+    let h = Handle::open(&d.path, "busy");
+    assert_eq!(ctl.remove(minor, RemoveFlags::empty()), EBUSY);
+    assert_eq!(ctl.remove(minor, RemoveFlags::FORCEFREE), EBUSY);
+    drop(h);
+    wait_no_openers(&mut ctl, "busy");
+
+    // A lock held by an open handle: EBUSY.
+    let mut h = Handle::open(&d.path, "busy");
+    let lkid = h.lock("r", Mode::Ex, LockFlags::PERSISTENT, 1);
+    assert!(lkid > 0);
+    assert_eq!(h.result().status, Status::GRANTED);
+    assert_eq!(ctl.remove(minor, RemoveFlags::empty()), EBUSY);
+    // Closing leaves the persistent lock as an orphan: still EBUSY
+    // without FORCEFREE, gone with it.
+    drop(h);
+    wait_no_openers(&mut ctl, "busy");
+    let text = ctl.dump(Some("busy")).unwrap();
+    assert!(text.contains("owner orphan"), "orphan in dump:\n{text}");
+    assert_eq!(ctl.remove(minor, RemoveFlags::empty()), EBUSY);
+    assert_eq!(ctl.remove(minor, RemoveFlags::FORCEFREE), 0);
+    assert_eq!(open_raw(&d.path, "busy").0, ENOENT);
+}
+
+#[test]
+fn lock_and_unlock_with_casts() {
+    let d = Daemon::start();
+    let mut ctl = Control::connect(&d.path);
+    let minor = ctl.create("ls", LsFlags::empty(), 0);
+    let mut h = Handle::open(&d.path, "ls");
+    assert_eq!(i64::from(h.minor), minor);
+
+    let lkid = h.lock("res", Mode::Ex, LockFlags::empty(), 7);
+    assert!(lkid > 0, "LOCK returns the lock id, got {lkid}");
+    // The completion was written before the reply: it is already there.
+    let r = h.try_result().expect("completion queued before the reply");
+    assert_eq!(r.status, Status::GRANTED);
+    assert_eq!(i64::from(r.lkid), lkid);
+    assert_eq!(r.astaddr, CASTADDR);
+    assert_eq!(r.astparam, 7);
+    assert_eq!(r.user_lksb, lksb_of(7));
+    assert_eq!(r.bast_mode, None);
+    assert!(h.try_result().is_none(), "exactly one result");
+
+    // Conversion: 0 for the write, then a completion.
+    let conv = h.write(&lock_req("res", Mode::Pr, LockFlags::CONVERT, 8, 0).with_lkid(lkid));
+    assert_eq!(conv, 0);
+    let r = h.result();
+    assert_eq!((r.status, i64::from(r.lkid)), (Status::GRANTED, lkid));
+
+    assert_eq!(h.unlock(lkid as u32, LockFlags::empty(), 9), 0);
+    let r = h.try_result().expect("unlock completion before the reply");
+    assert_eq!(r.status, Status::UNLOCKED);
+    assert_eq!(i64::from(r.lkid), lkid);
+    assert_eq!(r.astaddr, CASTADDR);
+    // Unknown lock id: the kernel's ENOENT.
+    assert_eq!(h.unlock(lkid as u32, LockFlags::empty(), 9), ENOENT);
+    assert!(h.try_result().is_none());
+}
+
+trait WithLkid {
+    fn with_lkid(self, lkid: i64) -> Request;
+}
+
+impl WithLkid for Request {
+    fn with_lkid(self, lkid: i64) -> Request {
+        match self {
+            Request::Lock(mut p) => {
+                p.lkid = lkid as u32;
+                Request::Lock(p)
+            }
+            other => other,
+        }
+    }
+}
+
+#[test]
+fn blocking_callback_goes_to_the_holder_only() {
+    let d = Daemon::start();
+    let mut ctl = Control::connect(&d.path);
+    ctl.create("ls", LsFlags::empty(), 0o666);
+    let mut a = Handle::open(&d.path, "ls");
+    let mut b = Handle::open(&d.path, "ls");
+    let la = a.write(&lock_req("res", Mode::Ex, LockFlags::empty(), 1, BASTADDR));
+    assert_eq!(a.result().status, Status::GRANTED);
+    let lb = b.lock("res", Mode::Pr, LockFlags::empty(), 2);
+    assert!(lb > 0);
+    // b waits; a gets a blocking callback for PR, already queued when
+    // b's reply arrived.
+    let bast = a.try_result().expect("bast written before b's reply");
+    assert_eq!(bast.bast_mode, Some(Mode::Pr));
+    assert_eq!(bast.astaddr, BASTADDR);
+    assert_eq!(i64::from(bast.lkid), la);
+    assert!(b.try_result().is_none(), "b waits");
+    // a unlocks: a gets EUNLOCK, b its grant.
+    assert_eq!(a.unlock(la as u32, LockFlags::empty(), 3), 0);
+    assert_eq!(a.result().status, Status::UNLOCKED);
+    let g = b.try_result().expect("grant queued before a's reply");
+    assert_eq!((g.status, i64::from(g.lkid)), (Status::GRANTED, lb));
+    assert_eq!(g.user_lksb, lksb_of(2));
+}
+
+#[test]
+fn attach_needs_the_right_token_once() {
+    let d = Daemon::start();
+    let mut ctl = Control::connect(&d.path);
+    ctl.create("ls", LsFlags::empty(), 0);
+    let (ret, id, token, _req) = open_raw(&d.path, "ls");
+    assert!(ret >= 0);
+    assert_eq!(attach_raw(&d.path, id, token ^ 1).0, EINVAL);
+    assert_eq!(attach_raw(&d.path, id + 100, token).0, EINVAL);
+    let (ok, _cb) = attach_raw(&d.path, id, token);
+    assert_eq!(ok, 0);
+    assert_eq!(
+        attach_raw(&d.path, id, token).0,
+        EINVAL,
+        "the token is used"
+    );
+    // A short ATTACH.
+    let fd = connect(&d.path);
+    send(&fd, &msg(Op::Attach, 3, &[&id.to_ne_bytes()]));
+    assert_eq!(recv_reply(&fd, 3).0, EINVAL);
+    // OPEN of an unknown lockspace.
+    assert_eq!(open_raw(&d.path, "nope").0, ENOENT);
+    assert_eq!(open_raw(&d.path, "").0, EINVAL);
+}
+
+#[test]
+fn malformed_messages_get_einval_and_the_connection_goes_on() {
+    let d = Daemon::start();
+    let mut ctl = Control::connect(&d.path);
+    ctl.create("ls", LsFlags::empty(), 0);
+    let mut h = Handle::open(&d.path, "ls");
+
+    // Shorter than a header: EINVAL with seq 0.
+    send(&h.req, &[1, 2, 3]);
+    assert_eq!(recv_reply(&h.req, 0).0, EINVAL);
+    send(&h.req, &[]);
+    assert_eq!(recv_reply(&h.req, 0).0, EINVAL);
+    // Short, long and over-long WRITE payloads.
+    assert_eq!(h.write_bytes(&[0; 50]), EINVAL);
+    let good = lock_bytes("r");
+    assert_eq!(h.write_bytes(&good[..119]), EINVAL);
+    let mut long = good.clone();
+    long.resize(185, 0);
+    assert_eq!(h.write_bytes(&long), EINVAL);
+    assert_eq!(h.write_bytes(&[0xee; 4000]), EINVAL);
+    // Wrong version: EBADE; 32-bit request: EINVAL; unknown command.
+    let mut v5 = good.clone();
+    v5[0..4].copy_from_slice(&5u32.to_ne_bytes());
+    assert_eq!(h.write_bytes(&v5), EBADE);
+    let mut bits32 = good.clone();
+    bits32[std::mem::offset_of!(dlm_sys::dlm_write_request, is64bit)] = 0;
+    assert_eq!(h.write_bytes(&bits32), EINVAL);
+    let mut cmd = good.clone();
+    cmd[std::mem::offset_of!(dlm_sys::dlm_write_request, cmd)] = 99;
+    assert_eq!(h.write_bytes(&cmd), EINVAL);
+    // Lockspace requests on a request socket.
+    let create = Request::CreateLockspace {
+        flags: LsFlags::empty(),
+        name: name("zz"),
+    };
+    assert_eq!(h.write(&create), EINVAL);
+    // Operations that do not belong to a request socket.
+    for op in [99u32, Op::Open as u32, Op::Version as u32, Op::Reply as u32] {
+        h.seq += 1;
+        send(
+            &h.req,
+            &proto::message(
+                Header {
+                    op,
+                    seq: h.seq,
+                    tid: 1,
+                    reserved: 0,
+                },
+                &[b"ls"],
+            ),
+        );
+        assert_eq!(recv_reply(&h.req, h.seq).0, EINVAL, "op {op}");
+    }
+    // Junk on the callback socket is ignored.
+    send(&h.cb, b"junk junk junk junk");
+    // Still serving: a lock and its result.
+    let lkid = h.lock("r", Mode::Ex, LockFlags::empty(), 5);
+    assert!(lkid > 0);
+    let r = h.result();
+    assert_eq!((r.status, i64::from(r.lkid)), (Status::GRANTED, lkid));
+
+    // The control connection too.
+    assert_eq!(ctl.call(Op::Write, &[&good]).0, EINVAL);
+    assert_eq!(ctl.call(Op::Attach, &[&[0; 16]]).0, EINVAL);
+    assert_eq!(ctl.call(Op::Version, &[b"x"]).0, EINVAL);
+    assert_eq!(ctl.version().0, 0);
+
+    // An undecided connection with a bad first message: EINVAL, closed.
+    for first in [
+        &[9u8, 9][..],
+        &msg(Op::Write, 4, &[&good])[..],
+        &msg(Op::Reply, 4, &[])[..],
+    ] {
+        let fd = connect(&d.path);
+        send(&fd, first);
+        let m = recv(&fd).expect("a reply before closing");
+        assert_eq!(
+            proto::parse_reply(&m, proto::get_u32(&m, 4).unwrap())
+                .unwrap()
+                .0,
+            EINVAL
+        );
+        assert!(recv(&fd).is_none(), "closed after a bad first message");
+    }
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let d = Daemon::start();
+    let mut ctl = Control::connect(&d.path);
+    ctl.create("ls", LsFlags::empty(), 0);
+    let h = Handle::open(&d.path, "ls");
+    let n = 200u32;
+    for i in 0..n {
+        let req = lock_req(
+            &format!("r{i}"),
+            Mode::Ex,
+            LockFlags::empty(),
+            u64::from(i),
+            0,
+        );
+        let bytes = req.encode(Version::DEVICE);
+        send(
+            &h.req,
+            &proto::message(Header::new(Op::Write, 1000 + i, 1), &[&bytes]),
+        );
+    }
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let (ret, _) = recv_reply(&h.req, 1000 + i);
+        assert!(ret > 0);
+        ids.push(ret);
+    }
+    for (i, id) in ids.iter().enumerate() {
+        let r = h.result();
+        assert_eq!((i64::from(r.lkid), r.astparam), (*id, i as u64));
+    }
+}
+
+#[test]
+fn a_client_that_does_not_read_stalls_only_itself() {
+    let d = Daemon::start();
+    let mut ctl = Control::connect(&d.path);
+    ctl.create("ls", LsFlags::empty(), 0o666);
+    let mut slow = Handle::open(&d.path, "ls");
+    let mut other = Handle::open(&d.path, "ls");
+
+    // 3000 lock/unlock pairs whose 6000 results nobody reads: far more
+    // than a socket buffer holds. dlmd keeps them queued and goes on.
+    let pairs = 3000u64;
+    for i in 0..pairs {
+        let lkid = slow.lock("slow", Mode::Ex, LockFlags::empty(), i);
+        assert!(lkid > 0);
+        assert_eq!(slow.unlock(lkid as u32, LockFlags::empty(), i), 0);
+        if i % 1000 == 0 {
+            // Another client is served meanwhile.
+            let l = other.lock("fast", Mode::Pr, LockFlags::empty(), i);
+            assert_eq!(other.result().status, Status::GRANTED);
+            assert_eq!(other.unlock(l as u32, LockFlags::empty(), i), 0);
+            assert_eq!(other.result().status, Status::UNLOCKED);
+        }
+    }
+    // Now every result arrives, in order.
+    for i in 0..pairs {
+        let g = slow.result();
+        assert_eq!((g.status, g.astparam), (Status::GRANTED, i), "pair {i}");
+        let u = slow.result();
+        assert_eq!((u.status, u.lkid), (Status::UNLOCKED, g.lkid), "pair {i}");
+    }
+    assert!(slow.try_result().is_none());
+
+    // Requests whose replies are not read: dlmd stops reading them, and
+    // serves everybody else.
+    let mut sent = 0u32;
+    let bogus = Request::Unlock(dlm_core::LockParams {
+        lkid: 0x7fff_fff0,
+        ..Default::default()
+    })
+    .encode(Version::DEVICE);
+    loop {
+        let m = proto::message(Header::new(Op::Write, sent, 1), &[&bogus]);
+        match net::send(&slow.req, &m, SendFlags::DONTWAIT | SendFlags::NOSIGNAL) {
+            Ok(_) => sent += 1,
+            Err(rustix::io::Errno::AGAIN) => break,
+            Err(e) => panic!("send: {e}"),
+        }
+        assert!(sent < 1_000_000, "the request socket never filled up");
+    }
+    assert_eq!(ctl.version().0, 0);
+    let l = other.lock("fast", Mode::Ex, LockFlags::empty(), 1);
+    assert!(l > 0);
+    assert_eq!(other.result().status, Status::GRANTED);
+    for seq in 0..sent {
+        assert_eq!(recv_reply(&slow.req, seq).0, ENOENT);
+    }
+}
+
+#[test]
+fn closing_a_handle_releases_its_locks() {
+    let d = Daemon::start();
+    let mut ctl = Control::connect(&d.path);
+    ctl.create("ls", LsFlags::empty(), 0o666);
+    // Closing the request socket.
+    let mut a = Handle::open(&d.path, "ls");
+    let mut b = Handle::open(&d.path, "ls");
+    assert!(a.lock("res", Mode::Ex, LockFlags::empty(), 1) > 0);
+    assert_eq!(a.result().status, Status::GRANTED);
+    let lb = b.lock("res", Mode::Ex, LockFlags::empty(), 2);
+    assert!(b.try_result().is_none());
+    drop(a.req);
+    let g = b.result();
+    assert_eq!((g.status, i64::from(g.lkid)), (Status::GRANTED, lb));
+    // dlmd closed a's callback socket too.
+    assert!(recv(&a.cb).is_none());
+
+    // Closing only the callback socket is an owner close as well.
+    let mut c = Handle::open(&d.path, "ls");
+    let lc = c.lock("res", Mode::Ex, LockFlags::empty(), 3);
+    assert!(c.try_result().is_none());
+    drop(c.cb);
+    assert!(recv(&c.req).is_none(), "request socket closed by dlmd");
+    assert_eq!(b.unlock(lb as u32, LockFlags::empty(), 4), 0);
+    assert_eq!(b.result().status, Status::UNLOCKED);
+    // c's waiting request went away with c: the resource is free.
+    assert!(lc > 0);
+    assert!(b.lock("res", Mode::Ex, LockFlags::NOQUEUE, 5) > 0);
+    assert_eq!(b.result().status, Status::GRANTED);
+}
+
+/// Runs this test binary's `helper` test in a child process.
+fn spawn_helper(mode: &str, socket: &Path) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", "helper", "--nocapture", "--test-threads=1"])
+        .env("DLMD_TEST_HELPER", mode)
+        .env("DLMD_TEST_SOCKET", socket)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped());
+    cmd
+}
+
+/// Not a test by itself: the child process of the tests that need one.
+#[test]
+fn helper() {
+    let Ok(mode) = std::env::var("DLMD_TEST_HELPER") else {
+        return;
+    };
+    let path = PathBuf::from(std::env::var_os("DLMD_TEST_SOCKET").unwrap());
+    match mode.as_str() {
+        "hold" => {
+            let mut h = Handle::open(&path, "ls");
+            let lkid = h.lock("res", Mode::Ex, LockFlags::empty(), 1);
+            assert_eq!(h.result().status, Status::GRANTED);
+            println!("helper: locked {lkid}");
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(60));
+            }
+        }
+        "user" => {
+            let mut ctl = Control::connect(&path);
+            let open = |ls: &str| Handle::try_open(&path, ls).map(|_| 0).unwrap_or_else(|e| e);
+            println!("helper: open600 {}", open("ls600"));
+            println!("helper: open660 {}", open("ls660"));
+            println!("helper: open666 {}", open("ls666"));
+            println!(
+                "helper: create600 {}",
+                ctl.create("ls600", LsFlags::empty(), 0)
+            );
+            println!(
+                "helper: create666 {}",
+                ctl.create("ls666", LsFlags::empty(), 0)
+            );
+            let minor = std::env::var("DLMD_TEST_MINOR").unwrap().parse().unwrap();
+            println!(
+                "helper: remove666 {}",
+                ctl.remove(minor, RemoveFlags::empty())
+            );
+            println!(
+                "helper: dump600 {}",
+                ctl.dump(Some("ls600")).map(|_| 0).unwrap_or_else(|e| e)
+            );
+            let all = ctl.dump(None).unwrap();
+            println!("helper: dumpall-has-600 {}", all.contains("\"ls600\""));
+            let mine = ctl.create("mine", LsFlags::empty(), 0);
+            println!("helper: createmine {}", i64::from(mine >= 0));
+            println!("helper: openmine {}", open("mine"));
+            println!(
+                "helper: removemine {}",
+                ctl.remove(mine as u32, RemoveFlags::empty())
+            );
+        }
+        other => panic!("unknown helper mode {other}"),
+    }
+}
+
+fn helper_lines(out: &[u8]) -> std::collections::HashMap<String, String> {
+    String::from_utf8_lossy(out)
+        .lines()
+        .filter_map(|l| l.split_once("helper: ").map(|(_, rest)| rest))
+        .filter_map(|l| l.split_once(' '))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+#[test]
+fn a_killed_client_releases_its_locks() {
+    let d = Daemon::start();
+    let mut ctl = Control::connect(&d.path);
+    ctl.create("ls", LsFlags::empty(), 0o666);
+    let mut child = spawn_helper("hold", &d.path).spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let held = loop {
+        let line = lines.next().expect("helper output").unwrap();
+        if let Some((_, id)) = line.split_once("helper: locked ") {
+            break id.parse::<i64>().unwrap();
+        }
+    };
+    assert!(held > 0);
+    let mut b = Handle::open(&d.path, "ls");
+    let lb = b.lock("res", Mode::Ex, LockFlags::empty(), 2);
+    assert!(b.try_result().is_none(), "held by the helper");
+    let dump = ctl.dump(Some("ls")).unwrap();
+    assert!(dump.contains(&format!("pid {}", child.id())), "{dump}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let g = b.result();
+    assert_eq!((g.status, i64::from(g.lkid)), (Status::GRANTED, lb));
+}
+
+#[test]
+fn permissions_for_another_uid() {
+    let d = Daemon::start();
+    let mut ctl = Control::connect(&d.path);
+    assert!(ctl.create("ls600", LsFlags::empty(), 0) >= 0);
+    assert!(ctl.create("ls660", LsFlags::empty(), 0o660) >= 0);
+    let m666 = ctl.create("ls666", LsFlags::empty(), 0o666);
+    assert!(m666 >= 0);
+    let out = spawn_helper("user", &d.path)
+        .uid(65534)
+        .gid(65534)
+        .env("DLMD_TEST_MINOR", m666.to_string())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "helper failed: {out:?}");
+    let r = helper_lines(&out.stdout);
+    let get = |k: &str| {
+        r.get(k)
+            .unwrap_or_else(|| panic!("no {k} in {r:?}"))
+            .as_str()
+    };
+    let eacces = EACCES.to_string();
+    assert_eq!(get("open600"), eacces);
+    assert_eq!(get("open660"), eacces, "not in the group");
+    assert_eq!(get("open666"), "0");
+    assert_eq!(
+        get("create600"),
+        eacces,
+        "creating an existing one needs open permission"
+    );
+    assert_eq!(get("create666"), m666.to_string());
+    assert_eq!(get("remove666"), eacces, "only the creator or root removes");
+    assert_eq!(get("dump600"), eacces);
+    assert_eq!(get("dumpall-has-600"), "false");
+    assert_eq!(get("createmine"), "1");
+    assert_eq!(get("openmine"), "0");
+    assert_eq!(get("removemine"), "0");
+    // Root may open anything; the create by the other user raised the
+    // count of ls666, so it takes two removes.
+    drop(Handle::open(&d.path, "ls600"));
+    wait_no_openers(&mut ctl, "ls600");
+    assert_eq!(ctl.remove(m666 as u32, RemoveFlags::empty()), 0);
+    assert_eq!(ctl.remove(m666 as u32, RemoveFlags::empty()), 0);
+    assert_eq!(open_raw(&d.path, "ls666").0, ENOENT);
+}
+
+#[test]
+fn dump_shows_locks_and_json() {
+    let d = Daemon::start();
+    let mut ctl = Control::connect(&d.path);
+    ctl.create("ls", LsFlags::empty(), 0);
+    let mut h = Handle::open(&d.path, "ls");
+    let lkid = h.lock("res", Mode::Ex, LockFlags::empty(), 1);
+    assert_eq!(h.result().status, Status::GRANTED);
+    let mut w = Handle::open(&d.path, "ls");
+    let wid = w.lock("res", Mode::Pr, LockFlags::empty(), 2);
+    let text = ctl.dump(Some("ls")).unwrap();
+    let pid = std::process::id();
+    assert!(text.starts_with("lockspace \"ls\" minor "), "{text}");
+    assert!(text.contains(" openers 2 "), "{text}");
+    assert!(text.contains("  resource \"res\""), "{text}");
+    assert!(
+        text.contains(&format!(
+            "    granted lkid {lkid:#010x} grmode EX rqmode -- pid {pid} owner {} flags",
+            h.id
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "    waiting lkid {wid:#010x} grmode -- rqmode PR pid {pid}"
+        )),
+        "{text}"
+    );
+    assert_eq!(ctl.dump(None).unwrap(), text, "one lockspace: same dump");
+    assert_eq!(ctl.dump(Some("none")), Err(ENOENT));
+
+    // The same through `dlmd --dump`.
+    let out = Command::new(env!("CARGO_BIN_EXE_dlmd"))
+        .args(["--dump", "ls", "--socket"])
+        .arg(&d.path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), text);
+    let out = Command::new(env!("CARGO_BIN_EXE_dlmd"))
+        .args(["--dump", "--json"])
+        .env("DLMD_SOCKET", &d.path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let json = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        json.starts_with("{\"lockspaces\":[{\"name\":\"ls\","),
+        "{json}"
+    );
+    assert!(
+        json.contains(&format!(
+            "\"granted\":[{{\"queue\":\"granted\",\"lkid\":{lkid},\"grmode\":\"EX\",\"rqmode\":\"--\",\"pid\":{pid},"
+        )),
+        "{json}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_dlmd"))
+        .args(["--dump", "none", "--socket"])
+        .arg(&d.path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+#[test]
+fn a_second_instance_is_refused() {
+    let mut d = Daemon::start();
+    let second = spawn_dlmd(&d.path).wait_with_output().unwrap();
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("already"), "{err}");
+    assert!(d.alive());
+    assert_eq!(Control::connect(&d.path).version().0, 0);
+}
+
+#[test]
+fn a_stale_socket_is_replaced_and_sigterm_removes_it() {
+    let dir = temp_dir();
+    let path = dir.join("dlmd.sock");
+    {
+        // A socket file nobody listens on, as a killed dlmd leaves.
+        let fd = net::socket(net::AddressFamily::UNIX, net::SocketType::SEQPACKET, None).unwrap();
+        net::bind(&fd, &net::SocketAddrUnix::new(&path).unwrap()).unwrap();
+    }
+    assert!(path.exists());
+    assert_eq!(
+        try_connect(&path).unwrap_err(),
+        rustix::io::Errno::CONNREFUSED
+    );
+    let mut d = Daemon {
+        child: spawn_dlmd(&path),
+        dir,
+        path: path.clone(),
+    };
+    wait_listening(&path);
+    assert_eq!(Control::connect(&path).version().0, 0);
+    let status = d.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(!path.exists(), "SIGTERM removes the socket");
+}
+
+#[test]
+fn a_file_that_is_not_a_socket_is_left_alone() {
+    let dir = temp_dir();
+    let path = dir.join("dlmd.sock");
+    std::fs::write(&path, b"precious").unwrap();
+    let out = spawn_dlmd(&path).wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert_eq!(std::fs::read(&path).unwrap(), b"precious");
+    let _ = std::fs::remove_dir_all(&dir);
+}
