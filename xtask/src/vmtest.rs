@@ -477,7 +477,8 @@ fn cargo_test_binaries(root: &Path, args: &[String]) -> Result<Vec<PathBuf>> {
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         // one JSON object per line; std only, so find the field by hand
         let key = "\"executable\":\"";
-        if !line.contains("\"reason\":\"compiler-artifact\"") {
+        // test executables only, not the [[bin]]s cargo builds for them
+        if !line.contains("\"reason\":\"compiler-artifact\"") || !line.contains("\"test\":true") {
             continue;
         }
         if let Some(rest) = line.find(key).map(|i| &line[i + key.len()..]) {
