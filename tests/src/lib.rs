@@ -7,6 +7,7 @@
 //! fails these tests with a message saying what to install.
 
 pub mod clib;
+pub mod scenarios;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -85,10 +86,7 @@ impl Dlmd {
     pub fn start(test: &str) -> Dlmd {
         let dir = scratch_dir(&format!("dlmd-{test}"));
         // Tests switch to other uids to check permissions.
-        let _ = std::fs::set_permissions(
-            &dir,
-            std::os::unix::fs::PermissionsExt::from_mode(0o777),
-        );
+        let _ = std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777));
         let socket = dir.join("dlmd.sock");
         let child = Command::new(dlmd_binary())
             .arg("--foreground")
@@ -120,7 +118,10 @@ impl Dlmd {
     /// Environment for a client of this dlmd (`DLMD_SOCKET`,
     /// `DLM_BACKEND=dlmd`).
     pub fn env(&self) -> [(&'static str, std::ffi::OsString); 2] {
-        [("DLMD_SOCKET", self.socket.clone().into_os_string()), ("DLM_BACKEND", "dlmd".into())]
+        [
+            ("DLMD_SOCKET", self.socket.clone().into_os_string()),
+            ("DLM_BACKEND", "dlmd".into()),
+        ]
     }
 
     /// Points this process's clients at this dlmd (sets the variables of
@@ -157,7 +158,10 @@ impl Drop for Dlmd {
 /// `deps/` directory.
 pub fn dlmd_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    let profile_dir = exe.parent().and_then(|d| d.parent()).expect("target/<profile>");
+    let profile_dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target/<profile>");
     let bin = profile_dir.join("dlmd");
     assert!(
         bin.exists(),
@@ -165,4 +169,14 @@ pub fn dlmd_binary() -> PathBuf {
         bin.display()
     );
     bin
+}
+
+/// Where [`dlmd_binary`] looks for dlmd, without checking that it is
+/// there (a test that can run without dlmd asks `.exists()`).
+pub fn dlmd_binary_path() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    exe.parent()
+        .and_then(|d| d.parent())
+        .expect("target/<profile>")
+        .join("dlmd")
 }

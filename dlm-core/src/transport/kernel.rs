@@ -133,6 +133,11 @@ impl Control {
         self.version
     }
 
+    /// The control device fd (for raw protocol tests).
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
     /// Writes a CREATE_LOCKSPACE or REMOVE_LOCKSPACE request.
     ///
     /// # Errors
