@@ -341,6 +341,8 @@ fn lock_flags() -> impl Strategy<Value = F> {
             F::CONVDEADLK,
             F::NODLCKWT,
             F::ORPHAN,
+            F::FORCEUNLOCK,
+            F::FORCEUNLOCK,
         ],
     )
 }
@@ -1310,4 +1312,161 @@ fn model_p7_lowest_free_id() {
     assert_eq!(s.lock(1, b"b", Nl, F::empty()), 2);
     s.unlock(1, 1, F::empty()).unwrap();
     assert_eq!(s.lock(1, b"c", Nl, F::empty()), 1);
+}
+
+// ---------------------------------------------------------------------------
+// Directed differential cases: corners the random cases reach rarely
+// ---------------------------------------------------------------------------
+
+fn lock_op(o: u8, mode: Mode, flags: F) -> Step {
+    Step {
+        op: Op::Lock {
+            o,
+            res: 0,
+            mode: mode.raw(),
+            flags,
+            p: Ptrs {
+                cast: 1,
+                castparam: 1,
+                bast: 1,
+                bastparam: 1,
+                lksb: 1,
+            },
+        },
+        read: true,
+    }
+}
+
+fn conv_op(o: u8, nth: u8, mode: Mode, flags: F, lvb: u8) -> Step {
+    Step {
+        op: Op::Convert {
+            o,
+            t: Target::Nth(nth),
+            mode: mode.raw(),
+            flags: flags | F::CONVERT,
+            p: Ptrs {
+                cast: 2,
+                castparam: 2,
+                bast: 2,
+                bastparam: 2,
+                lksb: 2,
+            },
+            lvb,
+        },
+        read: true,
+    }
+}
+
+fn unlock_op(o: u8, nth: u8, flags: F) -> Step {
+    Step {
+        op: Op::Unlock {
+            o,
+            t: Target::Nth(nth),
+            flags,
+            p: Ptrs::ZERO,
+            lvb: 7,
+        },
+        read: true,
+    }
+}
+
+fn check_directed(steps: Vec<Step>) {
+    let case = Case {
+        owners: 3,
+        names: 1,
+        steps,
+    };
+    if let Err(e) = run_case(Engine::new(), &case) {
+        panic!("{case:?}{e}");
+    }
+}
+
+/// A queued conversion granted in its alternate mode, which equals its
+/// granted mode: PR -> EX | ALTPR | NODLCKWT queues despite a deadlock,
+/// then the deadlock goes away and a pass grants it PR. (The model follows
+/// spec C.5 here, it moves to the grant queue; see `rules::grant_lock`.)
+#[test]
+fn directed_alt_mode_equal_to_granted_mode() {
+    use Mode::Cw;
+    check_directed(vec![
+        lock_op(0, Pr, F::empty()), // id 1
+        lock_op(1, Pr, F::empty()), // id 2
+        lock_op(2, Nl, F::empty()), // id 3
+        conv_op(2, 2, Ex, F::empty(), 0),
+        conv_op(1, 1, Ex, F::NODLCKWT | F::ALTPR, 0),
+        Step {
+            op: Op::Cancel {
+                o: 2,
+                t: Target::Nth(2),
+                p: Ptrs::ZERO,
+            },
+            read: true,
+        },
+        lock_op(2, Cw, F::NOQUEUE),
+        conv_op(1, 1, Ex, F::empty(), 0),
+        unlock_op(0, 0, F::empty()),
+    ]);
+}
+
+/// FORCEUNLOCK carried by a lock request: a later force-unlock (and the
+/// close) meet it in the lock's flags (the kernel answers EINVAL).
+#[test]
+fn directed_forceunlock_in_lock_flags() {
+    check_directed(vec![
+        lock_op(0, Ex, F::FORCEUNLOCK),
+        lock_op(1, Ex, F::empty()),
+        unlock_op(0, 0, F::FORCEUNLOCK),
+        unlock_op(0, 0, F::empty()),
+        lock_op(0, Ex, F::FORCEUNLOCK),
+        Step {
+            op: Op::Reopen { o: 0 },
+            read: true,
+        },
+        lock_op(2, Pr, F::NOQUEUE),
+    ]);
+}
+
+/// A NOQUEUE conversion that fails leaves its requested mode behind on the
+/// granted lock; the grant queue's insertion order (`lkb_add_ordered`)
+/// then puts a later grant behind it, which orders one opener's basts.
+#[test]
+fn directed_stale_requested_mode_orders_grant_queue() {
+    check_directed(vec![
+        lock_op(1, Pr, F::empty()), // id 1
+        lock_op(0, Cr, F::empty()), // id 2
+        conv_op(0, 1, Ex, F::NOQUEUE, 0),
+        lock_op(0, Cr, F::empty()), // id 3, behind id 2
+        lock_op(2, Ex, F::empty()), // O0: bast for 2, then for 3
+    ]);
+}
+
+/// A deadlock-cancel of a granted lock leaves its mark; the next real
+/// cancel reports EDEADLK. A failed VALBLK conversion still allocates the
+/// LVB buffer, so later casts carry one.
+#[test]
+fn directed_deadlock_mark_and_failed_valblk_conversion() {
+    check_directed(vec![
+        lock_op(0, Pr, F::empty()),
+        lock_op(1, Pr, F::empty()),
+        Step {
+            op: Op::Deadlock {
+                o: 1,
+                t: Target::Nth(1),
+                flags: F::empty(),
+            },
+            read: true,
+        },
+        conv_op(1, 1, Ex, F::empty(), 0),
+        conv_op(1, 1, Ex, F::VALBLK, 3),
+        Step {
+            op: Op::Cancel {
+                o: 1,
+                t: Target::Nth(1),
+                p: Ptrs::ZERO,
+            },
+            read: true,
+        },
+        conv_op(1, 1, Cr, F::QUECVT | F::VALBLK, 4),
+        conv_op(1, 1, Nl, F::empty(), 5),
+    ]);
 }
