@@ -53,6 +53,53 @@ pub const KNOWN: &[Known] = &[
         spec_mismatch: true,
         reason: "6.1 compares resource names at their exact length (spec E29)",
     },
+    Known {
+        kernel: "6.1.",
+        id: "X1",
+        kernel_lines: &[
+            "O2 <- bast(EX) id=2 ast=ba02/b002 lksb=5b02 st=0 fl=4 nolvb",
+            "!! spec: bast status, flags: got (0, 4), expected (0, 0)",
+        ],
+        spec_mismatch: true,
+        reason: "6.1 puts the last cast's status and flags (here ALTMODE) in a bast result (spec X.2)",
+    },
+    Known {
+        kernel: "6.1.",
+        id: "X2",
+        kernel_lines: &[
+            "O1 LOCK \"b\" NL 0 -> 2",
+            "!! spec: id after an unread unlock: got 2, expected 1",
+            "O1 <- cast(-65538,0) id=1 ast=ca01/c001 lksb=5b01 nolvb",
+            "O1 <- cast(0,0) id=2 ast=ca01/c001 lksb=5b01 nolvb",
+        ],
+        spec_mismatch: true,
+        reason: "6.1 keeps a lock id reserved until its final cast is read (spec X.2)",
+    },
+    Known {
+        kernel: "6.1.",
+        id: "X3",
+        kernel_lines: &[
+            "O1 <- cast(0,0) id=2 ast=ca01/c001 lksb=5b01 lvb=\"Z\"",
+            "!! spec: O1: expected CastLvb(0, 0, Some([65, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]))",
+            "O1 <- cast(0,0) id=2 ast=ca01/c001 lksb=5b01 lvb=\"Z\"",
+        ],
+        spec_mismatch: true,
+        reason: "6.1 reads a cast's LVB at read() time, not when the cast was queued (spec X.2)",
+    },
+    Known {
+        kernel: "6.1.",
+        id: "X4",
+        kernel_lines: &[
+            "O1 <- cast(-65538,0) id=1 ast=ca01/c001 lksb=5b01 nolvb",
+            "!! spec: O1: expected Cast(0, 0)",
+            "!! spec: O1: expected lock id 2, got 1",
+            "O1 <- cast(0,0) id=2 ast=ca01/c001 lksb=5b01 nolvb",
+            "!! spec: O1: expected Cast(-65538, 0)",
+            "!! spec: O1: expected lock id 1, got 2",
+        ],
+        spec_mismatch: true,
+        reason: "6.1 delivers all pending callbacks of one lock before the next lock's (spec X.2)",
+    },
 ];
 
 /// Scenarios where the engine departs from the spec on purpose

@@ -1,0 +1,113 @@
+//! Speed on the kernel DLM, reported, never asserted: EX
+//! `dlm_ls_lock_wait` + `dlm_ls_unlock_wait` pairs (1000 per run) through
+//! Debian's libdlm3 and through ours, lt and threads builds, in
+//! interleaved runs; and the same pairs through ours on a dlmd in the same
+//! guest. Prints the medians and the ratios (ours / Debian's, dlmd /
+//! kernel) on a `@@SPEED` line. Uses the programs `tests/vm/suite.sh`
+//! builds (`kclib-*`, `tests/vm/kclib.c`); skips without them. A plain
+//! `main`.
+
+use dlm_core::transport::kernel;
+use std::path::Path;
+use std::process::{Command, ExitCode};
+
+const RUNS: usize = 11;
+const PAIRS: &str = "1000";
+
+fn bench(bin: &str, ours: bool, ls: &str, env: &[(&str, std::ffi::OsString)]) -> Option<f64> {
+    let mut cmd = Command::new(format!("/vmtest/bin/{bin}"));
+    cmd.args(["bench", ls, PAIRS]).envs(env.iter().cloned());
+    if !ours {
+        cmd.env_remove("LD_LIBRARY_PATH");
+    }
+    let out = cmd.output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v = text
+        .lines()
+        .find_map(|l| l.strip_prefix("pair_ns "))
+        .and_then(|v| v.trim().parse().ok());
+    if v.is_none() {
+        println!(
+            "{bin} {ls}: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    v
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn main() -> ExitCode {
+    let in_guest = std::env::var_os("DLM_VMTEST_NODE").is_some();
+    if !kernel::is_present() || !Path::new("/vmtest/bin/kclib-deb-lt").exists() {
+        println!("kernel_speed: needs the kernel DLM and tests/vm/suite.sh's programs; skipped");
+        return if in_guest {
+            ExitCode::from(77)
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+    if std::env::var("DLM_VMTEST_NODES").as_deref() == Ok("2") {
+        return ExitCode::from(77);
+    }
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let dlmd = dlm_tests::dlmd_binary_path()
+        .exists()
+        .then(|| dlm_tests::Dlmd::start("speed"));
+    let dlmd_env: Vec<(&str, std::ffi::OsString)> =
+        dlmd.as_ref().map(|d| d.env().to_vec()).unwrap_or_default();
+    let kinds: [(&str, &str, bool, bool); 5] = [
+        ("deb-lt", "kclib-deb-lt", false, false),
+        ("ours-lt", "kclib-ours-lt", true, false),
+        ("deb-thr", "kclib-deb-thr", false, false),
+        ("ours-thr", "kclib-ours-thr", true, false),
+        ("dlmd-lt", "kclib-ours-lt", true, true),
+    ];
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); kinds.len()];
+    for run in 0..RUNS {
+        for (i, (label, bin, ours, on_dlmd)) in kinds.iter().enumerate() {
+            if *on_dlmd && dlmd.is_none() {
+                continue;
+            }
+            let env: &[(&str, std::ffi::OsString)] = if *on_dlmd { &dlmd_env } else { &[] };
+            if let Some(t) = bench(bin, *ours, &format!("kb{run}{label}"), env) {
+                times[i].push(t);
+            }
+        }
+    }
+    let med: Vec<Option<f64>> = times
+        .iter_mut()
+        .map(|v| (!v.is_empty()).then(|| median(v)))
+        .collect();
+    for ((label, ..), m) in kinds.iter().zip(&med) {
+        match m {
+            Some(m) => println!(
+                "{label}: median {:.1} us per pair ({RUNS} runs of {PAIRS})",
+                m / 1000.0
+            ),
+            None => println!("{label}: no result"),
+        }
+    }
+    let ratio = |a: usize, b: usize| match (med[a], med[b]) {
+        (Some(x), Some(y)) => format!("{:.3}", x / y),
+        _ => "n/a".into(),
+    };
+    let us = |i: usize| med[i].map_or("n/a".into(), |m| format!("{:.1}", m / 1000.0));
+    println!(
+        "@@SPEED kernel {} lt ours/deb {} ({} / {} us) threads ours/deb {} ({} / {} us) dlmd/kernel {} ({} / {} us)",
+        release.trim(),
+        ratio(1, 0),
+        us(1),
+        us(0),
+        ratio(3, 2),
+        us(3),
+        us(2),
+        ratio(4, 1),
+        us(4),
+        us(1),
+    );
+    ExitCode::SUCCESS
+}
