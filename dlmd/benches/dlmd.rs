@@ -1,3 +1,420 @@
-//! dlmd benchmarks (placeholder until the harness lands).
+//! dlmd benchmarks (a plain `harness = false` program; not a test): run
+//! with `cargo bench -p dlmd`. Every figure is a ratio measured in the
+//! same run, so the machine's speed cancels out:
+//!
+//! (a) a synchronous lock+unlock pair (WRITE, reply, cast; twice) against
+//!     one bare `SOCK_SEQPACKET` echo round trip between two processes
+//!     (goal: at most 2.5x);
+//! (b) 4 client processes keeping 64 requests each in flight against the
+//!     single synchronous client's pairs/s (goal: at least 5x);
+//! (c) dlmd's resident memory per lock at 1,000,000 held locks, callbacks
+//!     drained (goal: at most 400 bytes).
+//!
+//! `DLMD_BENCH_QUICK=1` runs smaller counts. The same executable is also
+//! the echo server and the pipelining client processes (selected by
+//! `DLMD_BENCH_ROLE`).
 
-fn main() {}
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::*;
+use dlm_core::codec::Version;
+use dlm_core::dlmd::proto::{self, Op};
+use dlm_core::{LockFlags, LockParams, LsFlags, Mode, Request, Status};
+use rustix::net::{self, RecvFlags, SendFlags};
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const WORKERS: usize = 4;
+const IN_FLIGHT: usize = 64;
+
+fn main() {
+    if let Ok(role) = std::env::var("DLMD_BENCH_ROLE") {
+        let path = PathBuf::from(std::env::var_os("DLMD_BENCH_SOCKET").expect("socket"));
+        match role.as_str() {
+            "echo" => echo_server(&path),
+            "pipeline" => pipeline_worker(&path),
+            other => panic!("unknown role {other}"),
+        }
+        return;
+    }
+    let quick = std::env::var_os("DLMD_BENCH_QUICK").is_some();
+    let scale = if quick { 10 } else { 1 };
+    if let Ok(n) = std::env::var("DLMD_BENCH_SYNC_ONLY") {
+        // For profiling: only the synchronous client, this many pairs.
+        let d = Daemon::start();
+        let mut ctl = Control::connect(&d.path);
+        assert!(ctl.create("bench", LsFlags::empty(), 0o666) >= 0);
+        let pair = sync_pairs(&d.path, n.parse().unwrap());
+        println!("sync lock+unlock pair via dlmd: {:.2} us", pair * 1e6);
+        return;
+    }
+    if let Ok(secs) = std::env::var("DLMD_BENCH_PIPELINE_ONLY") {
+        // For profiling: only the pipelined clients, for this long.
+        let d = Daemon::start();
+        let mut ctl = Control::connect(&d.path);
+        assert!(ctl.create("bench", LsFlags::empty(), 0o666) >= 0);
+        let agg = pipelined(&d.path, secs.parse().unwrap());
+        println!("{WORKERS} clients x {IN_FLIGHT} in flight: {agg:.0} pairs/s");
+        return;
+    }
+
+    let rtt = echo_round_trip(200_000 / scale);
+    println!(
+        "echo round trip (2 processes, SOCK_SEQPACKET): {:.2} us",
+        rtt * 1e6
+    );
+
+    let d = Daemon::start();
+    let mut ctl = Control::connect(&d.path);
+    assert!(ctl.create("bench", LsFlags::empty(), 0o666) >= 0);
+    let pair = sync_pairs(&d.path, 100_000 / scale);
+    println!("sync lock+unlock pair via dlmd: {:.2} us", pair * 1e6);
+    println!(
+        "(a) pair / echo round trip = {:.2}x (goal <= 2.50x)",
+        pair / rtt
+    );
+
+    let secs = if quick { 1.0 } else { 3.0 };
+    let agg = pipelined(&d.path, secs);
+    let single = 1.0 / pair;
+    println!(
+        "sync client: {:.0} pairs/s; {WORKERS} clients x {IN_FLIGHT} in flight: {:.0} pairs/s",
+        single, agg
+    );
+    println!(
+        "(b) pipelined aggregate / sync client = {:.2}x (goal >= 5.00x)",
+        agg / single
+    );
+    drop(ctl);
+    drop(d);
+
+    let n = 1_000_000 / scale;
+    let (base, rss) = memory(n);
+    println!(
+        "dlmd RSS: {:.1} MiB idle, {:.1} MiB with {n} locks held",
+        base as f64 / 1048576.0,
+        rss as f64 / 1048576.0
+    );
+    println!(
+        "(c) {:.0} bytes per lock (RSS / locks; {:.0} counting only the growth) (goal <= 400)",
+        rss as f64 / n as f64,
+        (rss - base) as f64 / n as f64
+    );
+}
+
+fn spawn_role(role: &str, path: &Path) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .env("DLMD_BENCH_ROLE", role)
+        .env("DLMD_BENCH_SOCKET", path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn wait_line(child: &mut Child, want: &str) -> BufReader<std::process::ChildStdout> {
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "worker died");
+        if line.trim() == want {
+            return out;
+        }
+    }
+}
+
+/// The echo server process: one connection, every message sent back.
+fn echo_server(path: &Path) {
+    let l = net::socket(net::AddressFamily::UNIX, net::SocketType::SEQPACKET, None).unwrap();
+    net::bind(&l, &net::SocketAddrUnix::new(path).unwrap()).unwrap();
+    net::listen(&l, 1).unwrap();
+    println!("ready");
+    std::io::stdout().flush().unwrap();
+    let c = net::accept(&l).unwrap();
+    let mut buf = [0u8; 256];
+    loop {
+        match net::recv(&c, &mut buf, RecvFlags::empty()) {
+            Ok((0, _)) | Err(_) => return,
+            Ok((n, _)) => {
+                net::send(&c, &buf[..n], SendFlags::NOSIGNAL).unwrap();
+            }
+        }
+    }
+}
+
+/// Seconds per echo round trip of a 24-byte message (a reply's size).
+fn echo_round_trip(n: u32) -> f64 {
+    let dir = temp_dir();
+    let path = dir.join("echo.sock");
+    let mut server = spawn_role("echo", &path);
+    let _out = wait_line(&mut server, "ready");
+    let fd = connect(&path);
+    let msg = [7u8; proto::REPLY_LEN];
+    let mut buf = [0u8; 64];
+    let mut run = |n: u32| {
+        let t = Instant::now();
+        for _ in 0..n {
+            net::send(&fd, &msg, SendFlags::NOSIGNAL).unwrap();
+            let (got, _) = net::recv(&fd, &mut buf, RecvFlags::empty()).unwrap();
+            assert_eq!(got, msg.len());
+        }
+        t.elapsed().as_secs_f64() / f64::from(n)
+    };
+    run(n / 10);
+    let best = (0..3).map(|_| run(n)).fold(f64::MAX, f64::min);
+    drop(fd);
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    best
+}
+
+/// Sends one WRITE of `req` with sequence number `seq`, from a stack
+/// buffer (as the C library does: no allocation per request).
+fn send_write(fd: &OwnedFd, seq: u32, tid: u32, req: &Request) {
+    let bytes = req.encode(Version::DEVICE);
+    let mut m = [0u8; proto::MAX_REQUEST_MSG];
+    for (i, w) in [Op::Write as u32, seq, tid, 0].iter().enumerate() {
+        m[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+    }
+    m[proto::HEADER_LEN..proto::HEADER_LEN + bytes.len()].copy_from_slice(&bytes);
+    net::send(
+        fd,
+        &m[..proto::HEADER_LEN + bytes.len()],
+        SendFlags::NOSIGNAL,
+    )
+    .unwrap();
+}
+
+/// Receives the reply to `seq` into a stack buffer; returns `ret`.
+fn recv_ret(fd: &OwnedFd, seq: u32) -> i64 {
+    let mut buf = [0u8; 64];
+    let (n, _) = net::recv(fd, &mut buf, RecvFlags::empty()).unwrap();
+    proto::parse_reply(&buf[..n], seq).unwrap().0
+}
+
+/// Receives one result into a stack buffer.
+fn recv_result(fd: &OwnedFd) -> dlm_core::LockResult {
+    let mut buf = [0u8; 128];
+    let (n, _) = net::recv(fd, &mut buf, RecvFlags::empty()).unwrap();
+    dlm_core::LockResult::decode(&buf[..n]).unwrap()
+}
+
+/// Seconds per synchronous lock+unlock pair from one client: WRITE,
+/// reply, result; twice.
+fn sync_pairs(path: &Path, n: u32) -> f64 {
+    let h = Handle::open(path, "bench");
+    let tid = std::process::id();
+    let mut seq = 0u32;
+    let mut run = |n: u32| {
+        let t = Instant::now();
+        for i in 0..n {
+            seq += 1;
+            send_write(
+                &h.req,
+                seq,
+                tid,
+                &lock_req("sync", Mode::Ex, LockFlags::empty(), u64::from(i), 0),
+            );
+            let lkid = recv_ret(&h.req, seq);
+            assert!(lkid > 0);
+            assert_eq!(recv_result(&h.cb).status, Status::GRANTED);
+            seq += 1;
+            let unlock = Request::Unlock(LockParams {
+                lkid: lkid as u32,
+                lksb: lksb_of(0),
+                ..LockParams::default()
+            });
+            send_write(&h.req, seq, tid, &unlock);
+            assert_eq!(recv_ret(&h.req, seq), 0);
+            assert_eq!(recv_result(&h.cb).status, Status::UNLOCKED);
+        }
+        t.elapsed().as_secs_f64() / f64::from(n)
+    };
+    run(n / 10);
+    (0..3).map(|_| run(n)).fold(f64::MAX, f64::min)
+}
+
+/// Aggregate pairs/s of [`WORKERS`] pipelining client processes.
+fn pipelined(path: &Path, secs: f64) -> f64 {
+    let mut workers: Vec<Child> = (0..WORKERS).map(|_| spawn_role("pipeline", path)).collect();
+    let mut outs: Vec<_> = workers.iter_mut().map(|w| wait_line(w, "ready")).collect();
+    // Start together, stop together.
+    let go = format!("{secs}\n");
+    for w in &mut workers {
+        w.stdin.as_mut().unwrap().write_all(go.as_bytes()).unwrap();
+    }
+    let mut total = 0.0;
+    for (w, out) in workers.iter_mut().zip(&mut outs) {
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let (pairs, elapsed) = line.trim().split_once(' ').expect("worker result");
+        total += pairs.parse::<f64>().unwrap() / elapsed.parse::<f64>().unwrap();
+        w.wait().unwrap();
+    }
+    total
+}
+
+/// A pipelining client: 64 lock/unlock pairs in flight on its own
+/// resources, as an asynchronous client does it: it takes every reply
+/// that has arrived, reads the results, and sends the follow-up requests
+/// together (`sendmmsg`). Prints "pairs seconds".
+fn pipeline_worker(path: &Path) {
+    let h = Handle::open(path, "bench");
+    let me = std::process::id();
+    println!("ready");
+    std::io::stdout().flush().unwrap();
+    let mut go = String::new();
+    std::io::stdin().read_line(&mut go).unwrap();
+    let secs: f64 = go.trim().parse().unwrap();
+
+    let names: Vec<String> = (0..IN_FLIGHT).map(|i| format!("p{me}-{i}")).collect();
+    let lock = |slot: usize| lock_req(&names[slot], Mode::Ex, LockFlags::empty(), slot as u64, 0);
+    // In flight, in order: (slot, is_unlock).
+    let mut fifo = std::collections::VecDeque::with_capacity(IN_FLIGHT);
+    let mut outgoing = Outgoing::new(me);
+    for slot in 0..IN_FLIGHT {
+        outgoing.push(&lock(slot));
+        fifo.push_back((slot, false));
+    }
+    outgoing.send(&h.req);
+    let mut pairs = 0u64;
+    let mut expect = 0u32;
+    let mut buf = [0u8; 128];
+    let start = Instant::now();
+    let stop = start + Duration::from_secs_f64(secs);
+    let mut stopping = false;
+    while !fifo.is_empty() {
+        // Every reply that is there (the first one waited for).
+        let mut flags = RecvFlags::empty();
+        while let Some(&(slot, is_unlock)) = fifo.front() {
+            let n = match net::recv(&h.req, &mut buf, flags) {
+                Ok((n, _)) => n,
+                Err(rustix::io::Errno::AGAIN) => break,
+                Err(e) => panic!("recv: {e}"),
+            };
+            flags = RecvFlags::DONTWAIT;
+            fifo.pop_front();
+            expect = expect.wrapping_add(1);
+            let (ret, _) = proto::parse_reply(&buf[..n], expect).unwrap();
+            assert!(ret >= 0, "ret {ret}");
+            if is_unlock {
+                pairs += 1;
+                if !stopping && pairs % 64 == 0 && Instant::now() >= stop {
+                    stopping = true;
+                }
+                if !stopping {
+                    outgoing.push(&lock(slot));
+                    fifo.push_back((slot, false));
+                }
+            } else {
+                outgoing.push(&Request::Unlock(LockParams {
+                    lkid: ret as u32,
+                    lksb: lksb_of(0),
+                    ..LockParams::default()
+                }));
+                fifo.push_back((slot, true));
+            }
+        }
+        drain(&h.cb);
+        outgoing.send(&h.req);
+    }
+    println!("{pairs} {}", start.elapsed().as_secs_f64());
+}
+
+/// Encoded WRITE messages waiting to be sent together.
+struct Outgoing {
+    tid: u32,
+    seq: u32,
+    msgs: Vec<([u8; proto::MAX_REQUEST_MSG], usize)>,
+}
+
+impl Outgoing {
+    fn new(tid: u32) -> Outgoing {
+        Outgoing {
+            tid,
+            seq: 0,
+            msgs: Vec::with_capacity(IN_FLIGHT),
+        }
+    }
+
+    fn push(&mut self, req: &Request) {
+        self.seq = self.seq.wrapping_add(1);
+        let bytes = req.encode(Version::DEVICE);
+        let mut m = [0u8; proto::MAX_REQUEST_MSG];
+        for (i, w) in [Op::Write as u32, self.seq, self.tid, 0].iter().enumerate() {
+            m[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+        }
+        m[proto::HEADER_LEN..proto::HEADER_LEN + bytes.len()].copy_from_slice(&bytes);
+        self.msgs.push((m, proto::HEADER_LEN + bytes.len()));
+    }
+
+    fn send(&mut self, fd: &OwnedFd) {
+        let iovs: Vec<[std::io::IoSlice<'_>; 1]> = self
+            .msgs
+            .iter()
+            .map(|(m, len)| [std::io::IoSlice::new(&m[..*len])])
+            .collect();
+        let mut ctrls: Vec<net::SendAncillaryBuffer<'_, '_, '_>> =
+            iovs.iter().map(|_| Default::default()).collect();
+        let mut hdrs: Vec<net::MMsgHdr<'_>> = iovs
+            .iter()
+            .zip(ctrls.iter_mut())
+            .map(|(iov, c)| net::MMsgHdr::new(iov, c))
+            .collect();
+        let mut done = 0;
+        while done < hdrs.len() {
+            done += net::sendmmsg(fd, &mut hdrs[done..], SendFlags::NOSIGNAL).unwrap();
+        }
+        drop(hdrs);
+        self.msgs.clear();
+    }
+}
+
+/// Reads every result queued on a callback socket.
+fn drain(cb: &OwnedFd) {
+    let mut buf = [0u8; 128];
+    while let Ok((n, _)) = net::recv(cb, &mut buf, RecvFlags::DONTWAIT) {
+        if n == 0 {
+            return;
+        }
+    }
+}
+
+/// (idle RSS, RSS with `n` locks held) of a fresh dlmd.
+fn memory(n: u32) -> (u64, u64) {
+    let d = Daemon::start();
+    let mut ctl = Control::connect(&d.path);
+    assert!(ctl.create("mem", LsFlags::empty(), 0) >= 0);
+    let h = Handle::open(&d.path, "mem");
+    let base = d.rss();
+    let window = 256u32;
+    let mut buf = [0u8; 128];
+    let mut sent = 0u32;
+    let mut done = 0u32;
+    while done < n {
+        while sent < n && sent - done < window {
+            let req = lock_req(&format!("m{sent:07}"), Mode::Ex, LockFlags::empty(), 0, 0);
+            send_write(&h.req, sent, 1, &req);
+            sent += 1;
+        }
+        let (len, _) = net::recv(&h.req, &mut buf, RecvFlags::empty()).unwrap();
+        let (ret, _) = proto::parse_reply(&buf[..len], done).unwrap();
+        assert!(ret > 0);
+        done += 1;
+        drain(&h.cb);
+    }
+    drain(&h.cb);
+    let rss = d.rss();
+    // Every grant was read and every lock is held (checked after the
+    // measurement: the dump itself takes memory).
+    let head = ctl.dump(Some("mem")).unwrap();
+    let first = head.lines().next().unwrap_or("").to_owned();
+    assert!(first.contains(&format!(" nlocks {n} ")), "{first}");
+    drop(h);
+    (base, rss)
+}

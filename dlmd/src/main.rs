@@ -20,6 +20,7 @@ mod client;
 mod dump;
 mod log;
 mod perm;
+mod recv;
 mod server;
 mod signals;
 mod startup;

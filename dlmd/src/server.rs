@@ -3,13 +3,17 @@
 //! request socket, callback socket), the lockspace permissions, and the
 //! flow control of PROTOCOL.md:
 //!
-//! - replies go out in request order; when a client does not read them,
-//!   at most one reply waits in dlmd and its requests are not read until
-//!   the socket drains;
+//! - the messages of a connection are read in batches (up to [`BATCH`]
+//!   per wakeup); their replies are queued and sent together
+//!   (`sendmmsg`) at the end of the batch, in request order; when a client
+//!   does not read them, its requests are not read until the socket
+//!   drains, so at most one batch of replies waits in dlmd;
 //! - results stay queued in the engine and are taken (`pop_callback`)
-//!   only when the callback socket accepts them; one result that did not
-//!   fit waits in dlmd (`stash`) until EPOLLOUT;
-//! - an operation's results are written before its reply;
+//!   only when the callback socket can take them, [`CHUNK`] at a time;
+//!   those that did not fit wait in dlmd (`stash`, at most one chunk)
+//!   until EPOLLOUT;
+//! - an operation's results are written before its reply (a batch's
+//!   results before the batch's replies);
 //! - closing either socket of a handle closes the owner.
 //!
 //! Nothing a client sends is trusted: every length and field is checked,
@@ -18,6 +22,7 @@
 use crate::dump;
 use crate::log::{debug, info, warning};
 use crate::perm::{LsMeta, Peer};
+use crate::recv::{BATCH, RecvBatch};
 use crate::signals;
 use dlm_core::codec::{RESULT_LVB_LEN, ResultBuf};
 use dlm_core::dlmd::proto::{self, DUMP_CHUNK, HEADER_LEN, Header, MAX_REQUEST_MSG, Op};
@@ -26,21 +31,21 @@ use dlm_engine::{Engine, OwnerId};
 use rustix::event::epoll::{self, Event, EventData, EventFlags};
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::io::Errno as SysErrno;
-use rustix::net::{self, RecvFlags, SendFlags, SocketFlags};
+use rustix::net::{self, MMsgHdr, SendAncillaryBuffer, SendFlags, SocketFlags};
 use std::collections::{HashMap, VecDeque};
-use std::os::fd::OwnedFd;
+use std::io::IoSlice;
+use std::os::fd::{AsFd, OwnedFd};
 
 /// The epoll token of the listening socket.
 const LISTENER: u64 = u64::MAX;
 /// The epoll token of the signalfd.
 const SIGNALS: u64 = u64::MAX - 1;
-/// Messages read from one connection per wakeup, for fairness.
-const BATCH: usize = 64;
 /// Connections accepted per wakeup.
 const ACCEPT_BATCH: usize = 64;
-/// The receive buffer: room for the largest valid message and more, so
-/// that an over-long message is recognised (MSG_TRUNC reports its size).
-const RBUF: usize = 512;
+/// Messages per `sendmmsg`.
+const CHUNK: usize = 32;
+/// Flags of every send: never block, never raise SIGPIPE.
+const SEND: SendFlags = SendFlags::NOSIGNAL.union(SendFlags::DONTWAIT);
 /// Room for the largest reply (OPEN: header, ret, owner id, token).
 const SMALL: usize = proto::OPEN_REPLY_LEN;
 
@@ -111,14 +116,17 @@ struct ReqState {
     token: Option<u64>,
     /// The attached callback socket.
     cb: Option<Tok>,
+    /// The lockspace's minor.
+    minor: u32,
 }
 
 /// The callback socket of a handle.
 struct CbState {
     req: Tok,
     owner: OwnerId,
-    /// A result taken from the engine that the socket did not accept yet.
-    stash: Option<ResultBuf>,
+    /// Results taken from the engine that the socket did not accept yet
+    /// (at most [`CHUNK`]), in order.
+    stash: VecDeque<ResultBuf>,
     /// Position in `Server::attached`.
     index: usize,
 }
@@ -134,19 +142,24 @@ struct Conn {
     fd: OwnedFd,
     peer: Peer,
     role: Role,
-    /// Replies that did not fit, in order.
+    /// Replies not sent yet, in order: those of the batch being served,
+    /// or those the socket did not accept.
     out: VecDeque<Small>,
+    /// A send found the socket full: wait for EPOLLOUT, read nothing.
+    stalled: bool,
     dump: Option<DumpOut>,
     /// The epoll interest currently registered.
     interest: EventFlags,
     /// A send failed for good: the peer is gone; close after this event.
     gone: bool,
+    /// Closed after this event (a bad first message): read nothing more.
+    closing: bool,
 }
 
 impl Conn {
     /// Whether output is backed up, so that requests must not be read.
     fn blocked(&self) -> bool {
-        !self.out.is_empty() || self.dump.is_some()
+        self.stalled || self.dump.is_some()
     }
 }
 
@@ -175,6 +188,14 @@ pub struct Server {
     next_id: u64,
     /// Connections to close once the current event is handled.
     dead: Vec<Tok>,
+    /// The engine changed since results were last delivered to everyone.
+    dirty: bool,
+    /// The receive buffers, lent to [`Server::read`].
+    rx: Option<Box<RecvBatch>>,
+    /// Connections whose batch ended in this epoll round: their results
+    /// and replies are sent once every ready connection has been read, so
+    /// that dlmd wakes its clients once per round, not once per message.
+    ended: Vec<Tok>,
 }
 
 /// The live connection `tok` names, borrowing only the slots (so that
@@ -184,6 +205,29 @@ fn slot_conn(slots: &mut [Slot], tok: Tok) -> Option<&mut Conn> {
         .get_mut(tok.slot as usize)
         .filter(|s| s.generation == tok.generation)
         .and_then(|s| s.conn.as_mut())
+}
+
+/// Sends `msgs` (at most [`CHUNK`]) in order, in one system call;
+/// returns how many the socket took.
+fn send_many(fd: &OwnedFd, msgs: &[&[u8]]) -> rustix::io::Result<usize> {
+    if msgs.len() <= 1 {
+        return match msgs.first() {
+            Some(m) => net::send(fd, m, SEND).map(|_| 1),
+            None => Ok(0),
+        };
+    }
+    let n = msgs.len().min(CHUNK);
+    let iovs: [[IoSlice<'_>; 1]; CHUNK] =
+        std::array::from_fn(|i| [IoSlice::new(msgs.get(i).copied().unwrap_or(&[]))]);
+    let mut ctrls: [SendAncillaryBuffer<'_, '_, '_>; CHUNK] =
+        std::array::from_fn(|_| SendAncillaryBuffer::default());
+    // Both arrays have CHUNK elements, so the zip yields CHUNK pairs.
+    let mut parts = iovs.iter().zip(ctrls.iter_mut());
+    let mut list: [MMsgHdr<'_>; CHUNK] = std::array::from_fn(|_| {
+        let (iov, c) = parts.next().expect("CHUNK iovs and CHUNK control buffers");
+        MMsgHdr::new(iov, c)
+    });
+    net::sendmmsg(fd, &mut list[..n], SEND)
 }
 
 fn neg(e: Errno) -> i64 {
@@ -244,6 +288,9 @@ impl Server {
             lockspaces: HashMap::new(),
             next_id: 1,
             dead: Vec::new(),
+            dirty: false,
+            rx: Some(RecvBatch::new()),
+            ended: Vec::new(),
         })
     }
 
@@ -264,6 +311,20 @@ impl Server {
                 Err(SysErrno::INTR) => continue,
                 Err(e) => return Err(e.into()),
             }
+            // Hang-ups first: a client that closed a handle and then sent
+            // a request elsewhere must find the handle closed, as a
+            // kernel device's close() completes before the next write().
+            let hangup = EventFlags::HUP | EventFlags::RDHUP | EventFlags::ERR;
+            for ev in &events {
+                let flags = ev.flags;
+                match ev.data.u64() {
+                    d @ 0..SIGNALS if flags.intersects(hangup) => {
+                        self.conn_event(Tok::from_data(d), flags);
+                    }
+                    _ => {}
+                }
+            }
+            self.reap();
             for ev in &events {
                 let flags = ev.flags;
                 match ev.data.u64() {
@@ -273,10 +334,18 @@ impl Server {
                             return Ok(sig);
                         }
                     }
+                    _ if flags.intersects(hangup) => {}
                     d => self.conn_event(Tok::from_data(d), flags),
                 }
-                self.reap();
             }
+            // The replies of this round, after all its reading.
+            let mut ended = std::mem::take(&mut self.ended);
+            for &tok in &ended {
+                self.end_batch(tok);
+            }
+            ended.clear();
+            self.ended = ended;
+            self.reap();
         }
     }
 
@@ -356,9 +425,11 @@ impl Server {
                 peer,
                 role: Role::Undecided,
                 out: VecDeque::new(),
+                stalled: false,
                 dump: None,
                 interest,
                 gone: false,
+                closing: false,
             });
         }
     }
@@ -378,7 +449,7 @@ impl Server {
         {
             self.read(tok, flags);
         }
-        self.update_interest(tok);
+        self.ended.push(tok);
     }
 
     /// Whether the peer has closed (for a zero-length read, which is also
@@ -400,44 +471,58 @@ impl Server {
         }
     }
 
-    /// Reads and serves the messages of one connection. When the peer has
-    /// hung up, everything it sent before is still served (as the kernel
-    /// completes a `write()` before a `close()`), then it is closed.
+    /// Reads and serves the messages of one connection, up to [`BATCH`]
+    /// (all of them when the peer has hung up: everything it sent before
+    /// closing is still served, as the kernel completes a `write()` before
+    /// a `close()`; then the connection is closed).
     fn read(&mut self, tok: Tok, flags: EventFlags) {
         let hup = flags.intersects(EventFlags::HUP | EventFlags::RDHUP | EventFlags::ERR);
-        let mut buf = [0u8; RBUF];
-        let mut n = 0;
-        loop {
-            let Some(conn) = self.conn(tok) else {
-                return;
-            };
-            if !hup && (n >= BATCH || conn.blocked()) {
-                return;
+        // The buffers are lent out while a request is served; a read
+        // nested in serving (REMOVE settling hang-ups) gets its own.
+        let mut rx = self.rx.take().unwrap_or_else(RecvBatch::new);
+        let mut total = 0;
+        'batch: while let Some(conn) = self.conn(tok) {
+            if conn.closing || (!hup && (total >= BATCH || conn.blocked())) {
+                break;
             }
-            n += 1;
-            match net::recv(&conn.fd, &mut buf, RecvFlags::TRUNC | RecvFlags::DONTWAIT) {
-                Ok((_, 0)) => {
-                    if hup || self.peer_closed(tok) {
-                        self.dead.push(tok);
-                        return;
-                    }
-                    self.message(tok, &[], false);
-                }
-                Ok((_, len)) if len > RBUF => self.message(tok, &buf, true),
-                Ok((_, len)) => self.message(tok, &buf[..len], false),
+            let want = if hup { BATCH } else { BATCH - total };
+            let n = match rx.recv(conn.fd.as_fd(), want) {
+                Ok(n) => n,
                 Err(SysErrno::AGAIN) => {
                     if hup {
-                        // Everything was read and the peer is gone.
                         self.dead.push(tok);
                     }
-                    return;
+                    break;
                 }
-                Err(SysErrno::INTR) => {}
+                Err(SysErrno::INTR) => continue,
                 Err(_) => {
                     self.dead.push(tok);
-                    return;
+                    break;
+                }
+            };
+            total += n;
+            for i in 0..n {
+                let (msg, truncated) = rx.get(i);
+                if msg.is_empty() && !truncated && (hup || self.peer_closed(tok)) {
+                    // End of stream (an empty message looks the same).
+                    self.dead.push(tok);
+                    break 'batch;
+                }
+                self.message(tok, msg, truncated);
+                if self.conn(tok).is_none_or(|c| c.closing) {
+                    break 'batch;
                 }
             }
+            if n < want {
+                // The socket is empty now.
+                if hup {
+                    self.dead.push(tok);
+                }
+                break;
+            }
+        }
+        if self.rx.is_none() {
+            self.rx = Some(rx);
         }
     }
 
@@ -460,7 +545,7 @@ impl Server {
             Err(e) => {
                 self.reply(tok, 0, neg(e), &[]);
                 if undecided {
-                    self.dead.push(tok);
+                    self.close_after(tok);
                 }
                 return;
             }
@@ -469,7 +554,7 @@ impl Server {
         if truncated || msg.len() > MAX_REQUEST_MSG {
             self.reply(tok, hdr.seq, neg(Errno::EINVAL), &[]);
             if undecided && !matches!(op, Some(Op::Version | Op::Control | Op::Dump)) {
-                self.dead.push(tok);
+                self.close_after(tok);
             } else if undecided {
                 self.set_role(tok, Role::Control);
             }
@@ -499,9 +584,18 @@ impl Server {
             _ => {
                 self.reply(tok, hdr.seq, neg(Errno::EINVAL), &[]);
                 if undecided {
-                    self.dead.push(tok);
+                    self.close_after(tok);
                 }
             }
+        }
+    }
+
+    /// Closes the connection once its queued replies are sent (at the end
+    /// of this event), reading nothing more from it.
+    fn close_after(&mut self, tok: Tok) {
+        if let Some(conn) = slot_conn(&mut self.slots, tok) {
+            conn.closing = true;
+            self.dead.push(tok);
         }
     }
 
@@ -511,38 +605,37 @@ impl Server {
         }
     }
 
-    /// Sends (or queues) a reply.
+    /// Queues a reply; it goes out at the end of the batch.
     fn reply(&mut self, tok: Tok, seq: u32, ret: i64, extra: &[u8]) {
         let msg = Small::reply(seq, ret, extra);
-        let Some(conn) = slot_conn(&mut self.slots, tok) else {
-            return;
-        };
-        if conn.gone {
-            return;
-        }
-        if conn.blocked() {
-            conn.out.push_back(msg);
-            return;
-        }
-        loop {
-            match net::send(
-                &conn.fd,
-                msg.bytes(),
-                SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
-            ) {
-                Ok(_) => return,
-                Err(SysErrno::AGAIN) => {
-                    conn.out.push_back(msg);
-                    return;
-                }
-                Err(SysErrno::INTR) => {}
-                Err(_) => {
-                    conn.gone = true;
-                    self.dead.push(tok);
-                    return;
-                }
+        if let Some(conn) = slot_conn(&mut self.slots, tok) {
+            if !conn.gone {
+                conn.out.push_back(msg);
             }
         }
+    }
+
+    /// The end of a batch of requests on `tok`: results first (the
+    /// handle's own, then everybody's), then the replies.
+    fn end_batch(&mut self, tok: Tok) {
+        let (own_cb, is_cb) = match self.conn(tok).map(|c| &c.role) {
+            Some(Role::Request(r)) => (r.cb, false),
+            Some(Role::Callback(_)) => (None, true),
+            Some(_) => (None, false),
+            None => return,
+        };
+        if let Some(cb) = own_cb {
+            self.flush_cb(cb);
+        }
+        if self.dirty {
+            self.dirty = false;
+            self.flush_all();
+        }
+        self.drain_out(tok);
+        if is_cb {
+            self.flush_cb(tok);
+        }
+        self.update_interest(tok);
     }
 
     /// Sends queued replies, then the dump in progress.
@@ -550,36 +643,48 @@ impl Server {
         let Some(conn) = slot_conn(&mut self.slots, tok) else {
             return;
         };
-        while let Some(msg) = conn.out.front() {
-            if conn.gone {
-                conn.out.clear();
-                conn.dump = None;
-                return;
+        if conn.gone {
+            conn.out.clear();
+            conn.dump = None;
+            return;
+        }
+        while !conn.out.is_empty() {
+            let mut refs: [&[u8]; CHUNK] = [&[]; CHUNK];
+            let mut n = 0;
+            for (r, m) in refs.iter_mut().zip(conn.out.iter()) {
+                *r = m.bytes();
+                n += 1;
             }
-            match net::send(
-                &conn.fd,
-                msg.bytes(),
-                SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
-            ) {
-                Ok(_) => {
-                    conn.out.pop_front();
+            match send_many(&conn.fd, &refs[..n]) {
+                Ok(k) => {
+                    conn.out.drain(..k.min(n));
+                    if k < n {
+                        conn.stalled = true;
+                        return;
+                    }
                 }
-                Err(SysErrno::AGAIN) => return,
+                Err(SysErrno::AGAIN) => {
+                    conn.stalled = true;
+                    return;
+                }
                 Err(SysErrno::INTR) => {}
                 Err(_) => {
                     conn.gone = true;
+                    conn.out.clear();
+                    conn.dump = None;
                     self.dead.push(tok);
                     return;
                 }
             }
         }
+        conn.stalled = false;
         let mut chunk = Vec::new();
         while let Some(d) = conn.dump.as_mut() {
             let end = (d.pos + DUMP_CHUNK).min(d.text.len());
             chunk.clear();
             Header::new(Op::DumpChunk, d.seq, 0).put(&mut chunk);
             chunk.extend_from_slice(&d.text[d.pos..end]);
-            match net::send(&conn.fd, &chunk, SendFlags::NOSIGNAL | SendFlags::DONTWAIT) {
+            match net::send(&conn.fd, &chunk, SEND) {
                 Ok(_) if chunk.len() == HEADER_LEN => conn.dump = None,
                 Ok(_) => d.pos = end,
                 Err(SysErrno::AGAIN) => return,
@@ -600,7 +705,7 @@ impl Server {
             return;
         };
         let want = match &conn.role {
-            Role::Callback(cb) if cb.stash.is_some() || !conn.out.is_empty() => {
+            Role::Callback(cb) if !cb.stash.is_empty() || !conn.out.is_empty() => {
                 EventFlags::IN | EventFlags::RDHUP | EventFlags::OUT
             }
             Role::Callback(_) => EventFlags::IN | EventFlags::RDHUP,
@@ -618,45 +723,64 @@ impl Server {
         }
     }
 
-    /// Sends the results queued for one callback socket until it is full.
+    /// Sends the results queued for one callback socket until it is full,
+    /// [`CHUNK`] per system call.
     fn flush_cb(&mut self, tok: Tok) {
         let Some(conn) = slot_conn(&mut self.slots, tok) else {
             return;
         };
         if conn.gone || !conn.out.is_empty() {
+            // The ATTACH reply goes first.
             return;
         }
         let Role::Callback(cb) = &mut conn.role else {
             return;
         };
-        let was_stashed = cb.stash.is_some();
+        let was_stashed = !cb.stash.is_empty();
         loop {
-            let buf = match cb.stash.take() {
-                Some(b) => b,
-                None => match self.engine.pop_callback(cb.owner) {
-                    // Encoding into a 104-byte read cannot fail.
-                    Some(r) => match r.encode(RESULT_LVB_LEN) {
-                        Ok(b) => b,
-                        Err(_) => continue,
+            let mut batch: [Option<ResultBuf>; CHUNK] = [None; CHUNK];
+            let mut n = 0;
+            while n < CHUNK {
+                let next = match cb.stash.pop_front() {
+                    Some(b) => Some(b),
+                    // Encoding for a 104-byte read cannot fail.
+                    None => match self.engine.pop_callback(cb.owner) {
+                        Some(r) => r.encode(RESULT_LVB_LEN).ok(),
+                        None => break,
                     },
-                    None => break,
-                },
-            };
-            match net::send(&conn.fd, &buf, SendFlags::NOSIGNAL | SendFlags::DONTWAIT) {
-                Ok(_) => {}
-                Err(SysErrno::AGAIN) => {
-                    cb.stash = Some(buf);
-                    break;
+                };
+                if let Some(b) = next {
+                    batch[n] = Some(b);
+                    n += 1;
                 }
-                Err(SysErrno::INTR) => cb.stash = Some(buf),
+            }
+            if n == 0 {
+                break;
+            }
+            let mut refs: [&[u8]; CHUNK] = [&[]; CHUNK];
+            for (r, b) in refs.iter_mut().zip(batch.iter().flatten()) {
+                *r = b;
+            }
+            let sent = match send_many(&conn.fd, &refs[..n]) {
+                Ok(k) => k.min(n),
+                Err(SysErrno::AGAIN | SysErrno::INTR) => 0,
                 Err(_) => {
                     conn.gone = true;
                     self.dead.push(tok);
                     break;
                 }
+            };
+            if sent < n {
+                for b in batch[sent..n].iter().rev().flatten() {
+                    cb.stash.push_front(*b);
+                }
+                break;
+            }
+            if n < CHUNK {
+                break;
             }
         }
-        if was_stashed != cb.stash.is_some() {
+        if was_stashed == cb.stash.is_empty() {
             self.update_interest(tok);
         }
     }
@@ -671,7 +795,7 @@ impl Server {
                     role: Role::Callback(cb),
                     gone: false,
                     ..
-                }) => cb.stash.is_none() && self.engine.pending_callbacks(cb.owner) > 0,
+                }) => cb.stash.is_empty() && self.engine.pending_callbacks(cb.owner) > 0,
                 _ => false,
             };
             if ready {
@@ -688,23 +812,21 @@ impl Server {
         else {
             return;
         };
-        let (owner, cb) = (req.owner, req.cb);
+        let owner = req.owner;
         let ret = match Request::decode(payload) {
             Err(e) => neg(e),
             Ok((_, Request::CreateLockspace { .. } | Request::RemoveLockspace { .. })) => {
                 neg(Errno::EINVAL)
             }
-            Ok((_, request)) => match self.engine.write(owner, &request, hdr.tid) {
-                Ok(v) => i64::from(v),
-                Err(e) => neg(e),
-            },
+            Ok((_, request)) => {
+                self.dirty = true;
+                match self.engine.write(owner, &request, hdr.tid) {
+                    Ok(v) => i64::from(v),
+                    Err(e) => neg(e),
+                }
+            }
         };
-        // The operation's results go out before its reply: first the
-        // caller's own, then those it caused for others.
-        if let Some(cb) = cb {
-            self.flush_cb(cb);
-        }
-        self.flush_all();
+        // The results go out at the end of the batch, before the replies.
         self.reply(tok, hdr.seq, ret, &[]);
     }
 
@@ -737,6 +859,7 @@ impl Server {
                         id,
                         token: Some(token),
                         cb: None,
+                        minor,
                     }),
                 );
                 self.pending_attach.insert(id, tok);
@@ -790,14 +913,14 @@ impl Server {
             Role::Callback(CbState {
                 req: req_tok,
                 owner,
-                stash: None,
+                stash: VecDeque::new(),
                 index: self.attached.len(),
             }),
         );
         self.attached.push(tok);
         debug!("handle {id}: callback socket attached");
+        // The results queued so far follow this reply (end of batch).
         self.reply(tok, hdr.seq, 0, &[]);
-        self.flush_cb(tok);
     }
 
     fn control(&mut self, tok: Tok, hdr: Header, payload: &[u8]) {
@@ -833,6 +956,7 @@ impl Server {
                     Ok(i64::from(minor))
                 }
                 Request::RemoveLockspace { flags, minor } => {
+                    self.settle_hangups(minor);
                     let meta = self.lockspaces.get(&minor).copied();
                     if let Some(meta) = meta {
                         if !meta.may_remove(&peer) {
@@ -901,6 +1025,8 @@ impl Server {
         self.reply(tok, hdr.seq, 0, &[]);
         if let Some(conn) = self.conn_mut(tok) {
             if !conn.gone {
+                // Sent after the reply, at the end of the batch; no
+                // request is read until it is all out.
                 conn.dump = Some(DumpOut {
                     seq: hdr.seq,
                     text: text.into_bytes(),
@@ -908,7 +1034,41 @@ impl Server {
                 });
             }
         }
-        self.drain_out(tok);
+    }
+
+    /// Closes the handles of lockspace `minor` whose client has already
+    /// closed a socket but whose hang-up dlmd has not seen yet (a client
+    /// that closes its last handle and then removes the lockspace must
+    /// not get EBUSY).
+    fn settle_hangups(&mut self, minor: u32) {
+        let mut closed = Vec::new();
+        for (slot, s) in self.slots.iter().enumerate() {
+            let Some(Conn {
+                role: Role::Request(r),
+                ..
+            }) = &s.conn
+            else {
+                continue;
+            };
+            if r.minor != minor {
+                continue;
+            }
+            let tok = Tok {
+                slot: slot as u32,
+                generation: s.generation,
+            };
+            for t in std::iter::once(tok).chain(r.cb) {
+                if self.peer_closed(t) {
+                    closed.push(t);
+                }
+            }
+        }
+        for tok in closed {
+            // Serve what it sent before closing, then close it.
+            self.read(tok, EventFlags::HUP);
+            self.dead.push(tok);
+        }
+        self.reap();
     }
 
     /// Closes the connections that died during the last event.
@@ -946,6 +1106,7 @@ impl Server {
                     self.close(cb);
                 }
                 // Closing may have granted others' waiting requests.
+                self.dirty = false;
                 self.flush_all();
             }
             Role::Callback(c) => {

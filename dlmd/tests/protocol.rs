@@ -680,3 +680,32 @@ fn a_file_that_is_not_a_socket_is_left_alone() {
     assert_eq!(std::fs::read(&path).unwrap(), b"precious");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_close_is_seen_before_the_next_request() {
+    // As with a kernel device, whose close() completes before the next
+    // write(): removing a lockspace right after closing its last handle
+    // works, and a lock closed by one handle is free for the next
+    // request of another.
+    let d = Daemon::start();
+    let mut ctl = Control::connect(&d.path);
+    for _ in 0..100 {
+        let minor = ctl.create("gone", LsFlags::empty(), 0) as u32;
+        let mut h = Handle::open(&d.path, "gone");
+        assert!(h.lock("r", Mode::Ex, LockFlags::empty(), 1) > 0);
+        drop(h);
+        assert_eq!(ctl.remove(minor, RemoveFlags::empty()), 0);
+    }
+    ctl.create("ls", LsFlags::empty(), 0);
+    let mut b = Handle::open(&d.path, "ls");
+    for i in 0..100 {
+        let mut a = Handle::open(&d.path, "ls");
+        assert!(a.lock("r", Mode::Ex, LockFlags::empty(), i) > 0);
+        drop(a);
+        let l = b.lock("r", Mode::Ex, LockFlags::NOQUEUE, i);
+        assert!(l > 0);
+        assert_eq!(b.result().status, Status::GRANTED, "round {i}");
+        assert_eq!(b.unlock(l as u32, LockFlags::empty(), i), 0);
+        assert_eq!(b.result().status, Status::UNLOCKED);
+    }
+}
