@@ -636,7 +636,7 @@ fn dump_shows_locks_and_json() {
 #[test]
 fn a_second_instance_is_refused() {
     let mut d = Daemon::start();
-    let second = spawn_dlmd(&d.path).wait_with_output().unwrap();
+    let second = dlmd_command(&d.path).output().unwrap();
     assert!(!second.status.success());
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(err.contains("already"), "{err}");
@@ -675,7 +675,7 @@ fn a_file_that_is_not_a_socket_is_left_alone() {
     let dir = temp_dir();
     let path = dir.join("dlmd.sock");
     std::fs::write(&path, b"precious").unwrap();
-    let out = spawn_dlmd(&path).wait_with_output().unwrap();
+    let out = dlmd_command(&path).output().unwrap();
     assert!(!out.status.success());
     assert_eq!(std::fs::read(&path).unwrap(), b"precious");
     let _ = std::fs::remove_dir_all(&dir);

@@ -91,19 +91,26 @@ impl Drop for Daemon {
     }
 }
 
-/// Spawns the dlmd binary listening on `path` (stderr captured).
+/// Spawns the dlmd binary listening on `path` (stderr inherited, so that
+/// an unread pipe can never stall it).
 pub fn spawn_dlmd(path: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_dlmd"))
-        .arg("--foreground")
+    dlmd_command(path)
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn dlmd")
+}
+
+/// The command that runs dlmd on `path`, stdin closed.
+pub fn dlmd_command(path: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dlmd"));
+    cmd.arg("--foreground")
         .arg("--socket")
         .arg(path)
         .arg("--log-level")
         .arg("warn")
         .env_remove("DLMD_SOCKET")
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn dlmd")
+        .stdin(Stdio::null());
+    cmd
 }
 
 /// Waits until something accepts connections on `path` (a readiness
