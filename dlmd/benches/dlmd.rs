@@ -10,7 +10,11 @@
 //! (c) dlmd's resident memory per lock at 1,000,000 held locks, callbacks
 //!     drained (goal: at most 400 bytes).
 //!
-//! `DLMD_BENCH_QUICK=1` runs smaller counts. The same executable is also
+//! `DLMD_BENCH_QUICK=1` runs smaller counts. `DLMD_BENCH_CPUS=same` pins
+//! every process to CPU 0 (wake-ups are cheap, system calls dominate);
+//! `DLMD_BENCH_CPUS=split` pins the clients to CPU 0 and the servers
+//! (dlmd, the echo server) to CPU 1 (every wake-up crosses CPUs); by
+//! default the scheduler decides. The same executable is also
 //! the echo server and the pipelining client processes (selected by
 //! `DLMD_BENCH_ROLE`).
 
@@ -41,11 +45,16 @@ fn main() {
         }
         return;
     }
+    match std::env::var("DLMD_BENCH_CPUS").as_deref() {
+        Ok("same") | Ok("split") => pin(None, 0),
+        Ok(other) => panic!("DLMD_BENCH_CPUS is same or split, not {other:?}"),
+        Err(_) => {}
+    }
     let quick = std::env::var_os("DLMD_BENCH_QUICK").is_some();
     let scale = if quick { 10 } else { 1 };
     if let Ok(n) = std::env::var("DLMD_BENCH_SYNC_ONLY") {
         // For profiling: only the synchronous client, this many pairs.
-        let d = Daemon::start();
+        let d = start_dlmd();
         let mut ctl = Control::connect(&d.path);
         assert!(ctl.create("bench", LsFlags::empty(), 0o666) >= 0);
         let pair = sync_pairs(&d.path, n.parse().unwrap());
@@ -54,7 +63,7 @@ fn main() {
     }
     if let Ok(secs) = std::env::var("DLMD_BENCH_PIPELINE_ONLY") {
         // For profiling: only the pipelined clients, for this long.
-        let d = Daemon::start();
+        let d = start_dlmd();
         let mut ctl = Control::connect(&d.path);
         assert!(ctl.create("bench", LsFlags::empty(), 0o666) >= 0);
         let agg = pipelined(&d.path, secs.parse().unwrap());
@@ -68,7 +77,7 @@ fn main() {
         rtt * 1e6
     );
 
-    let d = Daemon::start();
+    let d = start_dlmd();
     let mut ctl = Control::connect(&d.path);
     assert!(ctl.create("bench", LsFlags::empty(), 0o666) >= 0);
     let pair = sync_pairs(&d.path, 100_000 / scale);
@@ -104,6 +113,28 @@ fn main() {
         rss as f64 / n as f64,
         (rss - base) as f64 / n as f64
     );
+}
+
+/// Pins process `pid` (`None`: this one) to `cpu`.
+fn pin(pid: Option<u32>, cpu: usize) {
+    let mut set = rustix::thread::CpuSet::new();
+    set.set(cpu);
+    let pid = pid.and_then(|p| rustix::process::Pid::from_raw(p as i32));
+    rustix::thread::sched_setaffinity(pid, &set).expect("sched_setaffinity");
+}
+
+/// In `split` mode, moves a server process to CPU 1.
+fn place_server(pid: u32) {
+    if std::env::var("DLMD_BENCH_CPUS").as_deref() == Ok("split") {
+        pin(Some(pid), 1);
+    }
+}
+
+/// Starts dlmd, placed as `DLMD_BENCH_CPUS` says.
+fn start_dlmd() -> Daemon {
+    let d = Daemon::start();
+    place_server(d.child.id());
+    d
 }
 
 fn spawn_role(role: &str, path: &Path) -> Child {
@@ -152,6 +183,7 @@ fn echo_round_trip(n: u32) -> f64 {
     let dir = temp_dir();
     let path = dir.join("echo.sock");
     let mut server = spawn_role("echo", &path);
+    place_server(server.id());
     let _out = wait_line(&mut server, "ready");
     let fd = connect(&path);
     let msg = [7u8; proto::REPLY_LEN];
@@ -387,7 +419,7 @@ fn drain(cb: &OwnedFd) {
 
 /// (idle RSS, RSS with `n` locks held) of a fresh dlmd.
 fn memory(n: u32) -> (u64, u64) {
-    let d = Daemon::start();
+    let d = start_dlmd();
     let mut ctl = Control::connect(&d.path);
     assert!(ctl.create("mem", LsFlags::empty(), 0) >= 0);
     let h = Handle::open(&d.path, "mem");

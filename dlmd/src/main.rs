@@ -8,9 +8,14 @@
 //! ```
 //!
 //! dlmd runs in the foreground by default (systemd's `Type=simple`, or a
-//! shell's `&`); `--daemon` starts a detached copy and returns once it
-//! listens. It stops cleanly on SIGTERM, SIGINT or SIGHUP, removing its
-//! socket. Modules: [`server`] (the event loop), [`startup`] (the
+//! shell's `&`); `--daemon` starts a detached copy (its own process
+//! group, stdin and stdout closed, stderr kept), prints its pid and
+//! returns once it listens. One dlmd per socket path: an exclusive
+//! `flock` on `PATH.lock` (left in place on exit, which keeps that check
+//! race-free) and a connect test refuse a second one; a socket file
+//! nobody listens on (ECONNREFUSED) is removed, anything else at the path
+//! is left alone. dlmd stops cleanly on SIGTERM, SIGINT or SIGHUP,
+//! removing its socket (only if it is still the one it bound). Modules: [`server`] (the event loop), [`startup`] (the
 //! socket), [`perm`] (permissions), [`dump`] (the lock dump), [`client`]
 //! (`--dump`), [`signals`], [`log`].
 
