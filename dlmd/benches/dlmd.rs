@@ -66,7 +66,7 @@ fn main() {
         let d = start_dlmd();
         let mut ctl = Control::connect(&d.path);
         assert!(ctl.create("bench", LsFlags::empty(), 0o666) >= 0);
-        let agg = pipelined(&d.path, secs.parse().unwrap());
+        let (agg, _, _) = pipelined(&d.path, secs.parse().unwrap());
         println!("{WORKERS} clients x {IN_FLIGHT} in flight: {agg:.0} pairs/s");
         return;
     }
@@ -88,7 +88,9 @@ fn main() {
     );
 
     let secs = if quick { 1.0 } else { 3.0 };
-    let agg = pipelined(&d.path, secs);
+    let cpu0 = cpu_seconds(d.child.id());
+    let (agg, total_pairs, wall) = pipelined(&d.path, secs);
+    let cpu = cpu_seconds(d.child.id()) - cpu0;
     let single = 1.0 / pair;
     println!(
         "sync client: {:.0} pairs/s; {WORKERS} clients x {IN_FLIGHT} in flight: {:.0} pairs/s",
@@ -97,6 +99,17 @@ fn main() {
     println!(
         "(b) pipelined aggregate / sync client = {:.2}x (goal >= 5.00x)",
         agg / single
+    );
+    // What dlmd itself spends, independent of how many CPUs the clients
+    // compete for: its CPU time per pipelined lock+unlock pair.
+    let per_pair = cpu / total_pairs;
+    println!(
+        "    dlmd CPU per pipelined pair: {:.2} us ({:.0}% of a CPU); on a core of its own dlmd \
+         would serve {:.0} pairs/s = {:.1}x the sync client",
+        per_pair * 1e6,
+        100.0 * cpu / wall,
+        1.0 / per_pair,
+        (1.0 / per_pair) / single
     );
     drop(ctl);
     drop(d);
@@ -271,8 +284,9 @@ fn sync_pairs(path: &Path, n: u32) -> f64 {
     (0..3).map(|_| run(n)).fold(f64::MAX, f64::min)
 }
 
-/// Aggregate pairs/s of [`WORKERS`] pipelining client processes.
-fn pipelined(path: &Path, secs: f64) -> f64 {
+/// Aggregate pairs/s of [`WORKERS`] pipelining client processes, the
+/// pairs done, and the longest worker's run time.
+fn pipelined(path: &Path, secs: f64) -> (f64, f64, f64) {
     let mut workers: Vec<Child> = (0..WORKERS).map(|_| spawn_role("pipeline", path)).collect();
     let mut outs: Vec<_> = workers.iter_mut().map(|w| wait_line(w, "ready")).collect();
     // Start together, stop together.
@@ -280,15 +294,18 @@ fn pipelined(path: &Path, secs: f64) -> f64 {
     for w in &mut workers {
         w.stdin.as_mut().unwrap().write_all(go.as_bytes()).unwrap();
     }
-    let mut total = 0.0;
+    let (mut rate, mut pairs, mut longest) = (0.0, 0.0, 0.0f64);
     for (w, out) in workers.iter_mut().zip(&mut outs) {
         let mut line = String::new();
         out.read_line(&mut line).unwrap();
-        let (pairs, elapsed) = line.trim().split_once(' ').expect("worker result");
-        total += pairs.parse::<f64>().unwrap() / elapsed.parse::<f64>().unwrap();
+        let (p, elapsed) = line.trim().split_once(' ').expect("worker result");
+        let (p, elapsed) = (p.parse::<f64>().unwrap(), elapsed.parse::<f64>().unwrap());
+        rate += p / elapsed;
+        pairs += p;
+        longest = longest.max(elapsed);
         w.wait().unwrap();
     }
-    total
+    (rate, pairs, longest)
 }
 
 /// A pipelining client: 64 lock/unlock pairs in flight on its own
@@ -415,6 +432,17 @@ fn drain(cb: &OwnedFd) {
             return;
         }
     }
+}
+
+/// User plus system CPU seconds of process `pid` so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The fields after the parenthesised command name; utime and stime
+    // are fields 14 and 15 of the whole line, in clock ticks (100 Hz).
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+    ticks as f64 / 100.0
 }
 
 /// (idle RSS, RSS with `n` locks held) of a fresh dlmd.
