@@ -709,3 +709,104 @@ fn a_close_is_seen_before_the_next_request() {
         assert_eq!(b.result().status, Status::UNLOCKED);
     }
 }
+
+#[test]
+fn a_large_dump_comes_in_chunks() {
+    let d = Daemon::start();
+    let mut ctl = Control::connect(&d.path);
+    ctl.create("big", LsFlags::empty(), 0);
+    let mut h = Handle::open(&d.path, "big");
+    let n = 2000;
+    for i in 0..n {
+        assert!(h.lock(&format!("resource-{i:05}"), Mode::Pr, LockFlags::empty(), i) > 0);
+        assert_eq!(h.result().status, Status::GRANTED);
+    }
+    // Read the chunks one by one: several, each at most DUMP_CHUNK.
+    ctl.seq += 1;
+    send(&ctl.fd, &msg(Op::Dump, ctl.seq, &[b"big"]));
+    assert_eq!(recv_reply(&ctl.fd, ctl.seq).0, 0);
+    let mut chunks = 0;
+    let mut text = Vec::new();
+    loop {
+        let m = recv(&ctl.fd).unwrap();
+        let (hdr, chunk) = Header::parse(&m).unwrap();
+        assert_eq!((hdr.op, hdr.seq), (Op::DumpChunk as u32, ctl.seq));
+        assert!(chunk.len() <= proto::DUMP_CHUNK);
+        if chunk.is_empty() {
+            break;
+        }
+        chunks += 1;
+        text.extend_from_slice(chunk);
+    }
+    let text = String::from_utf8(text).unwrap();
+    assert!(chunks > 2, "{chunks} chunks for {} bytes", text.len());
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.starts_with("    granted "))
+            .count(),
+        n as usize
+    );
+    assert!(text.contains("  resource \"resource-01999\""));
+    // The connection goes on afterwards.
+    assert_eq!(ctl.version().0, 0);
+}
+
+#[test]
+fn daemon_mode_returns_once_listening() {
+    let dir = temp_dir();
+    let path = dir.join("d.sock");
+    let out = Command::new(env!("CARGO_BIN_EXE_dlmd"))
+        .args(["--daemon", "--log-level", "warn", "--socket"])
+        .arg(&path)
+        .stdin(Stdio::null())
+        // The daemon keeps stderr for its log: not a pipe we wait on.
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let pid: i32 = String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // No waiting: it listens already.
+    assert_eq!(Control::connect(&path).version().0, 0);
+    let pid = rustix::process::Pid::from_raw(pid).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    for _ in 0..3000 {
+        if !path.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(!path.exists(), "SIGTERM removes the socket");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_user_daemon_listens_in_its_runtime_dir() {
+    // Not root, no DLMD_SOCKET: $XDG_RUNTIME_DIR/dlmd.sock.
+    let dir = temp_dir();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dlmd"))
+        .args(["--log-level", "warn"])
+        .env_remove("DLMD_SOCKET")
+        .env("XDG_RUNTIME_DIR", &dir)
+        .uid(65534)
+        .gid(65534)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let path = dir.join("dlmd.sock");
+    wait_listening(&path);
+    let mut ctl = Control::connect(&path);
+    assert_eq!(ctl.version().0, 0);
+    // Root (this test) may open the lockspace its user created... once
+    // it exists; the daemon's owner created it.
+    assert!(ctl.create("mine", LsFlags::empty(), 0) >= 0);
+    assert!(Handle::try_open(&path, "mine").is_ok());
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(!path.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
