@@ -47,8 +47,8 @@ fn main() {
     }
     match std::env::var("DLMD_BENCH_CPUS").as_deref() {
         Ok("same") | Ok("split") => pin(None, 0),
+        Ok("") | Err(_) => {}
         Ok(other) => panic!("DLMD_BENCH_CPUS is same or split, not {other:?}"),
-        Err(_) => {}
     }
     let quick = std::env::var_os("DLMD_BENCH_QUICK").is_some();
     let scale = if quick { 10 } else { 1 };
@@ -80,6 +80,12 @@ fn main() {
     let d = start_dlmd();
     let mut ctl = Control::connect(&d.path);
     assert!(ctl.create("bench", LsFlags::empty(), 0o666) >= 0);
+    let version = version_round_trip(&d.path, 100_000 / scale);
+    println!(
+        "VERSION round trip via dlmd (request, one reply): {:.2} us = {:.2}x echo",
+        version * 1e6,
+        version / rtt
+    );
     let pair = sync_pairs(&d.path, 100_000 / scale);
     println!("sync lock+unlock pair via dlmd: {:.2} us", pair * 1e6);
     println!(
@@ -247,6 +253,29 @@ fn recv_result(fd: &OwnedFd) -> dlm_core::LockResult {
     let mut buf = [0u8; 128];
     let (n, _) = net::recv(fd, &mut buf, RecvFlags::empty()).unwrap();
     dlm_core::LockResult::decode(&buf[..n]).unwrap()
+}
+
+/// Seconds per VERSION request and reply on a control connection: dlmd's
+/// own round trip, without the engine or a result message.
+fn version_round_trip(path: &Path, n: u32) -> f64 {
+    let fd = connect(path);
+    let mut buf = [0u8; 64];
+    let mut seq = 0u32;
+    let mut run = |n: u32| {
+        let t = Instant::now();
+        for _ in 0..n {
+            seq += 1;
+            let mut m = [0u8; proto::HEADER_LEN];
+            m[..4].copy_from_slice(&(Op::Version as u32).to_ne_bytes());
+            m[4..8].copy_from_slice(&seq.to_ne_bytes());
+            net::send(&fd, &m, SendFlags::NOSIGNAL).unwrap();
+            let (got, _) = net::recv(&fd, &mut buf, RecvFlags::empty()).unwrap();
+            assert_eq!(proto::parse_reply(&buf[..got], seq).unwrap().0, 0);
+        }
+        t.elapsed().as_secs_f64() / f64::from(n)
+    };
+    run(n / 10);
+    (0..3).map(|_| run(n)).fold(f64::MAX, f64::min)
 }
 
 /// Seconds per synchronous lock+unlock pair from one client: WRITE,
