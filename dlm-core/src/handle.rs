@@ -45,6 +45,9 @@ struct State {
     dispatcher: Option<(ThreadId, u32)>,
     /// The lock manager went away (dlmd died): every wait ends.
     dead: Option<Errno>,
+    /// Threads waiting on the condvar: a notify is a futex syscall, made
+    /// only when someone waits.
+    waiters: u32,
 }
 
 /// What one dispatch attempt did.
@@ -120,8 +123,25 @@ impl Handle {
                     st.dispatcher = Some((t, depth + 1));
                     return st;
                 }
-                Some(_) => st = self.cond.wait(st).unwrap_or_else(|e| e.into_inner()),
+                Some(_) => st = self.wait_cond(st),
             }
+        }
+    }
+
+    /// Waits on the condvar, counted in `waiters`.
+    fn wait_cond<'a>(&self, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        st.waiters += 1;
+        let mut st = self.cond.wait(st).unwrap_or_else(|e| e.into_inner());
+        st.waiters -= 1;
+        st
+    }
+
+    /// Wakes the waiters, if any (`st` is dropped first).
+    fn notify(&self, st: MutexGuard<'_, State>) {
+        let any = st.waiters > 0;
+        drop(st);
+        if any {
+            self.cond.notify_all();
         }
     }
 
@@ -131,8 +151,7 @@ impl Handle {
             Some((t, depth)) if depth > 1 => Some((t, depth - 1)),
             _ => None,
         };
-        drop(st);
-        self.cond.notify_all();
+        self.notify(st);
     }
 
     /// Reads and delivers at most one result, holding the dispatch role.
@@ -197,11 +216,9 @@ impl Handle {
         let Some(result) = self.device.read(nonblocking || wake.is_some())? else {
             return Ok(Dispatched::Empty);
         };
-        {
-            let _st = self.lock_state();
-            deliver.record(&result);
-        }
-        self.cond.notify_all();
+        let st = self.lock_state();
+        deliver.record(&result);
+        self.notify(st);
         deliver.call(&result);
         Ok(Dispatched::One)
     }
@@ -243,7 +260,7 @@ impl Handle {
                         st.dispatcher = Some((me, 1));
                         break;
                     }
-                    _ => st = self.cond.wait(st).unwrap_or_else(|e| e.into_inner()),
+                    _ => st = self.wait_cond(st),
                 }
             }
             drop(st);

@@ -250,3 +250,44 @@ impl Device {
         self.callbacks.as_fd()
     }
 }
+
+/// How long a closing handle waits for dlmd to confirm the owner close.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl Drop for Device {
+    /// Closes the handle synchronously, as `close()` of a kernel device
+    /// is: the request socket is shut down for writing and dlmd's end of
+    /// it is awaited (bounded), so when this returns dlmd has released or
+    /// orphaned the owner's locks and another process sees them gone.
+    fn drop(&mut self) {
+        use rustix::event::{PollFd, PollFlags, Timespec, poll};
+        let req = self.req.get_mut().unwrap_or_else(|e| e.into_inner());
+        if net::shutdown(&req.fd, net::Shutdown::Write).is_err() {
+            return;
+        }
+        let deadline = std::time::Instant::now() + CLOSE_WAIT;
+        let mut buf = [0u8; proto::REPLY_LEN];
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            let timeout = Timespec {
+                tv_sec: left.as_secs() as i64,
+                tv_nsec: i64::from(left.subsec_nanos()),
+            };
+            let mut fds = [PollFd::new(&req.fd, PollFlags::IN)];
+            match poll(&mut fds, Some(&timeout)) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(_) => return,
+            }
+            match net::recv(&req.fd, &mut buf[..], RecvFlags::DONTWAIT) {
+                Ok((0, _)) | Err(_) => return,
+                // A stray reply (none is expected): keep waiting for the end.
+                Ok(_) => {}
+            }
+        }
+    }
+}
