@@ -810,3 +810,23 @@ fn a_user_daemon_listens_in_its_runtime_dir() {
     assert!(!path.exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_half_close_is_an_owner_close_confirmed_by_eof() {
+    // dlm-core's synchronous close: shut the request socket down for
+    // writing, wait for dlmd's end of it; by then the owner is closed.
+    let d = Daemon::start();
+    let mut ctl = Control::connect(&d.path);
+    ctl.create("ls", LsFlags::empty(), 0);
+    let mut a = Handle::open(&d.path, "ls");
+    assert!(a.lock("r", Mode::Ex, LockFlags::empty(), 1) > 0);
+    assert_eq!(a.result().status, Status::GRANTED);
+    net::shutdown(&a.req, net::Shutdown::Write).unwrap();
+    assert!(recv(&a.req).is_none(), "dlmd closes its end");
+    assert!(recv(&a.cb).is_none(), "and the callback socket");
+    let text = ctl.dump(Some("ls")).unwrap();
+    assert!(
+        text.contains(" openers 0 ") && !text.contains("granted"),
+        "{text}"
+    );
+}
