@@ -85,7 +85,7 @@ fn tokenize(line: &str) -> Option<Vec<Token>> {
 /// The queues of a resource, in dump order.
 const QUEUES: [&str; 4] = ["granted", "converting", "waiting", "detached"];
 
-/// Converts dump text (as [`render`] writes it) to a JSON document:
+/// Converts dump text (as dlmd writes it) to a JSON document:
 /// `{"lockspaces":[{…,"resources":[{…,"granted":[…],"converting":[…],
 /// "waiting":[…],"detached":[…]}]}]}`. Numbers become numbers, `yes`/`no` booleans,
 /// `flags` an array of names.

@@ -1,7 +1,7 @@
 //! Helpers for the tests of our C libraries: where the built
 //! `libdlm.so`/`libdlm_lt.so` and our `libdlm.h` are, compiling C
 //! programs against them (or against Debian's header), and running them
-//! against a [`Dlmd`](crate::Dlmd), optionally under valgrind.
+//! against a [`Dlmd`], optionally under valgrind.
 //!
 //! The libraries are those of this build (`target/<profile>/`, built by
 //! `cargo build -p dlm-pthread -p dlm-lt`; `cargo xtask test` builds

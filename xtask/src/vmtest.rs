@@ -788,7 +788,7 @@ impl Cache {
         Ok(debs)
     }
 
-    /// `dpkg-deb -x` of a package into x/<name>, once.
+    /// `dpkg-deb -x` of a package into `x/<name>`, once.
     fn unpack(&self, deb: &Deb) -> Result<PathBuf> {
         let stem = deb
             .path
