@@ -1,6 +1,6 @@
 //! The lock dump: the text dlmd sends for DUMP (one line per lockspace,
 //! resource and lock, `key value` pairs after a leading word), and the
-//! conversion of that text to JSON for `dlmd --dump --json`.
+//! conversion of that text to JSON is `dlm_core::dump::to_json` (shared with `dlm locks --json`).
 //!
 //! ```text
 //! lockspace "ls" minor 1 created 1 openers 2 nresources 1 nlocks 2 uid 0 gid 0 mode 0600
@@ -83,8 +83,8 @@ fn lock_line(
         out,
         "    {queue} lkid {:#010x} grmode {} rqmode {} pid {} owner ",
         l.id,
-        l.granted.map_or("--", mode_name),
-        l.requested.map_or("--", mode_name),
+        l.granted.map_or("--", Mode::name),
+        l.requested.map_or("--", Mode::name),
         l.pid
     );
     match l.owner {
@@ -103,18 +103,6 @@ fn lock_line(
         let _ = write!(out, " xid {:#x}", l.xid);
     }
     out.push('\n');
-}
-
-/// The mode's name as libdlm spells it without the `LKM_` prefix.
-pub fn mode_name(m: Mode) -> &'static str {
-    match m {
-        Mode::Nl => "NL",
-        Mode::Cr => "CR",
-        Mode::Cw => "CW",
-        Mode::Pr => "PR",
-        Mode::Pw => "PW",
-        Mode::Ex => "EX",
-    }
 }
 
 fn flags(out: &mut String, f: LockFlags) {
@@ -156,229 +144,10 @@ fn quote(out: &mut String, name: &Name) {
     out.push('"');
 }
 
-/// One token of a dump line.
-#[derive(Debug, PartialEq)]
-enum Token {
-    /// A quoted name, unescaped to its bytes.
-    Name(Vec<u8>),
-    /// A bare word.
-    Word(String),
-}
-
-fn tokenize(line: &str) -> Option<Vec<Token>> {
-    let mut tokens = Vec::new();
-    let b = line.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b' ' => i += 1,
-            b'"' => {
-                let mut name = Vec::new();
-                i += 1;
-                loop {
-                    match *b.get(i)? {
-                        b'"' => break,
-                        b'\\' => {
-                            match *b.get(i + 1)? {
-                                b'x' => {
-                                    let hex = line.get(i + 2..i + 4)?;
-                                    name.push(u8::from_str_radix(hex, 16).ok()?);
-                                    i += 4;
-                                }
-                                c => {
-                                    name.push(c);
-                                    i += 2;
-                                }
-                            }
-                            continue;
-                        }
-                        c => name.push(c),
-                    }
-                    i += 1;
-                }
-                i += 1;
-                tokens.push(Token::Name(name));
-            }
-            _ => {
-                let end = b[i..]
-                    .iter()
-                    .position(|&c| c == b' ')
-                    .map_or(b.len(), |p| i + p);
-                tokens.push(Token::Word(line.get(i..end)?.to_owned()));
-                i = end;
-            }
-        }
-    }
-    Some(tokens)
-}
-
-/// The queues of a resource, in dump order.
-const QUEUES: [&str; 4] = ["granted", "converting", "waiting", "detached"];
-
-/// Converts dump text (as [`render`] writes it) to a JSON document:
-/// `{"lockspaces":[{…,"resources":[{…,"granted":[…],"converting":[…],
-/// "waiting":[…],"detached":[…]}]}]}`. Numbers become numbers, `yes`/`no` booleans,
-/// `flags` an array of names.
-///
-/// # Errors
-/// The number of the first line that is not dump text.
-pub fn to_json(text: &str) -> Result<String, usize> {
-    let mut out = String::from("{\"lockspaces\":[");
-    // Which containers are open: 0 none, 1 lockspace, 2 resource.
-    let mut depth = 0;
-    let mut first_ls = true;
-    let mut first_res = true;
-    // The current resource's lock lines, by queue, as JSON objects.
-    let mut queues: [Vec<String>; 4] = Default::default();
-    let close_resource = |out: &mut String, queues: &mut [Vec<String>; 4]| {
-        for (name, q) in QUEUES.iter().zip(queues.iter_mut()) {
-            let _ = write!(out, ",\"{name}\":[{}]", q.join(","));
-            q.clear();
-        }
-        out.push('}');
-    };
-    for (n, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let tokens = tokenize(line).ok_or(n + 1)?;
-        let (Some(Token::Word(kind)), rest) = (tokens.first(), tokens.get(1..).unwrap_or(&[]))
-        else {
-            return Err(n + 1);
-        };
-        match kind.as_str() {
-            "lockspace" | "resource" => {
-                let Some(Token::Name(name)) = rest.first() else {
-                    return Err(n + 1);
-                };
-                if depth == 2 {
-                    close_resource(&mut out, &mut queues);
-                }
-                if kind == "lockspace" {
-                    if depth >= 1 {
-                        out.push_str("]}");
-                    }
-                    if !first_ls {
-                        out.push(',');
-                    }
-                    first_ls = false;
-                    first_res = true;
-                    depth = 1;
-                } else {
-                    if depth == 0 {
-                        return Err(n + 1);
-                    }
-                    if !first_res {
-                        out.push(',');
-                    }
-                    first_res = false;
-                    depth = 2;
-                }
-                out.push_str("{\"name\":");
-                json_bytes(&mut out, name);
-                pairs(&mut out, &rest[1..]).ok_or(n + 1)?;
-                if kind == "lockspace" {
-                    out.push_str(",\"resources\":[");
-                }
-            }
-            "granted" | "converting" | "waiting" | "detached" => {
-                if depth != 2 {
-                    return Err(n + 1);
-                }
-                let q = match kind.as_str() {
-                    "granted" => 0,
-                    "converting" => 1,
-                    "waiting" => 2,
-                    _ => 3,
-                };
-                let mut obj = String::from("{\"queue\":");
-                json_bytes(&mut obj, kind.as_bytes());
-                pairs(&mut obj, rest).ok_or(n + 1)?;
-                obj.push('}');
-                queues[q].push(obj);
-            }
-            _ => return Err(n + 1),
-        }
-    }
-    if depth == 2 {
-        close_resource(&mut out, &mut queues);
-    }
-    if depth >= 1 {
-        out.push_str("]}");
-    }
-    out.push_str("]}");
-    Ok(out)
-}
-
-/// Appends `,"key":value` for each pair of tokens.
-fn pairs(out: &mut String, tokens: &[Token]) -> Option<()> {
-    if tokens.len() % 2 != 0 {
-        return None;
-    }
-    for kv in tokens.chunks(2) {
-        let Token::Word(key) = &kv[0] else {
-            return None;
-        };
-        out.push(',');
-        json_bytes(out, key.as_bytes());
-        out.push(':');
-        match &kv[1] {
-            Token::Name(bytes) => json_bytes(out, bytes),
-            Token::Word(v) => json_value(out, key, v),
-        }
-    }
-    Some(())
-}
-
-fn json_value(out: &mut String, key: &str, v: &str) {
-    if key == "flags" {
-        out.push('[');
-        if v != "-" {
-            for (i, f) in v.split('|').enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                json_bytes(out, f.as_bytes());
-            }
-        }
-        out.push(']');
-    } else if v == "yes" || v == "no" {
-        out.push_str(if v == "yes" { "true" } else { "false" });
-    } else if let Some(hex) = v
-        .strip_prefix("0x")
-        .and_then(|h| u64::from_str_radix(h, 16).ok())
-    {
-        let _ = write!(out, "{hex}");
-    } else if !v.is_empty()
-        && v.bytes().all(|c| c.is_ascii_digit())
-        && (v == "0" || !v.starts_with('0'))
-        && v.parse::<u64>().is_ok()
-    {
-        out.push_str(v);
-    } else {
-        json_bytes(out, v.as_bytes());
-    }
-}
-
-/// A JSON string with one code point per byte.
-fn json_bytes(out: &mut String, bytes: &[u8]) {
-    out.push('"');
-    for &b in bytes {
-        match b {
-            b'"' => out.push_str("\\\""),
-            b'\\' => out.push_str("\\\\"),
-            0x20..=0x7e => out.push(b as char),
-            _ => {
-                let _ = write!(out, "\\u{:04x}", b);
-            }
-        }
-    }
-    out.push('"');
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dlm_core::dump::to_json;
     use dlm_engine::ResourceDump;
 
     fn sample() -> String {

@@ -134,7 +134,7 @@ fn main() -> ExitCode {
             .clone()
             .unwrap_or_else(dlm_core::dlmd::proto::client_socket_path);
         return match client::fetch_dump(&path, lockspace.as_deref()) {
-            Ok(text) if args.json => match dump::to_json(&text) {
+            Ok(text) if args.json => match dlm_core::dump::to_json(&text) {
                 Ok(json) => {
                     println!("{json}");
                     ExitCode::SUCCESS
