@@ -180,3 +180,26 @@ pub fn dlmd_binary_path() -> PathBuf {
         .expect("target/<profile>")
         .join("dlmd")
 }
+
+/// The gate of a single-node kernel test (a `harness = false` test that
+/// `cargo xtask vmtest` runs in a guest): `Some(exit code)` when it must
+/// not run here — 77 ("skip") in a guest, success on the host — because
+/// the kernel DLM or what `ready` stands for is missing, or because the
+/// guest is one of two nodes.
+pub fn single_node_kernel_skip(
+    test: &str,
+    ready: bool,
+    why: &str,
+) -> Option<std::process::ExitCode> {
+    let in_guest = std::env::var_os("DLM_VMTEST_NODE").is_some();
+    let skip = if in_guest {
+        std::process::ExitCode::from(77)
+    } else {
+        std::process::ExitCode::SUCCESS
+    };
+    if !dlm_core::transport::kernel::is_present() || !ready {
+        println!("{test}: needs {why}; skipped");
+        return Some(skip);
+    }
+    (std::env::var("DLM_VMTEST_NODES").as_deref() == Ok("2")).then_some(skip)
+}

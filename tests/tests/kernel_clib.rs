@@ -10,7 +10,6 @@
 //! ours with the harness's `/vmtest/lib`. Without the kernel DLM or the
 //! programs, the test skips. A plain `main`.
 
-use dlm_core::transport::kernel;
 use std::path::Path;
 use std::process::{Command, ExitCode};
 
@@ -36,18 +35,12 @@ fn run(bin: &str, ours: bool, ls: &str) -> (String, String) {
 }
 
 fn main() -> ExitCode {
-    let in_guest = std::env::var_os("DLM_VMTEST_NODE").is_some();
-    let dir = Path::new("/vmtest/bin");
-    if !kernel::is_present() || !dir.join("kclib-deb-lt").exists() {
-        println!("kernel_clib: needs the kernel DLM and tests/vm/suite.sh's programs; skipped");
-        return if in_guest {
-            ExitCode::from(77)
-        } else {
-            ExitCode::SUCCESS
-        };
-    }
-    if std::env::var("DLM_VMTEST_NODES").as_deref() == Ok("2") {
-        return ExitCode::from(77);
+    if let Some(skip) = dlm_tests::single_node_kernel_skip(
+        "kernel_clib",
+        Path::new("/vmtest/bin/kclib-deb-lt").exists(),
+        "the kernel DLM and tests/vm/suite.sh's programs",
+    ) {
+        return skip;
     }
     let mut fails = 0;
     for flavour in ["lt", "thr"] {

@@ -7,7 +7,7 @@
 //! succeed. Runs against the kernel in a `cargo xtask vmtest` guest (one
 //! node); elsewhere it skips. A plain `main`.
 
-use dlm_core::transport::{Control, kernel};
+use dlm_core::transport::Control;
 use dlm_core::{LockOptions, Lockspace, Mode, Name};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -39,17 +39,8 @@ fn main() -> ExitCode {
     if let (Ok(ls), Ok(start)) = (std::env::var("KR_LS"), std::env::var("KR_START")) {
         return racer(&ls, start.parse().expect("start"));
     }
-    let in_guest = std::env::var_os("DLM_VMTEST_NODE").is_some();
-    if !kernel::is_present() {
-        println!("kernel_race: no kernel DLM; skipped");
-        return if in_guest {
-            ExitCode::from(77)
-        } else {
-            ExitCode::SUCCESS
-        };
-    }
-    if std::env::var("DLM_VMTEST_NODES").as_deref() == Ok("2") {
-        return ExitCode::from(77);
+    if let Some(skip) = dlm_tests::single_node_kernel_skip("kernel_race", true, "the kernel DLM") {
+        return skip;
     }
     let exe = std::env::current_exe().expect("exe");
     for round in 0..ROUNDS {

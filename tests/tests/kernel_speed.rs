@@ -7,7 +7,6 @@
 //! builds (`kclib-*`, `tests/vm/kclib.c`); skips without them. A plain
 //! `main`.
 
-use dlm_core::transport::kernel;
 use std::path::Path;
 use std::process::{Command, ExitCode};
 
@@ -41,17 +40,12 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 fn main() -> ExitCode {
-    let in_guest = std::env::var_os("DLM_VMTEST_NODE").is_some();
-    if !kernel::is_present() || !Path::new("/vmtest/bin/kclib-deb-lt").exists() {
-        println!("kernel_speed: needs the kernel DLM and tests/vm/suite.sh's programs; skipped");
-        return if in_guest {
-            ExitCode::from(77)
-        } else {
-            ExitCode::SUCCESS
-        };
-    }
-    if std::env::var("DLM_VMTEST_NODES").as_deref() == Ok("2") {
-        return ExitCode::from(77);
+    if let Some(skip) = dlm_tests::single_node_kernel_skip(
+        "kernel_speed",
+        Path::new("/vmtest/bin/kclib-deb-lt").exists(),
+        "the kernel DLM and tests/vm/suite.sh's programs",
+    ) {
+        return skip;
     }
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let dlmd = dlm_tests::dlmd_binary_path()
