@@ -15,6 +15,8 @@
 
 #![deny(unsafe_code)]
 
+#[cfg(feature = "tokio")]
+mod asyncio;
 pub mod cabi;
 pub mod check;
 pub mod codec;
@@ -29,6 +31,8 @@ mod name;
 mod status;
 pub mod transport;
 
+#[cfg(feature = "tokio")]
+pub use asyncio::{AsyncLock, AsyncLockspace};
 pub use codec::{LVB_LEN, LockParams, LockResult, Lvb, Request, Version};
 pub use errno::Errno;
 pub use flags::{LockFlags, LsFlags, RemoveFlags, SbFlags};

@@ -97,7 +97,7 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 type BastFn = Arc<dyn Fn(Mode) + Send + Sync>;
-type CompleteFn = Box<dyn FnOnce(Completion, Option<Lvb>) + Send>;
+pub(crate) type CompleteFn = Box<dyn FnOnce(Completion, Option<Lvb>) + Send>;
 
 /// Options of a lock request: flags, LVB use, a blocking callback.
 #[derive(Clone, Default)]
@@ -139,6 +139,12 @@ impl LockOptions {
     /// [`Lockspace::purge`] can take over.
     pub fn persistent(self) -> LockOptions {
         self.flags(LockFlags::PERSISTENT)
+    }
+
+    /// The request flags set so far.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn flags_of(&self) -> LockFlags {
+        self.flags
     }
 
     /// Calls `f` with the blocked mode whenever another request is blocked
@@ -455,6 +461,26 @@ impl Lockspace {
         opts: &LockOptions,
         on_complete: Option<CompleteFn>,
     ) -> Result<(u64, u32), Error> {
+        let (token, req) = self.prepare_lock(name, mode, flags, opts, on_complete)?;
+        match self.handle.write(&req) {
+            Ok(lkid) => Ok((token, lkid)),
+            Err(e) => {
+                self.shared.table().free(token);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Allocates the slot of a new lock request and builds the request.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn prepare_lock(
+        &self,
+        name: &[u8],
+        mode: Mode,
+        flags: LockFlags,
+        opts: &LockOptions,
+        on_complete: Option<CompleteFn>,
+    ) -> Result<(u64, Request), Error> {
         let name = Name::new(name).map_err(Error::Sys)?;
         let token = {
             let mut table = self.shared.table();
@@ -479,13 +505,28 @@ impl Lockspace {
             name,
             ..LockParams::default()
         });
-        match self.handle.write(&req) {
-            Ok(lkid) => Ok((token, lkid)),
-            Err(e) => {
-                self.shared.table().free(token);
-                Err(e.into())
-            }
+        Ok((token, req))
+    }
+
+    /// Frees a slot: its results are ignored from now on.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn free_token(&self, token: u64) {
+        self.shared.table().free(token);
+    }
+
+    /// Sets the function the next completion of `token` calls (after it
+    /// was recorded).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn set_on_complete(&self, token: u64, f: CompleteFn) {
+        if let Some(slot) = self.shared.table().get(token) {
+            slot.on_complete = Some(f);
         }
+    }
+
+    /// The handle's device (for pipelined requests).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn device(&self) -> &crate::transport::Device {
+        self.handle.device()
     }
 
     /// Turns the completion of a new request into a [`Lock`] or an error.
@@ -571,6 +612,42 @@ impl Lockspace {
         self.handle
             .wait(&self.shared, &mut || done_status().is_some(), true)?;
         Ok(done_status().expect("completion recorded"))
+    }
+
+    /// Ends a lock request whose waiter went away (a dropped future):
+    /// cancels it if it is still waiting, unlocks it if the grant won the
+    /// race, and frees its slot. Blocks until the request ended, which
+    /// never waits for other holders.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn abandon(&self, token: u64, lkid: u32) {
+        if self.completion(token).is_none() {
+            let cancel = Request::Unlock(LockParams {
+                lkid,
+                flags: LockFlags::CANCEL,
+                lksb: token,
+                castparam: token,
+                ..LockParams::default()
+            });
+            // EBUSY: nothing to cancel (the grant is queued already).
+            let _ = self.handle.write(&cancel);
+        }
+        if let Ok(c) = self.wait_token(token, None, lkid) {
+            if c.status.is_granted() {
+                if let Some(slot) = self.shared.table().get(token) {
+                    slot.status = Status::IN_PROGRESS;
+                }
+                let unlock = Request::Unlock(LockParams {
+                    lkid,
+                    lksb: token,
+                    castparam: token,
+                    ..LockParams::default()
+                });
+                if self.handle.write(&unlock).is_ok() {
+                    let _ = self.wait_token(token, None, lkid);
+                }
+            }
+        }
+        self.free_token(token);
     }
 
     /// Adopts an orphan: a persistent lock on `name` held in `mode` whose
@@ -781,6 +858,22 @@ impl<'ls> Lock<'ls> {
         mode: Mode,
         extra: LockFlags,
     ) -> Result<LockFlags, Error> {
+        let (flags, req) = self.convert_request(mode, extra)?;
+        if let Err(e) = self.ls.handle.write(&req) {
+            self.convert_not_sent();
+            return Err(e.into());
+        }
+        Ok(flags)
+    }
+
+    /// Marks the lock's slot as waiting and builds a conversion request;
+    /// returns it with the flags it carries.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn convert_request(
+        &mut self,
+        mode: Mode,
+        extra: LockFlags,
+    ) -> Result<(LockFlags, Request), Error> {
         let flags = (self.flags - LockFlags::NOQUEUE) | extra | LockFlags::CONVERT;
         let bastaddr = {
             let mut table = self.ls.shared.table();
@@ -804,14 +897,36 @@ impl<'ls> Lock<'ls> {
             lvb: self.lvb(),
             ..LockParams::default()
         });
-        if let Err(e) = self.ls.handle.write(&req) {
-            // Nothing was queued: put the last status back.
-            if let Some(slot) = self.ls.shared.table().get(self.token) {
-                slot.status = Status::GRANTED;
-            }
-            return Err(e.into());
+        Ok((flags, req))
+    }
+
+    /// A conversion built by [`Lock::convert_request`] was refused:
+    /// nothing was queued, so the last status is put back.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn convert_not_sent(&self) {
+        if let Some(slot) = self.ls.shared.table().get(self.token) {
+            slot.status = Status::GRANTED;
         }
-        Ok(flags)
+    }
+
+    /// The token the lock's results are routed by.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn token(&self) -> u64 {
+        self.token
+    }
+
+    /// The lockspace the lock belongs to.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn lockspace(&self) -> &'ls Lockspace {
+        self.ls
+    }
+
+    /// Forgets the lock without unlocking it or freeing its slot; returns
+    /// its token (the caller unlocks and frees it).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn into_token(self) -> u64 {
+        let this = std::mem::ManuallyDrop::new(self);
+        this.token
     }
 
     /// Applies a conversion's completion.
@@ -849,19 +964,26 @@ impl<'ls> Lock<'ls> {
 
     /// Sends the unlock (with the LVB when the lock uses it).
     pub(crate) fn start_unlock(&self) -> Result<(), Error> {
+        let req = self.unlock_request();
+        self.ls.handle.write(&req).map(drop).map_err(Error::from)
+    }
+
+    /// Marks the lock's slot as waiting and builds its unlock request
+    /// (with the LVB when the lock uses it).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn unlock_request(&self) -> Request {
         let flags = self.flags & LockFlags::VALBLK;
         if let Some(slot) = self.ls.shared.table().get(self.token) {
             slot.status = Status::IN_PROGRESS;
         }
-        let req = Request::Unlock(LockParams {
+        Request::Unlock(LockParams {
             lkid: self.lkid,
             flags,
             lksb: self.token,
             castparam: self.token,
             lvb: self.lvb(),
             ..LockParams::default()
-        });
-        self.ls.handle.write(&req).map(drop).map_err(Error::from)
+        })
     }
 
     /// Leaves the lock held and forgets it; returns its id. A persistent

@@ -8,8 +8,9 @@ use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::net::{
     self, AddressFamily, RecvFlags, SendFlags, SocketAddrUnix, SocketFlags, SocketType,
 };
+use std::fmt;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Maps a socket error to what callers see: a vanished daemon is ENOTCONN.
 fn conn_err(e: rustix::io::Errno) -> Errno {
@@ -73,31 +74,160 @@ fn recv(fd: BorrowedFd<'_>, buf: &mut [u8], nonblocking: bool) -> Result<Option<
     }
 }
 
-/// A request/reply connection: one request in flight at a time, under a
-/// lock, with its sequence number.
-#[derive(Debug)]
+/// Called after a thread stored replies that others wait for (see
+/// [`Device::set_reply_hook`]).
+pub type ReplyHook = Arc<dyn Fn() + Send + Sync>;
+
+/// A request/reply connection, used under a lock. Requests may be
+/// pipelined: [`Channel::send`] gives each its sequence number, replies
+/// come in request order and are kept (by sequence number) until their
+/// sender takes them with [`Channel::reply`]; [`Channel::call`] is send
+/// and wait.
 struct Channel {
-    fd: OwnedFd,
+    fd: Arc<OwnedFd>,
     seq: u32,
+    /// Sent requests whose reply has not been received, in order.
+    outstanding: std::collections::VecDeque<u32>,
+    /// Received replies nobody has taken yet.
+    replies: std::collections::HashMap<u32, i64>,
+    /// Requests whose reply nobody will take.
+    discard: std::collections::HashSet<u32>,
+    /// The connection ended (or broke the protocol): every reply fails.
+    dead: Option<Errno>,
+    hook: Option<ReplyHook>,
+}
+
+impl fmt::Debug for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Channel")
+            .field("fd", &self.fd)
+            .field("seq", &self.seq)
+            .field("outstanding", &self.outstanding.len())
+            .finish()
+    }
 }
 
 impl Channel {
-    /// Sends one request and waits for its reply; returns `ret` and the
-    /// bytes after it (copied into `extra`, which must be large enough).
-    fn call(&mut self, op: Op, payload: &[&[u8]], extra: &mut [u8]) -> Result<i64, Errno> {
+    fn new(fd: OwnedFd) -> Channel {
+        Channel {
+            fd: Arc::new(fd),
+            seq: 0,
+            outstanding: Default::default(),
+            replies: Default::default(),
+            discard: Default::default(),
+            dead: None,
+            hook: None,
+        }
+    }
+
+    /// Sends one request without waiting for its reply; returns its
+    /// sequence number.
+    fn send(&mut self, op: Op, payload: &[&[u8]]) -> Result<u32, Errno> {
+        if let Some(e) = self.dead {
+            return Err(e);
+        }
         self.seq = self.seq.wrapping_add(1);
         let tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
         send(
             self.fd.as_fd(),
             &proto::message(Header::new(op, self.seq, tid), payload),
         )?;
-        let mut buf = [0u8; proto::REPLY_LEN + 64];
-        let n = recv(self.fd.as_fd(), &mut buf, false)?.unwrap_or(0);
-        let (ret, rest) = proto::parse_reply(&buf[..n], self.seq)?;
-        let m = rest.len().min(extra.len());
-        extra[..m].copy_from_slice(&rest[..m]);
-        Ok(ret)
+        self.outstanding.push_back(self.seq);
+        Ok(self.seq)
     }
+
+    /// Receives one reply (`Empty` when `nonblocking` and none is
+    /// queued). The reply to `want` is returned with its extra bytes
+    /// (copied into `extra`); any other is stored for its sender.
+    fn recv_one(&mut self, want: u32, nonblocking: bool, extra: &mut [u8]) -> Result<Recv, Errno> {
+        let mut buf = [0u8; proto::REPLY_LEN + 64];
+        let got = recv(self.fd.as_fd(), &mut buf, nonblocking).and_then(|n| match n {
+            None => Ok(None),
+            Some(n) => {
+                let expected = self.outstanding.front().copied().ok_or(Errno::EPROTO)?;
+                let (ret, rest) = proto::parse_reply(&buf[..n], expected)?;
+                self.outstanding.pop_front();
+                if expected == want {
+                    let m = rest.len().min(extra.len());
+                    extra[..m].copy_from_slice(&rest[..m]);
+                }
+                Ok(Some((expected, ret)))
+            }
+        });
+        match got {
+            Ok(None) => Ok(Recv::Empty),
+            Ok(Some((seq, ret))) if seq == want => Ok(Recv::Mine(ret)),
+            Ok(Some((seq, ret))) => {
+                if !self.discard.remove(&seq) {
+                    self.replies.insert(seq, ret);
+                    if let Some(hook) = &self.hook {
+                        hook();
+                    }
+                }
+                Ok(Recv::Other)
+            }
+            Err(e) => {
+                // Replies can no longer be matched: the connection is done.
+                self.dead = Some(e);
+                if let Some(hook) = &self.hook {
+                    hook();
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The reply to `seq`: waits for it, or with `nonblocking` reads what
+    /// is queued and gives `Ok(None)` if it has not come yet.
+    fn reply(
+        &mut self,
+        seq: u32,
+        nonblocking: bool,
+        extra: &mut [u8],
+    ) -> Result<Option<i64>, Errno> {
+        loop {
+            if let Some(ret) = self.replies.remove(&seq) {
+                return Ok(Some(ret));
+            }
+            if let Some(e) = self.dead {
+                return Err(e);
+            }
+            if !self.outstanding.contains(&seq) {
+                return Err(Errno::EINVAL);
+            }
+            match self.recv_one(seq, nonblocking, extra)? {
+                Recv::Mine(ret) => return Ok(Some(ret)),
+                Recv::Other => {}
+                Recv::Empty => return Ok(None),
+            }
+        }
+    }
+
+    /// Drops the reply to `seq` when it comes (or now, if it came).
+    fn forget(&mut self, seq: u32) {
+        if self.replies.remove(&seq).is_none() && self.outstanding.contains(&seq) {
+            self.discard.insert(seq);
+        }
+    }
+
+    /// Sends one request and waits for its reply; returns `ret` and the
+    /// bytes after it (copied into `extra`, which must be large enough).
+    fn call(&mut self, op: Op, payload: &[&[u8]], extra: &mut [u8]) -> Result<i64, Errno> {
+        let seq = self.send(op, payload)?;
+        Ok(self
+            .reply(seq, false, extra)?
+            .expect("a blocking reply wait returns a reply"))
+    }
+}
+
+/// What [`Channel::recv_one`] received.
+enum Recv {
+    /// The reply waited for: its `ret`.
+    Mine(i64),
+    /// Another request's reply (stored or discarded).
+    Other,
+    /// Nothing queued (non-blocking).
+    Empty,
 }
 
 fn ret_u32(ret: i64) -> Result<u32, Errno> {
@@ -118,10 +248,7 @@ impl Control {
     /// As [`connect`].
     pub fn connect(path: &Path) -> Result<Control, Errno> {
         Ok(Control {
-            chan: Mutex::new(Channel {
-                fd: connect(path)?,
-                seq: 0,
-            }),
+            chan: Mutex::new(Channel::new(connect(path)?)),
         })
     }
 
@@ -184,7 +311,8 @@ impl Control {
 #[derive(Debug)]
 pub struct Device {
     req: Mutex<Channel>,
-    callbacks: OwnedFd,
+    req_fd: Arc<OwnedFd>,
+    callbacks: Arc<OwnedFd>,
     minor: u32,
 }
 
@@ -195,18 +323,13 @@ impl Device {
     /// ENOENT (no such lockspace, or no dlmd), EACCES, ECONNREFUSED,
     /// ENOTCONN.
     pub fn open(path: &Path, name: &Name) -> Result<Device, Errno> {
-        let mut req = Channel {
-            fd: connect(path)?,
-            seq: 0,
-        };
+        let mut req = Channel::new(connect(path)?);
         let mut ids = [0u8; 16];
         let minor = ret_u32(req.call(Op::Open, &[name.as_bytes()], &mut ids)?)?;
-        let mut cb = Channel {
-            fd: connect(path)?,
-            seq: 0,
-        };
+        let mut cb = Channel::new(connect(path)?);
         ret_u32(cb.call(Op::Attach, &[&ids], &mut [])?)?;
         Ok(Device {
+            req_fd: req.fd.clone(),
             req: Mutex::new(req),
             callbacks: cb.fd,
             minor,
@@ -224,12 +347,65 @@ impl Device {
     /// The lock manager's errno, or ENOTCONN if dlmd went away.
     pub fn write(&self, req: &Request, version: Version) -> Result<u32, Errno> {
         let bytes = req.encode(version);
-        let ret = self.req.lock().unwrap_or_else(|e| e.into_inner()).call(
-            Op::Write,
-            &[&bytes],
-            &mut [],
-        )?;
+        let ret = self.chan().call(Op::Write, &[&bytes], &mut [])?;
         ret_u32(ret)
+    }
+
+    fn chan(&self) -> std::sync::MutexGuard<'_, Channel> {
+        self.req.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sends one v6 request without waiting for its reply (pipelining:
+    /// many may be in flight); returns its sequence number, for
+    /// [`Device::try_reply`], [`Device::wait_reply`] or
+    /// [`Device::forget_reply`].
+    ///
+    /// # Errors
+    /// ENOTCONN if dlmd went away.
+    pub fn send(&self, req: &Request, version: Version) -> Result<u32, Errno> {
+        let bytes = req.encode(version);
+        self.chan().send(Op::Write, &[&bytes])
+    }
+
+    /// The reply to request `seq` if it has come (reading what is queued
+    /// on the request socket, without blocking): what the kernel's
+    /// `write()` would return.
+    ///
+    /// # Errors
+    /// The lock manager's errno for the request; ENOTCONN if dlmd went
+    /// away; EINVAL for a `seq` not outstanding.
+    pub fn try_reply(&self, seq: u32) -> Option<Result<u32, Errno>> {
+        match self.chan().reply(seq, true, &mut []) {
+            Ok(None) => None,
+            Ok(Some(ret)) => Some(ret_u32(ret)),
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    /// Waits for the reply to request `seq`.
+    ///
+    /// # Errors
+    /// As [`Device::try_reply`].
+    pub fn wait_reply(&self, seq: u32) -> Result<u32, Errno> {
+        ret_u32(self.chan().reply(seq, false, &mut [])?.unwrap_or(0))
+    }
+
+    /// Drops the reply to request `seq` (now, or when it comes).
+    pub fn forget_reply(&self, seq: u32) {
+        self.chan().forget(seq);
+    }
+
+    /// Sets a function called whenever a thread receives replies that
+    /// another waits for (a blocking call reading past pipelined
+    /// requests' replies), so that waiters polling the request socket
+    /// look again.
+    pub fn set_reply_hook(&self, hook: ReplyHook) {
+        self.chan().hook = Some(hook);
+    }
+
+    /// The request socket: readable when a reply is queued.
+    pub fn request_fd(&self) -> BorrowedFd<'_> {
+        self.req_fd.as_fd()
     }
 
     /// Reads one result from the callback socket. With `nonblocking`,
@@ -262,7 +438,8 @@ impl Drop for Device {
     fn drop(&mut self) {
         use rustix::event::{PollFd, PollFlags, Timespec, poll};
         let req = self.req.get_mut().unwrap_or_else(|e| e.into_inner());
-        if net::shutdown(&req.fd, net::Shutdown::Write).is_err() {
+        let fd = &*req.fd;
+        if net::shutdown(fd, net::Shutdown::Write).is_err() {
             return;
         }
         let deadline = std::time::Instant::now() + CLOSE_WAIT;
@@ -276,14 +453,14 @@ impl Drop for Device {
                 tv_sec: left.as_secs() as i64,
                 tv_nsec: i64::from(left.subsec_nanos()),
             };
-            let mut fds = [PollFd::new(&req.fd, PollFlags::IN)];
+            let mut fds = [PollFd::new(fd, PollFlags::IN)];
             match poll(&mut fds, Some(&timeout)) {
                 Ok(0) => return,
                 Ok(_) => {}
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(_) => return,
             }
-            match net::recv(&req.fd, &mut buf[..], RecvFlags::DONTWAIT) {
+            match net::recv(fd, &mut buf[..], RecvFlags::DONTWAIT) {
                 Ok((0, _)) | Err(_) => return,
                 // A stray reply (none is expected): keep waiting for the end.
                 Ok(_) => {}

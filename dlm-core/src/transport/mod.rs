@@ -178,6 +178,15 @@ impl Control {
     }
 }
 
+/// What [`Device::send`] did with a request.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Sent {
+    /// The answer is known (the kernel's synchronous `write()`).
+    Answered(u32),
+    /// Sent to dlmd; the reply will come with this sequence number.
+    Pending(u32),
+}
+
 /// One opener of a lockspace: a lock owner.
 #[derive(Debug)]
 pub enum Device {
@@ -205,6 +214,61 @@ impl Device {
         match self {
             Device::Kernel(d) => d.write(req),
             Device::Dlmd(d, v) => d.write(req, *v),
+        }
+    }
+
+    /// Sends one request without waiting for dlmd's reply (pipelining);
+    /// on the kernel backend the `write()` is synchronous and its answer
+    /// is returned at once.
+    ///
+    /// # Errors
+    /// The kernel's errno; ENOTCONN when dlmd went away.
+    pub fn send(&self, req: &Request) -> Result<Sent, Errno> {
+        match self {
+            Device::Kernel(d) => d.write(req).map(Sent::Answered),
+            Device::Dlmd(d, v) => d.send(req, *v).map(Sent::Pending),
+        }
+    }
+
+    /// The reply to a pipelined request ([`Sent::Pending`]) if it came;
+    /// reads what is queued without blocking.
+    pub fn try_reply(&self, seq: u32) -> Option<Result<u32, Errno>> {
+        match self {
+            Device::Kernel(_) => Some(Err(Errno::EINVAL)),
+            Device::Dlmd(d, _) => d.try_reply(seq),
+        }
+    }
+
+    /// Waits for the reply to a pipelined request.
+    ///
+    /// # Errors
+    /// The lock manager's errno for the request; ENOTCONN.
+    pub fn wait_reply(&self, seq: u32) -> Result<u32, Errno> {
+        match self {
+            Device::Kernel(_) => Err(Errno::EINVAL),
+            Device::Dlmd(d, _) => d.wait_reply(seq),
+        }
+    }
+
+    /// Drops the reply to a pipelined request (now or when it comes).
+    pub fn forget_reply(&self, seq: u32) {
+        if let Device::Dlmd(d, _) = self {
+            d.forget_reply(seq);
+        }
+    }
+
+    /// The socket replies to pipelined requests arrive on (dlmd only).
+    pub fn request_fd(&self) -> Option<BorrowedFd<'_>> {
+        match self {
+            Device::Kernel(_) => None,
+            Device::Dlmd(d, _) => Some(d.request_fd()),
+        }
+    }
+
+    /// See [`client::Device::set_reply_hook`] (dlmd only).
+    pub fn set_reply_hook(&self, hook: client::ReplyHook) {
+        if let Device::Dlmd(d, _) = self {
+            d.set_reply_hook(hook);
         }
     }
 
