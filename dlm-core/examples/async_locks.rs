@@ -19,7 +19,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let ls = ls.clone();
         tasks.spawn(async move {
             let name = format!("item-{i}");
-            let lock = ls.lock(name.as_bytes(), Mode::Ex, LockOptions::new()).await?;
+            let lock = ls
+                .lock(name.as_bytes(), Mode::Ex, LockOptions::new())
+                .await?;
             let id = lock.id();
             lock.unlock().await?;
             Ok::<_, dlm_core::Error>(id)

@@ -20,11 +20,12 @@
 //! ```
 
 use crate::codec::{LockParams, LockResult, Lvb, Request};
-use crate::handle::{Deliver, Handle};
+use crate::handle::{Deliver, Dispatched, Handle};
 use crate::transport::Control;
 use crate::{Errno, LockFlags, LsFlags, Mode, Name, SbFlags, Status};
 use rustix::fd::{AsFd, BorrowedFd};
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -139,6 +140,30 @@ impl LockOptions {
     /// [`Lockspace::purge`] can take over.
     pub fn persistent(self) -> LockOptions {
         self.flags(LockFlags::PERSISTENT)
+    }
+
+    /// Sends the blocked mode to `tx` whenever another request is blocked
+    /// by this lock: [`LockOptions::on_blocking`] as a channel. A
+    /// disconnected receiver is ignored.
+    ///
+    /// ```no_run
+    /// use dlm_core::{LockOptions, Lockspace, Mode};
+    /// use std::sync::mpsc;
+    ///
+    /// let ls = Lockspace::open("example")?;
+    /// let (tx, rx) = mpsc::channel();
+    /// let lock = ls.lock(b"r", Mode::Ex, LockOptions::new().blocking_sender(tx))?;
+    /// ls.dispatch_timeout(std::time::Duration::from_secs(1))?;
+    /// if let Ok(wanted) = rx.try_recv() {
+    ///     println!("someone wants {wanted:?}");
+    ///     lock.unlock()?;
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn blocking_sender(self, tx: std::sync::mpsc::Sender<Mode>) -> LockOptions {
+        self.on_blocking(move |mode| {
+            let _ = tx.send(mode);
+        })
     }
 
     /// The request flags set so far.
@@ -294,6 +319,9 @@ pub struct Lockspace {
     control: Control,
     handle: Handle,
     shared: Shared,
+    /// A dispatcher thread delivers this lockspace's results (changed
+    /// only under the handle's state lock, so waiters see it change).
+    threaded: AtomicBool,
 }
 
 impl fmt::Debug for Lockspace {
@@ -318,6 +346,7 @@ impl Lockspace {
             shared: Shared {
                 table: Mutex::new(Table::default()),
             },
+            threaded: AtomicBool::new(false),
         }
     }
 
@@ -599,19 +628,59 @@ impl Lockspace {
                     self.handle.write(&cancel)?;
                     // The cancel may have raced with the grant; either way
                     // a completion follows, so wait without a deadline.
-                    self.handle
-                        .wait(&self.shared, &mut || done_status().is_some(), true)?;
+                    self.wait_for(&mut || done_status().is_some())?;
                     continue;
                 }
                 if !cancelled {
-                    wait_readable(self.handle.fd(), Some(left))?;
-                    self.handle.drain(&self.shared)?;
+                    if self.threaded.load(Ordering::SeqCst) {
+                        // The dispatcher thread records it: look again soon
+                        // (if the thread stops, the next round dispatches).
+                        std::thread::sleep(left.min(Duration::from_millis(5)));
+                    } else {
+                        wait_readable(self.handle.fd(), Some(left))?;
+                        self.handle.drain(&self.shared)?;
+                    }
                 }
             }
         }
-        self.handle
-            .wait(&self.shared, &mut || done_status().is_some(), true)?;
+        self.wait_for(&mut || done_status().is_some())?;
         Ok(done_status().expect("completion recorded"))
+    }
+
+    /// Waits until `done`: dispatching inline, or, while a dispatcher
+    /// thread runs, waiting for it (and taking over if it stops).
+    fn wait_for(&self, done: &mut dyn FnMut() -> bool) -> Result<(), Errno> {
+        loop {
+            let threaded = self.threaded.load(Ordering::SeqCst);
+            self.handle.wait(
+                &self.shared,
+                &mut || done() || self.threaded.load(Ordering::SeqCst) != threaded,
+                !threaded,
+            )?;
+            if done() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// For a thread that dispatches this lockspace (dlm-pthread's
+    /// `ThreadedLockspace`): says whether one runs. While one does,
+    /// blocking calls of other threads wait for it to deliver their
+    /// results instead of reading the fd themselves; when it stops,
+    /// they take over. Set it to false before waking the thread to stop.
+    pub fn set_dispatch_thread(&self, on: bool) {
+        self.handle
+            .with_state_lock(|| self.threaded.store(on, Ordering::SeqCst));
+    }
+
+    /// For a dispatcher thread: waits until a result is queued or `wake`
+    /// is readable, and delivers one result (its callback runs on the
+    /// calling thread).
+    ///
+    /// # Errors
+    /// ENOTCONN when the lock manager went away; EINTR.
+    pub fn dispatch_or_wake(&self, wake: BorrowedFd<'_>) -> Result<Dispatched, Errno> {
+        self.handle.dispatch_one(&self.shared, false, Some(wake))
     }
 
     /// Ends a lock request whose waiter went away (a dropped future):

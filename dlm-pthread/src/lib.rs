@@ -26,6 +26,11 @@ mod ast;
 #[cfg(all(test, dlm_loom))]
 mod loom_models;
 mod sync;
+#[cfg(not(dlm_loom))]
+mod threaded;
+
+#[cfg(not(dlm_loom))]
+pub use threaded::ThreadedLockspace;
 
 #[cfg(not(dlm_loom))]
 mod exports {
