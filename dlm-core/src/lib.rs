@@ -12,6 +12,54 @@
 //!
 //! User pointers (lksb, callbacks and their parameters) are opaque `u64`
 //! tokens here; only the C ABI layer turns them back into pointers.
+//!
+//! # The safe Rust API, three ways
+//!
+//! **Blocking**, with no thread of the library's: [`Lockspace`] and
+//! [`Lock`]. Blocking calls dispatch results inline while they wait;
+//! blocking callbacks and completions of [`Lockspace::lock_async`] run
+//! inside them or in [`Lockspace::dispatch`].
+//!
+//! ```no_run
+//! use dlm_core::{LockOptions, Lockspace, Mode};
+//!
+//! let ls = Lockspace::create("example", 0o600)?;
+//! let lock = ls.lock(b"resource", Mode::Ex, LockOptions::new())?;
+//! lock.unlock()?;
+//! # Ok::<(), dlm_core::Error>(())
+//! ```
+//!
+//! **fd-driven**, for an event loop: poll the lockspace's fd ([`AsFd`](std::os::fd::AsFd))
+//! and call [`Lockspace::dispatch`] when it is readable; or, with the
+//! `tokio` feature, **async**: `AsyncLockspace`, whose futures resolve on
+//! completion, driven by the fd through tokio's `AsyncFd` (and, on dlmd,
+//! by pipelined requests), with no thread per lockspace.
+//!
+//! ```no_run
+//! use dlm_core::{LockOptions, Lockspace, Mode};
+//! use std::os::fd::AsFd;
+//!
+//! let ls = Lockspace::open("example")?;
+//! let id = ls.lock_async(b"resource", Mode::Pr, LockOptions::new(), |c, _| {
+//!     println!("lock {} completed: {:?}", c.lkid, c.status);
+//! })?;
+//! let fd = ls.as_fd(); // register with poll/epoll/mio ...
+//! # let _ = fd;
+//! ls.dispatch()?; // ... and call this when it is readable
+//! # let _ = id;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ```ignore
+//! // With `features = ["tokio"]`:
+//! let ls = dlm_core::AsyncLockspace::create("example", 0o600)?;
+//! let lock = ls.lock(b"resource", Mode::Ex, LockOptions::new()).await?;
+//! lock.unlock().await?;
+//! ```
+//!
+//! **Callbacks on a thread**: `dlm::ThreadedLockspace` in the
+//! `dlm-pthread` crate runs blocking callbacks and completions on one
+//! thread per lockspace, while blocking calls from any thread wait for it.
 
 #![deny(unsafe_code)]
 

@@ -30,6 +30,18 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// Why a lock operation did not succeed.
+///
+/// ```no_run
+/// use dlm_core::{Error, LockOptions, Lockspace, Mode};
+///
+/// let ls = Lockspace::open("example")?;
+/// match ls.try_lock(b"r", Mode::Ex, LockOptions::new()) {
+///     Ok(lock) => println!("got it: {}", lock.id()),
+///     Err(Error::WouldBlock) => println!("held elsewhere"),
+///     Err(e) => eprintln!("failed: {e} (errno {})", e.errno().raw()),
+/// }
+/// # Ok::<(), Error>(())
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[non_exhaustive]
 pub enum Error {
@@ -101,6 +113,20 @@ type BastFn = Arc<dyn Fn(Mode) + Send + Sync>;
 pub(crate) type CompleteFn = Box<dyn FnOnce(Completion, Option<Lvb>) + Send>;
 
 /// Options of a lock request: flags, LVB use, a blocking callback.
+///
+/// ```no_run
+/// use dlm_core::{LockFlags, LockOptions, Lockspace, Mode};
+///
+/// let ls = Lockspace::open("example")?;
+/// let opts = LockOptions::new()
+///     .lvb()
+///     .persistent()
+///     .flags(LockFlags::EXPEDITE)
+///     .on_blocking(|mode| println!("another owner wants {mode:?}"));
+/// let lock = ls.lock(b"r", Mode::Pr, opts)?;
+/// # drop(lock);
+/// # Ok::<(), dlm_core::Error>(())
+/// ```
 #[derive(Clone, Default)]
 pub struct LockOptions {
     flags: LockFlags,
@@ -182,6 +208,22 @@ impl LockOptions {
 }
 
 /// What a completion reported.
+///
+/// ```no_run
+/// use dlm_core::{LockOptions, Lockspace, Mode, Status};
+/// use std::sync::mpsc;
+///
+/// let ls = Lockspace::open("example")?;
+/// let (tx, rx) = mpsc::channel();
+/// let id = ls.lock_async(b"r", Mode::Ex, LockOptions::new(), move |c, _lvb| {
+///     let _ = tx.send(c);
+/// })?;
+/// while rx.try_recv().map(|c| assert_eq!(c.status, Status::GRANTED)).is_err() {
+///     ls.dispatch_timeout(std::time::Duration::from_secs(1))?;
+/// }
+/// ls.unlock_id(id, false)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Completion {
     /// The lock id.
@@ -314,6 +356,21 @@ impl Deliver for Shared {
 
 /// An open lockspace: one lock owner. Dropping it closes the handle:
 /// its locks are released, persistent ones become orphans.
+///
+/// ```no_run
+/// use dlm_core::{Error, LockOptions, Lockspace, Mode};
+///
+/// let ls = Lockspace::create("example", 0o600)?;
+/// {
+///     let _guard = ls.lock(b"critical-section", Mode::Ex, LockOptions::new())?;
+///     // ... exclusive across every process and node using "example" ...
+/// } // unlocked here
+/// match ls.release(false) {
+///     Ok(()) | Err(Error::Busy) => {} // Busy: others still use it
+///     Err(e) => return Err(e),
+/// }
+/// # Ok::<(), Error>(())
+/// ```
 pub struct Lockspace {
     name: Name,
     control: Control,
@@ -832,6 +889,20 @@ fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> Result<(), Er
 /// A granted lock. Dropping it unlocks it; [`Lock::unlock`] returns the
 /// status; [`Lock::keep`] leaves it held (a persistent lock then becomes
 /// an orphan when the lockspace closes).
+///
+/// ```no_run
+/// use dlm_core::{Error, LockOptions, Lockspace, Mode};
+///
+/// let ls = Lockspace::open("example")?;
+/// let mut lock = ls.lock(b"r", Mode::Pr, LockOptions::new())?;
+/// match lock.try_convert(Mode::Ex) {
+///     Ok(()) => assert_eq!(lock.mode(), Mode::Ex),
+///     Err(Error::WouldBlock) => assert_eq!(lock.mode(), Mode::Pr),
+///     Err(e) => return Err(e),
+/// }
+/// lock.unlock()?;
+/// # Ok::<(), Error>(())
+/// ```
 pub struct Lock<'ls> {
     ls: &'ls Lockspace,
     token: u64,
@@ -1071,6 +1142,17 @@ impl Drop for Lock<'_> {
 }
 
 /// Mutable access to a lock's LVB; the change is stored when dropped.
+///
+/// ```no_run
+/// use dlm_core::{LockOptions, Lockspace, Mode};
+///
+/// let ls = Lockspace::open("example")?;
+/// let mut lock = ls.lock(b"r", Mode::Ex, LockOptions::new().lvb())?;
+/// lock.lvb_mut()[0] = 7;
+/// assert_eq!(lock.lvb()[0], 7);
+/// lock.convert(Mode::Nl)?; // leaving EX writes it to the resource
+/// # Ok::<(), dlm_core::Error>(())
+/// ```
 pub struct LvbMut<'a, 'ls> {
     lvb: Lvb,
     lock: &'a mut Lock<'ls>,

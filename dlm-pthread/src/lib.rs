@@ -14,6 +14,37 @@
 //! (module `ast`), never cancelled; `dlm_close_lockspace` and
 //! `dlm_release_lockspace` stop the handle's thread before its fd closes.
 //!
+//! # The Rust API with callbacks on a thread
+//!
+//! As an rlib, this crate (`dlm`) adds the third form of the safe Rust
+//! API to dlm-core's two (blocking calls that dispatch inline, and the
+//! fd-driven / async form): [`ThreadedLockspace`], whose blocking
+//! callbacks (with the blocked mode, as a closure or an
+//! `std::sync::mpsc` channel) and asynchronous completions run on one
+//! thread per lockspace, stopped by an eventfd and joined on drop.
+//!
+//! ```no_run
+//! use dlm::ThreadedLockspace;
+//! use dlm_core::{LockOptions, Lockspace, Mode};
+//!
+//! // Blocking, no thread (dlm-core):
+//! let plain = Lockspace::create("example", 0o600)?;
+//! drop(plain.lock(b"r", Mode::Ex, LockOptions::new())?);
+//!
+//! // Callbacks on a thread (this crate):
+//! let ls = ThreadedLockspace::open("example")?;
+//! let lock = ls.lock(
+//!     b"r",
+//!     Mode::Ex,
+//!     LockOptions::new().on_blocking(|mode| println!("wanted in {mode:?}")),
+//! )?;
+//! lock.unlock()?;
+//! # Ok::<(), dlm_core::Error>(())
+//! ```
+//!
+//! None of these Rust items is exported from `libdlm.so`: only the 26 C
+//! functions are.
+//!
 //! # Safety
 //!
 //! Every export follows libdlm's pointer contract, stated once in
