@@ -45,6 +45,19 @@ pub fn library_version() -> Version {
     Version::DEVICE
 }
 
+/// Stores a version's three numbers through the C caller's pointers.
+///
+/// # Safety
+/// Each pointer is NULL or writable.
+pub unsafe fn put_version(v: Version, maj: *mut u32, min: *mut u32, patch: *mut u32) {
+    for (p, value) in [(maj, v.major), (min, v.minor), (patch, v.patch)] {
+        // SAFETY: NULL or writable (caller contract).
+        if let Some(p) = unsafe { p.as_mut() } {
+            *p = value;
+        }
+    }
+}
+
 /// Reads a C lockspace name.
 ///
 /// # Safety

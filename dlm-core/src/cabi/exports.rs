@@ -34,17 +34,7 @@ macro_rules! c_exports {
             __cabi::guard(-1, || {
                 __cabi::int_ret(__cabi::kernel_version().map(|v| {
                     // SAFETY: each pointer is NULL or writable (caller).
-                    unsafe {
-                        if let Some(p) = maj.as_mut() {
-                            *p = v.major;
-                        }
-                        if let Some(p) = min.as_mut() {
-                            *p = v.minor;
-                        }
-                        if let Some(p) = patch.as_mut() {
-                            *p = v.patch;
-                        }
-                    }
+                    unsafe { __cabi::put_version(v, maj, min, patch) }
                 }))
             })
         }
@@ -59,19 +49,8 @@ macro_rules! c_exports {
             min: *mut u32,
             patch: *mut u32,
         ) {
-            let v = __cabi::library_version();
             // SAFETY: each pointer is NULL or writable (caller).
-            unsafe {
-                if let Some(p) = maj.as_mut() {
-                    *p = v.major;
-                }
-                if let Some(p) = min.as_mut() {
-                    *p = v.minor;
-                }
-                if let Some(p) = patch.as_mut() {
-                    *p = v.patch;
-                }
-            }
+            unsafe { __cabi::put_version(__cabi::library_version(), maj, min, patch) }
         }
 
         /// Creates (or joins) and opens a lockspace.
