@@ -26,6 +26,26 @@ pub(crate) enum Step {
     Stop,
 }
 
+impl Step {
+    /// What the thread does after one dispatch attempt: stop when woken
+    /// or when the lock manager is gone, otherwise go on.
+    pub(crate) fn after(r: Result<dlm_core::handle::Dispatched, dlm_core::Errno>) -> Step {
+        use dlm_core::handle::Dispatched;
+        match r {
+            Ok(Dispatched::Woken) => Step::Stop,
+            Ok(Dispatched::One | Dispatched::Empty) | Err(dlm_core::Errno::EINTR) => Step::Continue,
+            Err(_) => Step::Stop,
+        }
+    }
+}
+
+/// Wakes an AST thread waiting in dispatch through its eventfd. A write of
+/// 1 cannot block (the counter is far from overflowing) and the fd stays
+/// readable afterwards.
+pub(crate) fn wake_eventfd(fd: rustix::fd::BorrowedFd<'_>) {
+    let _ = rustix::io::write(fd, &1u64.to_ne_bytes());
+}
+
 /// What an AST thread dispatches: a lockspace handle and its wake-up fd.
 pub(crate) trait Source: Send + Sync + 'static {
     /// Blocks until a result was delivered (its callback has returned) or

@@ -69,7 +69,6 @@ mod exports {
     use crate::sync::Arc;
     use dlm_core::Errno;
     use dlm_core::cabi::{self, Ls, LsPtr};
-    use dlm_core::handle::Dispatched;
     use rustix::event::{EventfdFlags, eventfd};
     use rustix::fd::{AsFd, OwnedFd};
 
@@ -95,21 +94,15 @@ mod exports {
     impl Source for LsSource {
         fn dispatch(&self) -> Step {
             let deliver = self.ls.deliver();
-            match self
-                .ls
-                .handle()
-                .dispatch_one(&deliver, false, Some(self.wake.as_fd()))
-            {
-                Ok(Dispatched::Woken) => Step::Stop,
-                Ok(Dispatched::One | Dispatched::Empty) | Err(Errno::EINTR) => Step::Continue,
-                Err(_) => Step::Stop,
-            }
+            Step::after(
+                self.ls
+                    .handle()
+                    .dispatch_one(&deliver, false, Some(self.wake.as_fd())),
+            )
         }
 
         fn wake(&self) {
-            // An eventfd write of 1 cannot block (the counter is far from
-            // overflowing) and the fd stays readable afterwards.
-            let _ = rustix::io::write(&self.wake, &1u64.to_ne_bytes());
+            crate::ast::wake_eventfd(self.wake.as_fd());
         }
 
         fn set_threaded(&self, on: bool) {

@@ -11,7 +11,6 @@
 
 use crate::ast::{AstThread, Source, Step};
 use crate::sync::Arc;
-use dlm_core::handle::Dispatched;
 use dlm_core::{Errno, Error, Lockspace};
 use rustix::event::{EventfdFlags, eventfd};
 use rustix::fd::{AsFd, OwnedFd};
@@ -25,16 +24,11 @@ struct LsThread {
 
 impl Source for LsThread {
     fn dispatch(&self) -> Step {
-        match self.ls.dispatch_or_wake(self.wake.as_fd()) {
-            Ok(Dispatched::Woken) => Step::Stop,
-            Ok(Dispatched::One | Dispatched::Empty) | Err(Errno::EINTR) => Step::Continue,
-            Err(_) => Step::Stop,
-        }
+        Step::after(self.ls.dispatch_or_wake(self.wake.as_fd()))
     }
 
     fn wake(&self) {
-        // An eventfd write of 1 cannot block; the fd stays readable.
-        let _ = rustix::io::write(&self.wake, &1u64.to_ne_bytes());
+        crate::ast::wake_eventfd(self.wake.as_fd());
     }
 
     fn set_threaded(&self, on: bool) {
