@@ -294,9 +294,10 @@ fn daemon() -> Result<ExitCode, Fail> {
     let program = beside.unwrap_or_else(|| "dlmd".into());
     let is_root = rustix::process::getuid().is_root();
     let socket = dlm_core::dlmd::proto::daemon_socket_path(is_root);
-    // dlmd finds the same path itself (and creates /run/dlmd as root).
+    // dlmd finds the same path itself (and creates /run/dlmd as root);
+    // `--daemon` returns once the detached daemon listens.
     let mut cmd = Command::new(&program);
-    cmd.arg("--foreground");
+    cmd.arg("--daemon");
     // The daemon must not hold our caller's terminal or pipes: its log
     // goes to a file.
     let log = if is_root {
@@ -312,35 +313,22 @@ fn daemon() -> Result<ExitCode, Fail> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log_file);
-    // Detach from our session so the daemon outlives this shell.
-    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-    let mut child = cmd
-        .spawn()
+    let status = cmd
+        .status()
         .map_err(|e| Fail(format!("cannot start {}: {e}", program.display())))?;
-    for _ in 0..500 {
-        if dlm_core::dlmd::client::connect(&socket).is_ok() {
-            println!(
-                "dlmd started on {} (pid {}, log {})",
-                socket.display(),
-                child.id(),
-                log.display()
-            );
-            return Ok(ExitCode::SUCCESS);
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(Fail(format!(
-                "dlmd exited ({status}) without listening on {}; see {}",
-                socket.display(),
-                log.display()
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(10));
+    if !status.success() || dlm_core::dlmd::client::connect(&socket).is_err() {
+        return Err(Fail(format!(
+            "dlmd did not come up on {} ({status}); see {}",
+            socket.display(),
+            log.display()
+        )));
     }
-    Err(Fail(format!(
-        "dlmd did not come up on {}; see {}",
+    println!(
+        "dlmd started on {} (log {})",
         socket.display(),
         log.display()
-    )))
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
