@@ -119,8 +119,7 @@ fn main() {
     }
     let pairs = env_usize("CLIB_BENCH_PAIRS", 2000);
     let rounds = env_usize("CLIB_BENCH_ROUNDS", 15);
-    let dlmd = dlm_tests::Dlmd::start("bench-clib");
-    dlmd.use_in_this_process();
+    let _dlmd = dlm_tests::Dlmd::start_in_this_process("bench-clib");
 
     let c = CLib::open(&lib_path);
     let ls_name = c"bench";

@@ -124,13 +124,22 @@ impl Dlmd {
         ]
     }
 
-    /// Points this process's clients at this dlmd (sets the variables of
-    /// [`Dlmd::env`] in this process). Tests that do this must not run
-    /// concurrently with tests using another dlmd in the same process; use
-    /// one dlmd per test binary, or pass [`Dlmd::env`] to child processes.
-    pub fn use_in_this_process(&self) {
-        for (k, v) in self.env() {
+    /// Starts a dlmd as [`Dlmd::start`] does and points this process's
+    /// clients at it (the variables of [`Dlmd::env`]). The environment is
+    /// process-wide, so the returned [`InProcess`] also holds a
+    /// process-wide lock: tests of one binary that use it run one at a
+    /// time, each against its own dlmd. Tests that only start child
+    /// processes pass [`Dlmd::env`] to them instead.
+    pub fn start_in_this_process(test: &str) -> InProcess {
+        static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let dlmd = Dlmd::start(test);
+        for (k, v) in dlmd.env() {
             set_env(k, &v);
+        }
+        InProcess {
+            dlmd,
+            _serial: serial,
         }
     }
 
@@ -143,8 +152,30 @@ impl Dlmd {
 
 fn set_env(key: &str, value: &std::ffi::OsStr) {
     // SAFETY: test processes set these variables before their clients
-    // start threads that read the environment (see use_in_this_process).
+    // start threads that read the environment, one test at a time
+    // (Dlmd::start_in_this_process holds a lock for that).
     unsafe { std::env::set_var(key, value) }
+}
+
+/// A dlmd that this process's clients use, and the lock that keeps other
+/// tests of the process from pointing them elsewhere meanwhile. Dropping
+/// it kills dlmd, then releases the lock.
+pub struct InProcess {
+    dlmd: Dlmd,
+    _serial: std::sync::MutexGuard<'static, ()>,
+}
+
+impl std::ops::Deref for InProcess {
+    type Target = Dlmd;
+    fn deref(&self) -> &Dlmd {
+        &self.dlmd
+    }
+}
+
+impl std::ops::DerefMut for InProcess {
+    fn deref_mut(&mut self) -> &mut Dlmd {
+        &mut self.dlmd
+    }
 }
 
 impl Drop for Dlmd {

@@ -5,12 +5,7 @@ use dlm_core::{Errno, Error, LockOptions, Lockspace, Mode};
 use dlm_tests::Dlmd;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::time::Duration;
-
-/// The tests of this file point this process at their own dlmd through
-/// the environment, so they run one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
 
 fn client(dlmd: &Dlmd, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_dlm-test-client"));
@@ -34,9 +29,7 @@ fn spawn_until_line(mut cmd: Command) -> (Child, String) {
 
 #[test]
 fn lvb_counter_six_processes_by_300_rounds() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let dlmd = Dlmd::start("lvb_counter");
-    dlmd.use_in_this_process();
+    let dlmd = Dlmd::start_in_this_process("lvb_counter");
     let ls = Lockspace::create("counter", 0o600).unwrap();
     // An LVB lives only while some lock exists on its resource.
     let mut keeper = ls.lock(b"ctr", Mode::Nl, LockOptions::new().lvb()).unwrap();
@@ -58,9 +51,7 @@ fn lvb_counter_six_processes_by_300_rounds() {
 
 #[test]
 fn sigkill_of_a_holder_lets_its_waiter_in() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let dlmd = Dlmd::start("sigkill");
-    dlmd.use_in_this_process();
+    let dlmd = Dlmd::start_in_this_process("sigkill");
     let ls = Lockspace::create("kill", 0o600).unwrap();
     let (mut holder, line) = spawn_until_line(client(&dlmd, &["hold", "kill", "r", "EX"]));
     assert!(line.starts_with("locked"), "{line}");
@@ -78,9 +69,7 @@ fn sigkill_of_a_holder_lets_its_waiter_in() {
 
 #[test]
 fn persistent_lock_survives_its_holder_then_is_adopted_or_purged() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let dlmd = Dlmd::start("persistent");
-    dlmd.use_in_this_process();
+    let dlmd = Dlmd::start_in_this_process("persistent");
     let ls = Lockspace::create("orphans", 0o600).unwrap();
 
     // Adoption.
@@ -129,9 +118,7 @@ fn persistent_lock_survives_its_holder_then_is_adopted_or_purged() {
 
 #[test]
 fn unprivileged_user_cannot_open_a_0600_lockspace() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let dlmd = Dlmd::start("eacces");
-    dlmd.use_in_this_process();
+    let dlmd = Dlmd::start_in_this_process("eacces");
     let _ls = Lockspace::create("private", 0o600).unwrap();
     let _shared = Lockspace::create("shared", 0o666).unwrap();
     let as_nobody = |name: &str| {
@@ -147,9 +134,7 @@ fn unprivileged_user_cannot_open_a_0600_lockspace() {
 
 #[test]
 fn dlmd_killed_under_load_fails_every_client_with_enotconn() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut dlmd = Dlmd::start("killed");
-    dlmd.use_in_this_process();
+    let mut dlmd = Dlmd::start_in_this_process("killed");
     let ls = Lockspace::create("load", 0o600).unwrap();
     let mut churners: Vec<(Child, String)> = (0..3)
         .map(|_| spawn_until_line(client(&dlmd, &["churn", "load", "hot"])))
@@ -173,8 +158,8 @@ fn dlmd_killed_under_load_fails_every_client_with_enotconn() {
     drop(ls);
 
     // A restarted dlmd serves new lockspaces.
-    let dlmd = Dlmd::start("killed-restarted");
-    dlmd.use_in_this_process();
+    drop(dlmd);
+    let _dlmd = Dlmd::start_in_this_process("killed-restarted");
     let ls = Lockspace::create("fresh", 0o600).unwrap();
     drop(ls.lock(b"x", Mode::Ex, LockOptions::new()).unwrap());
     let _ = std::io::stdout().flush();

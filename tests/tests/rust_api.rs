@@ -5,26 +5,20 @@
 use dlm_core::{
     Completion, Errno, Error, LockFlags, LockOptions, Lockspace, Mode, SbFlags, Status,
 };
-use dlm_tests::Dlmd;
-use std::sync::{Arc, Mutex, MutexGuard};
+use dlm_tests::{Dlmd, InProcess};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// The tests of this file point this process at their own dlmd through
-/// the environment, so they run one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-/// A dlmd of this test's own (killed when dropped, after the lockspaces),
-/// the serialisation guard, and a new lockspace `name` on it.
-fn fresh(name: &str) -> (Lockspace, Dlmd, MutexGuard<'static, ()>) {
-    let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let dlmd = Dlmd::start(&format!("rust_api-{name}"));
-    dlmd.use_in_this_process();
-    (Lockspace::create(name, 0o600).unwrap(), dlmd, serial)
+/// A dlmd of this test's own, used by this process, and a new lockspace
+/// `name` on it.
+fn fresh(name: &str) -> (Lockspace, InProcess) {
+    let dlmd = Dlmd::start_in_this_process(&format!("rust_api-{name}"));
+    (Lockspace::create(name, 0o600).unwrap(), dlmd)
 }
 
 #[test]
 fn create_open_exclusive_and_release() {
-    let (a, _dlmd, _serial) = fresh("lifecycle");
+    let (a, _dlmd) = fresh("lifecycle");
     assert_eq!(
         Lockspace::new_exclusive("lifecycle", 0o600).unwrap_err(),
         Error::Sys(Errno::EEXIST)
@@ -54,7 +48,7 @@ fn create_open_exclusive_and_release() {
 
 #[test]
 fn try_lock_would_block_and_drop_unlocks() {
-    let (a, _dlmd, _serial) = fresh("trylock");
+    let (a, _dlmd) = fresh("trylock");
     let b = Lockspace::open("trylock").unwrap();
     let held = a.lock(b"r", Mode::Pr, LockOptions::new()).unwrap();
     assert_eq!(held.mode(), Mode::Pr);
@@ -71,7 +65,7 @@ fn try_lock_would_block_and_drop_unlocks() {
 
 #[test]
 fn convert_and_try_convert_keep_the_old_mode_on_failure() {
-    let (a, _dlmd, _serial) = fresh("convert");
+    let (a, _dlmd) = fresh("convert");
     let b = Lockspace::open("convert").unwrap();
     let mut la = a.lock(b"r", Mode::Nl, LockOptions::new()).unwrap();
     let lb = b.lock(b"r", Mode::Pr, LockOptions::new()).unwrap();
@@ -88,7 +82,7 @@ fn convert_and_try_convert_keep_the_old_mode_on_failure() {
 
 #[test]
 fn conversion_deadlock_is_reported() {
-    let (a, _dlmd, _serial) = fresh("deadlock");
+    let (a, _dlmd) = fresh("deadlock");
     let b = Lockspace::open("deadlock").unwrap();
     let mut la = a.lock(b"r", Mode::Pr, LockOptions::new()).unwrap();
     let mut lb = b.lock(b"r", Mode::Pr, LockOptions::new()).unwrap();
@@ -115,7 +109,7 @@ fn conversion_deadlock_is_reported() {
 
 #[test]
 fn blocking_callbacks_carry_the_blocked_mode() {
-    let (a, _dlmd, _serial) = fresh("bast");
+    let (a, _dlmd) = fresh("bast");
     let b = Lockspace::open("bast").unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let seen2 = seen.clone();
@@ -165,7 +159,7 @@ fn blocking_callbacks_carry_the_blocked_mode() {
 
 #[test]
 fn lvb_is_read_on_grant_written_on_leaving_ex_and_invalidated_by_a_dead_holder() {
-    let (a, _dlmd, _serial) = fresh("lvb");
+    let (a, _dlmd) = fresh("lvb");
     let keeper = a.lock(b"r", Mode::Nl, LockOptions::new()).unwrap();
     {
         let b = Lockspace::open("lvb").unwrap();
@@ -191,7 +185,7 @@ fn lvb_is_read_on_grant_written_on_leaving_ex_and_invalidated_by_a_dead_holder()
 
 #[test]
 fn lock_timeout_cancels_the_request() {
-    let (a, _dlmd, _serial) = fresh("timeout");
+    let (a, _dlmd) = fresh("timeout");
     let b = Lockspace::open("timeout").unwrap();
     let held = a.lock(b"r", Mode::Ex, LockOptions::new()).unwrap();
     let t = std::time::Instant::now();
@@ -213,7 +207,7 @@ fn lock_timeout_cancels_the_request() {
 
 #[test]
 fn orphans_are_adopted_and_purged() {
-    let (a, _dlmd, _serial) = fresh("orphan");
+    let (a, _dlmd) = fresh("orphan");
     {
         let b = Lockspace::open("orphan").unwrap();
         b.lock(b"p", Mode::Pw, LockOptions::new().persistent())
@@ -243,7 +237,7 @@ fn orphans_are_adopted_and_purged() {
 
 #[test]
 fn closing_a_handle_releases_its_locks_before_drop_returns() {
-    let (a, _dlmd, _serial) = fresh("sync-close");
+    let (a, _dlmd) = fresh("sync-close");
     for _ in 0..50 {
         let b = Lockspace::open("sync-close").unwrap();
         b.lock(b"r", Mode::Ex, LockOptions::new()).unwrap().keep();

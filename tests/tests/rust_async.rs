@@ -4,20 +4,15 @@
 //! blocking callbacks with their mode, and a dead dlmd.
 
 use dlm_core::{AsyncLockspace, Errno, Error, LockFlags, LockOptions, Lockspace, Mode, Status};
-use dlm_tests::Dlmd;
+use dlm_tests::{Dlmd, InProcess};
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::task::Poll;
 
-/// The tests of this file point this process at their own dlmd.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn fresh(name: &str) -> (Dlmd, MutexGuard<'static, ()>) {
-    let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let dlmd = Dlmd::start(&format!("rust_async-{name}"));
-    dlmd.use_in_this_process();
-    (dlmd, serial)
+/// A dlmd of this test's own, used by this process.
+fn fresh(name: &str) -> InProcess {
+    Dlmd::start_in_this_process(&format!("rust_async-{name}"))
 }
 
 fn current_thread() -> tokio::runtime::Runtime {
@@ -56,7 +51,7 @@ async fn join_all(mut futs: Vec<BoxFut<'_>>) {
 
 #[test]
 fn a_hundred_futures_hold_locks_at_once_on_one_lockspace() {
-    let (_dlmd, _serial) = fresh("hundred");
+    let _dlmd = fresh("hundred");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
         .enable_io()
@@ -100,7 +95,7 @@ fn a_hundred_futures_hold_locks_at_once_on_one_lockspace() {
 
 #[test]
 fn contended_futures_on_one_name_are_granted_in_request_order() {
-    let (_dlmd, _serial) = fresh("fifo");
+    let _dlmd = fresh("fifo");
     current_thread().block_on(async {
         let a = AsyncLockspace::create("fifo", 0o600).unwrap();
         let b = AsyncLockspace::open("fifo").unwrap();
@@ -126,7 +121,7 @@ fn contended_futures_on_one_name_are_granted_in_request_order() {
 
 #[test]
 fn dropping_a_pending_lock_future_cancels_the_request() {
-    let (_dlmd, _serial) = fresh("cancel");
+    let _dlmd = fresh("cancel");
     current_thread().block_on(async {
         let a = AsyncLockspace::create("cancel", 0o600).unwrap();
         let b = AsyncLockspace::open("cancel").unwrap();
@@ -160,7 +155,7 @@ fn dropping_a_pending_lock_future_cancels_the_request() {
 
 #[test]
 fn conversions_lvbs_and_try_variants() {
-    let (_dlmd, _serial) = fresh("convert");
+    let _dlmd = fresh("convert");
     current_thread().block_on(async {
         let a = AsyncLockspace::create("convert", 0o600).unwrap();
         let b = AsyncLockspace::open("convert").unwrap();
@@ -210,7 +205,7 @@ fn conversions_lvbs_and_try_variants() {
 
 #[test]
 fn blocking_callbacks_carry_the_mode_and_are_dispatched_by_futures() {
-    let (_dlmd, _serial) = fresh("bast");
+    let _dlmd = fresh("bast");
     current_thread().block_on(async {
         let a = AsyncLockspace::create("bast", 0o600).unwrap();
         let b = AsyncLockspace::open("bast").unwrap();
@@ -259,7 +254,7 @@ fn blocking_callbacks_carry_the_mode_and_are_dispatched_by_futures() {
 
 #[test]
 fn a_dead_dlmd_fails_pending_and_new_futures_with_enotconn() {
-    let (mut dlmd, _serial) = fresh("dead");
+    let mut dlmd = fresh("dead");
     current_thread().block_on(async {
         let a = AsyncLockspace::create("dead", 0o600).unwrap();
         let b = Lockspace::open("dead").unwrap();

@@ -6,22 +6,17 @@
 
 use dlm::ThreadedLockspace;
 use dlm_core::{Errno, Error, LockFlags, LockOptions, Lockspace, Mode, Status};
-use dlm_tests::Dlmd;
+use dlm_tests::{Dlmd, InProcess};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
-
-/// The tests of this file point this process at their own dlmd.
-static SERIAL: Mutex<()> = Mutex::new(());
 
 /// A guard against a hang, not a timing assertion.
 const HANG: Duration = Duration::from_secs(60);
 
-fn fresh(name: &str) -> (Dlmd, MutexGuard<'static, ()>) {
-    let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let dlmd = Dlmd::start(&format!("rust_thread-{name}"));
-    dlmd.use_in_this_process();
-    (dlmd, serial)
+/// A dlmd of this test's own, used by this process.
+fn fresh(name: &str) -> InProcess {
+    Dlmd::start_in_this_process(&format!("rust_thread-{name}"))
 }
 
 fn thread_name() -> String {
@@ -55,7 +50,7 @@ fn expect_ast_threads(n: usize) {
 
 #[test]
 fn blocking_callbacks_run_on_the_thread_with_the_mode() {
-    let (_dlmd, _serial) = fresh("bast");
+    let _dlmd = fresh("bast");
     let a = ThreadedLockspace::create("bast", 0o600).unwrap();
     let b = Lockspace::open("bast").unwrap();
     let (tx, rx) = mpsc::channel();
@@ -101,7 +96,7 @@ fn blocking_callbacks_run_on_the_thread_with_the_mode() {
 
 #[test]
 fn async_completions_run_on_the_thread() {
-    let (_dlmd, _serial) = fresh("async");
+    let _dlmd = fresh("async");
     let a = ThreadedLockspace::create("async", 0o600).unwrap();
     let b = Lockspace::open("async").unwrap();
     let held = b.lock(b"r", Mode::Ex, LockOptions::new()).unwrap();
@@ -121,7 +116,7 @@ fn async_completions_run_on_the_thread() {
 
 #[test]
 fn blocking_calls_from_many_threads_while_the_thread_runs() {
-    let (_dlmd, _serial) = fresh("many");
+    let _dlmd = fresh("many");
     let ls = ThreadedLockspace::create("many", 0o600).unwrap();
     // Incremented with a separate load and store: only the DLM lock
     // makes the increments exclusive.
@@ -156,7 +151,7 @@ fn blocking_calls_from_many_threads_while_the_thread_runs() {
 
 #[test]
 fn dropping_and_releasing_join_the_thread() {
-    let (_dlmd, _serial) = fresh("join");
+    let _dlmd = fresh("join");
     let before = ast_threads();
     let a = ThreadedLockspace::create("join", 0o600).unwrap();
     expect_ast_threads(before + 1);
@@ -182,7 +177,7 @@ fn dropping_and_releasing_join_the_thread() {
 
 #[test]
 fn a_dead_dlmd_ends_waits_with_enotconn_and_the_thread() {
-    let (mut dlmd, _serial) = fresh("dead");
+    let mut dlmd = fresh("dead");
     let before = ast_threads();
     let a = ThreadedLockspace::create("dead", 0o600).unwrap();
     let b = Lockspace::open("dead").unwrap();
