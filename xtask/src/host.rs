@@ -5,7 +5,7 @@
 //! [`ensure`] installs the missing Debian packages with apt-get when it
 //! runs as root, or stops with the exact command to run otherwise.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// A host requirement: satisfied when a program is on `PATH` or a file
@@ -46,24 +46,33 @@ impl Need {
 
     fn is_met(&self) -> bool {
         match self.present {
-            Present::Program(name) => which(name),
+            Present::Program(name) => in_path(name).is_some(),
             Present::File(path) => Path::new(path).exists(),
             Present::Check(check) => check(),
         }
     }
 }
 
-/// Whether `program` is on `PATH`.
-pub fn which(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+/// Where `prog` is: on `PATH`, or in `/usr/sbin` or `/sbin` (which a
+/// non-login root shell may lack on its `PATH`).
+pub fn in_path(prog: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+        .map(|d| d.join(prog))
+        .find(|p| p.is_file())
 }
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+/// Whether this process runs as root (effective uid 0).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
 }
 
 /// Makes sure every requirement is met, installing the missing packages
@@ -83,7 +92,7 @@ pub fn ensure(needs: &[Need]) -> Result<(), String> {
         return Ok(());
     }
     let install = format!("apt-get install -y {}", missing.join(" "));
-    if !is_root() || !which("apt-get") {
+    if !is_root() || in_path("apt-get").is_none() {
         return Err(format!(
             "missing packages: {}; run `sudo {install}`",
             missing.join(" ")
@@ -98,7 +107,8 @@ pub fn ensure(needs: &[Need]) -> Result<(), String> {
             .status()
             .map_err(|e| format!("apt-get: {e}"))
     };
-    let install_args: Vec<&str> = ["install", "-y", "-q"]
+    // --no-remove: never take anything away from the host.
+    let install_args: Vec<&str> = ["install", "-y", "-q", "--no-remove"]
         .into_iter()
         .chain(missing.iter().copied())
         .collect();

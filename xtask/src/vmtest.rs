@@ -15,6 +15,7 @@
 //! Guest/host protocol: the guest prints `@@VMTEST <EVENT> ...` lines on the
 //! serial console; everything else is test output or kernel messages.
 
+use crate::host::{in_path, is_root};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs;
 use std::io::{self, BufWriter, Read, Write};
@@ -523,25 +524,6 @@ impl Tool {
             in_path(self.what).is_some()
         }
     }
-}
-
-fn in_path(prog: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
-        .map(|d| d.join(prog))
-        .find(|p| p.is_file())
-}
-
-fn is_root() -> bool {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
 }
 
 fn ensure_host_tools(cache: &Cache, tools: &[Tool]) -> Result<()> {
