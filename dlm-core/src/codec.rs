@@ -281,9 +281,18 @@ impl Request {
     pub fn encode(&self, version: Version) -> RequestBuf {
         let mut buf = RequestBuf {
             bytes: [0; REQUEST_MAX],
-            len: REQUEST_LEN,
+            len: 0,
         };
-        let b = &mut buf.bytes;
+        buf.len = self.encode_into(version, &mut buf.bytes);
+        buf
+    }
+
+    /// [`Request::encode`] into the caller's buffer (a hot path's stack
+    /// buffer, without copying a [`RequestBuf`] out): zero-fills `b`,
+    /// encodes, and returns how many bytes to write.
+    pub fn encode_into(&self, version: Version, b: &mut [u8; REQUEST_MAX]) -> usize {
+        *b = [0; REQUEST_MAX];
+        let mut len = REQUEST_LEN;
         put_u32(b, off::VERSION, version.major);
         put_u32(b, off::VERSION + 4, version.minor);
         put_u32(b, off::VERSION + 8, version.patch);
@@ -306,7 +315,7 @@ impl Request {
                 b[off::LVB..off::LVB + LVB_LEN].copy_from_slice(&p.lvb);
                 let name = p.name.as_bytes();
                 b[off::NAME..off::NAME + name.len()].copy_from_slice(name);
-                buf.len = REQUEST_LEN + name.len();
+                len = REQUEST_LEN + name.len();
             }
             Request::Deadlock { lkid, flags } => {
                 put_u32(b, off::FLAGS, flags.bits());
@@ -320,14 +329,14 @@ impl Request {
                 put_u32(b, off::LS_FLAGS, flags.bits());
                 let name = name.as_bytes();
                 b[off::LS_NAME..off::LS_NAME + name.len()].copy_from_slice(name);
-                buf.len = REQUEST_LEN + name.len();
+                len = REQUEST_LEN + name.len();
             }
             Request::RemoveLockspace { flags, minor } => {
                 put_u32(b, off::LS_FLAGS, flags.bits());
                 put_u32(b, off::LS_MINOR, *minor);
             }
         }
-        buf
+        len
     }
 
     /// Decodes the bytes of one `write()`, as the device does, and returns

@@ -23,31 +23,113 @@ use crate::transport::Device;
 use crate::{Errno, Request};
 use rustix::event::{PollFd, PollFlags, poll};
 use rustix::fd::BorrowedFd;
+use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Condvar, Mutex, MutexGuard};
-use std::thread::ThreadId;
 
 /// How dispatched results reach the application.
 pub trait Deliver {
-    /// Records the result (for example, fills the caller's lksb). Runs
-    /// under the handle's state lock: it must not block or call back into
-    /// the handle.
-    fn record(&self, result: &LockResult);
-    /// Runs the result's callback, if any. Runs without the state lock,
-    /// with the dispatch role held by this thread: it may call back into
-    /// the handle, including synchronous calls.
+    /// Records the result (for example, fills the caller's lksb) and says
+    /// whether [`Deliver::call`] has anything to run for it. Runs under
+    /// the handle's state lock: it must not block or call back into the
+    /// handle.
+    fn record(&self, result: &LockResult) -> bool;
+    /// Runs the result's callback, when [`Deliver::record`] said there is
+    /// one. Runs without the state lock, with the dispatch role held by
+    /// this thread: it may call back into the handle, including
+    /// synchronous calls.
     fn call(&self, result: &LockResult);
+}
+
+/// The lock ids of a handle with a request or conversion in flight
+/// (noted by whoever sent it, dropped when its completion is read).
+///
+/// Lock ids are small integers the lock manager chose, not
+/// attacker-controlled keys, so a multiplicative hash serves (SipHash
+/// cost a fifth of a lock+unlock pair's user time).
+#[derive(Debug, Default)]
+pub struct InFlight(HashSet<u32, BuildHasherDefault<IdHasher>>);
+
+impl InFlight {
+    /// Notes that `lkid` has a request in flight.
+    pub fn insert(&mut self, lkid: u32) {
+        self.0.insert(lkid);
+    }
+
+    /// Whether `lkid` has a request in flight.
+    pub fn contains(&self, lkid: u32) -> bool {
+        self.0.contains(&lkid)
+    }
+}
+
+/// A Fibonacci hash of a lock id.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u32(&mut self, id: u32) {
+        self.0 = u64::from(id).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// The calling thread, as the holder of the dispatch role. `pthread_self`
+/// is unique among live threads and costs two instructions (a `ThreadId`
+/// costs a TLS lookup and a reference count); a thread never exits while
+/// it holds the role, which every path gives back before returning.
+#[allow(unsafe_code)]
+fn this_thread() -> usize {
+    // SAFETY: pthread_self has no preconditions.
+    unsafe { libc::pthread_self() as usize }
 }
 
 #[derive(Debug, Default)]
 struct State {
-    /// The thread holding the dispatch role, and how deeply (nested
-    /// dispatch from inside a callback).
-    dispatcher: Option<(ThreadId, u32)>,
+    /// The thread holding the dispatch role ([`this_thread`]), and how
+    /// deeply (nested dispatch from inside a callback).
+    dispatcher: Option<(usize, u32)>,
     /// The lock manager went away (dlmd died): every wait ends.
     dead: Option<Errno>,
     /// Threads waiting on the condvar: a notify is a futex syscall, made
     /// only when someone waits.
     waiters: u32,
+    /// Lock ids with a request in flight.
+    in_flight: InFlight,
+}
+
+impl State {
+    /// Takes the role for `me` if it is free, or deepens it if `me` holds
+    /// it; false when another thread holds it.
+    fn enter(&mut self, me: usize, may_take: bool) -> bool {
+        match self.dispatcher {
+            Some((t, depth)) if t == me => {
+                self.dispatcher = Some((t, depth + 1));
+                true
+            }
+            None if may_take => {
+                self.dispatcher = Some((me, 1));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Gives one level of the role back.
+    fn leave(&mut self) {
+        self.dispatcher = match self.dispatcher {
+            Some((t, depth)) if depth > 1 => Some((t, depth - 1)),
+            _ => None,
+        };
+    }
 }
 
 /// What one dispatch attempt did.
@@ -102,30 +184,10 @@ impl Handle {
     }
 
     /// Runs `f` under the handle's state lock (the lock [`Deliver::record`]
-    /// runs under): for setting up or checking what a waiter waits for.
-    pub fn with_state_lock<R>(&self, f: impl FnOnce() -> R) -> R {
-        let _guard = self.lock_state();
-        f()
-    }
-
-    /// Takes the dispatch role (waiting for another holder to finish), or
-    /// deepens it if this thread already holds it.
-    fn acquire_role(&self) -> MutexGuard<'_, State> {
-        let me = std::thread::current().id();
-        let mut st = self.lock_state();
-        loop {
-            match st.dispatcher {
-                None => {
-                    st.dispatcher = Some((me, 1));
-                    return st;
-                }
-                Some((t, depth)) if t == me => {
-                    st.dispatcher = Some((t, depth + 1));
-                    return st;
-                }
-                Some(_) => st = self.wait_cond(st),
-            }
-        }
+    /// runs under), with the handle's lock ids in flight: for noting a
+    /// request sent, or setting up what a waiter waits for.
+    pub fn with_state_lock<R>(&self, f: impl FnOnce(&mut InFlight) -> R) -> R {
+        f(&mut self.lock_state().in_flight)
     }
 
     /// Waits on the condvar, counted in `waiters`.
@@ -136,22 +198,11 @@ impl Handle {
         st
     }
 
-    /// Wakes the waiters, if any (`st` is dropped first).
-    fn notify(&self, st: MutexGuard<'_, State>) {
-        let any = st.waiters > 0;
-        drop(st);
-        if any {
+    /// Wakes the waiters, if any.
+    fn notify(&self, st: &State) {
+        if st.waiters > 0 {
             self.cond.notify_all();
         }
-    }
-
-    fn release_role(&self) {
-        let mut st = self.lock_state();
-        st.dispatcher = match st.dispatcher {
-            Some((t, depth)) if depth > 1 => Some((t, depth - 1)),
-            _ => None,
-        };
-        self.notify(st);
     }
 
     /// Reads and delivers at most one result, holding the dispatch role.
@@ -169,61 +220,106 @@ impl Handle {
         nonblocking: bool,
         wake: Option<BorrowedFd<'_>>,
     ) -> Result<Dispatched, Errno> {
-        let st = self.acquire_role();
+        let me = this_thread();
+        let mut st = self.lock_state();
+        while !st.enter(me, true) {
+            st = self.wait_cond(st);
+        }
         if let Some(e) = st.dead {
-            drop(st);
-            self.release_role();
+            st.leave();
+            self.notify(&st);
             return Err(e);
         }
         drop(st);
-        let outcome = self.read_and_deliver(deliver, nonblocking, wake);
-        self.finish_dispatch(&outcome);
-        outcome
+        let outcome = match self.wait_readable(nonblocking, wake) {
+            Ok(Dispatched::One) => self.device.read(nonblocking || wake.is_some()),
+            Ok(other) => {
+                let mut st = self.lock_state();
+                st.leave();
+                self.notify(&st);
+                return Ok(other);
+            }
+            Err(e) => Err(e),
+        };
+        let (st, got) = self.deliver(deliver, outcome);
+        drop(st);
+        got.map(|one| {
+            if one {
+                Dispatched::One
+            } else {
+                Dispatched::Empty
+            }
+        })
     }
 
-    /// Gives the role back; a lost lock manager ends every wait.
-    fn finish_dispatch(&self, outcome: &Result<Dispatched, Errno>) {
-        if let Err(e @ (Errno::ENOTCONN | Errno::EPROTO)) = outcome {
-            self.lock_state().dead = Some(*e);
-        }
-        self.release_role();
-    }
-
-    fn read_and_deliver(
+    /// With `wake` (and blocking), waits until the device or `wake` is
+    /// readable; [`Dispatched::One`] means "go on and read".
+    fn wait_readable(
         &self,
-        deliver: &dyn Deliver,
         nonblocking: bool,
         wake: Option<BorrowedFd<'_>>,
     ) -> Result<Dispatched, Errno> {
-        if let (Some(wake), false) = (wake, nonblocking) {
-            let dev = self.device.fd();
-            let mut fds = [
-                PollFd::new(&dev, PollFlags::IN),
-                PollFd::new(&wake, PollFlags::IN),
-            ];
-            match poll(&mut fds, None) {
-                Ok(_) => {}
-                Err(rustix::io::Errno::INTR) => return Ok(Dispatched::Empty),
-                Err(e) => return Err(Errno::from_raw(e.raw_os_error())),
-            }
-            if !fds[1].revents().is_empty() {
-                return Ok(Dispatched::Woken);
-            }
-            if fds[0].revents().is_empty() {
-                return Ok(Dispatched::Empty);
-            }
-        }
-        let Some(result) = self.device.read(nonblocking || wake.is_some())? else {
-            return Ok(Dispatched::Empty);
+        let (Some(wake), false) = (wake, nonblocking) else {
+            return Ok(Dispatched::One);
         };
-        let st = self.lock_state();
-        deliver.record(&result);
-        self.notify(st);
-        deliver.call(&result);
-        Ok(Dispatched::One)
+        let dev = self.device.fd();
+        let mut fds = [
+            PollFd::new(&dev, PollFlags::IN),
+            PollFd::new(&wake, PollFlags::IN),
+        ];
+        match poll(&mut fds, None) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => return Ok(Dispatched::Empty),
+            Err(e) => return Err(Errno::from_raw(e.raw_os_error())),
+        }
+        if !fds[1].revents().is_empty() {
+            Ok(Dispatched::Woken)
+        } else if fds[0].revents().is_empty() {
+            Ok(Dispatched::Empty)
+        } else {
+            Ok(Dispatched::One)
+        }
     }
 
-    /// Waits until `done` (checked under the state lock) returns true.
+    /// Delivers what a read by the role holder returned and gives one
+    /// level of the role back. Returns the state lock (held) and whether
+    /// a result was delivered. A result is recorded under the state lock;
+    /// its callback, if any, runs with the role but without the lock. A
+    /// lost lock manager ends every wait.
+    fn deliver(
+        &self,
+        deliver: &dyn Deliver,
+        outcome: Result<Option<LockResult>, Errno>,
+    ) -> (MutexGuard<'_, State>, Result<bool, Errno>) {
+        let mut st = self.lock_state();
+        let got = match outcome {
+            Ok(Some(result)) => {
+                if !result.is_bast() {
+                    st.in_flight.0.remove(&result.lkid);
+                }
+                if deliver.record(&result) {
+                    self.notify(&st);
+                    drop(st);
+                    deliver.call(&result);
+                    st = self.lock_state();
+                }
+                Ok(true)
+            }
+            Ok(None) => Ok(false),
+            Err(e) => {
+                if matches!(e, Errno::ENOTCONN | Errno::EPROTO) {
+                    st.dead = Some(e);
+                }
+                Err(e)
+            }
+        };
+        st.leave();
+        self.notify(&st);
+        (st, got)
+    }
+
+    /// Waits until `done` (checked under the state lock, with the
+    /// handle's lock ids in flight) returns true.
     ///
     /// With `may_dispatch`, this thread dispatches results itself whenever
     /// nobody else holds the dispatch role (and always when it holds the
@@ -236,37 +332,28 @@ impl Handle {
     pub fn wait(
         &self,
         deliver: &dyn Deliver,
-        done: &mut dyn FnMut() -> bool,
+        done: &mut dyn FnMut(&InFlight) -> bool,
         may_dispatch: bool,
     ) -> Result<(), Errno> {
-        let me = std::thread::current().id();
+        let me = this_thread();
+        // Check and take the role under one lock, so a result recorded
+        // by another dispatcher in between cannot be missed.
+        let mut st = self.lock_state();
         loop {
-            // Check and take the role under one lock, so a result recorded
-            // by another dispatcher in between cannot be missed.
-            let mut st = self.lock_state();
-            loop {
-                if done() {
-                    return Ok(());
-                }
-                if let Some(e) = st.dead {
-                    return Err(e);
-                }
-                match st.dispatcher {
-                    Some((t, depth)) if t == me => {
-                        st.dispatcher = Some((t, depth + 1));
-                        break;
-                    }
-                    None if may_dispatch => {
-                        st.dispatcher = Some((me, 1));
-                        break;
-                    }
-                    _ => st = self.wait_cond(st),
-                }
+            if done(&st.in_flight) {
+                return Ok(());
+            }
+            if let Some(e) = st.dead {
+                return Err(e);
+            }
+            if !st.enter(me, may_dispatch) {
+                st = self.wait_cond(st);
+                continue;
             }
             drop(st);
-            let outcome = self.read_and_deliver(deliver, false, None);
-            self.finish_dispatch(&outcome);
-            match outcome {
+            let (next, got) = self.deliver(deliver, self.device.read(false));
+            st = next;
+            match got {
                 Ok(_) | Err(Errno::EINTR) => {}
                 Err(e) => return Err(e),
             }

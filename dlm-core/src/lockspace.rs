@@ -313,19 +313,21 @@ impl Shared {
 }
 
 impl Deliver for Shared {
-    fn record(&self, res: &LockResult) {
+    fn record(&self, res: &LockResult) -> bool {
         if res.is_bast() {
-            return;
+            return true;
         }
         let mut table = self.table();
-        if let Some(slot) = table.get(res.user_lksb) {
-            slot.status = res.status;
-            slot.lkid = res.lkid;
-            slot.flags = res.flags;
-            if let Some(lvb) = res.lvb {
-                slot.lvb = lvb;
-            }
+        let Some(slot) = table.get(res.user_lksb) else {
+            return false;
+        };
+        slot.status = res.status;
+        slot.lkid = res.lkid;
+        slot.flags = res.flags;
+        if let Some(lvb) = res.lvb {
+            slot.lvb = lvb;
         }
+        slot.on_complete.is_some()
     }
 
     fn call(&self, res: &LockResult) {
@@ -711,7 +713,7 @@ impl Lockspace {
             let threaded = self.threaded.load(Ordering::SeqCst);
             self.handle.wait(
                 &self.shared,
-                &mut || done() || self.threaded.load(Ordering::SeqCst) != threaded,
+                &mut |_| done() || self.threaded.load(Ordering::SeqCst) != threaded,
                 !threaded,
             )?;
             if done() {
@@ -727,7 +729,7 @@ impl Lockspace {
     /// they take over. Set it to false before waking the thread to stop.
     pub fn set_dispatch_thread(&self, on: bool) {
         self.handle
-            .with_state_lock(|| self.threaded.store(on, Ordering::SeqCst));
+            .with_state_lock(|_| self.threaded.store(on, Ordering::SeqCst));
     }
 
     /// For a dispatcher thread: waits until a result is queued or `wake`

@@ -93,12 +93,11 @@ mod exports {
 
     impl Source for LsSource {
         fn dispatch(&self) -> Step {
-            let deliver = self.ls.deliver();
-            Step::after(
-                self.ls
-                    .handle()
-                    .dispatch_one(&deliver, false, Some(self.wake.as_fd())),
-            )
+            Step::after(self.ls.handle().dispatch_one(
+                &dlm_core::cabi::CDeliver,
+                false,
+                Some(self.wake.as_fd()),
+            ))
         }
 
         fn wake(&self) {

@@ -9,6 +9,7 @@
 
 use super::*;
 use crate::codec::{LVB_LEN, LockParams, Request, Version};
+use crate::handle::InFlight;
 use crate::transport::{Control, Device};
 use crate::{LockFlags, LsFlags, NAME_MAX};
 use std::ffi::CStr;
@@ -267,7 +268,7 @@ pub fn dispatch(fd: c_int) -> Result<(), Errno> {
     if ls.is_threaded() {
         return Ok(());
     }
-    ls.handle.drain(&ls.deliver()).map(drop)
+    ls.handle.drain(&CDeliver).map(drop)
 }
 
 /// The arguments of `dlm_ls_lock` and its relatives.
@@ -422,10 +423,10 @@ unsafe fn write_lock(ls: &Ls, p: &LockParams, lksb: *mut Lksb) -> Result<(), Err
         let lkid = if id > 0 { id } else { p.lkid };
         // Under the state lock, so a completion recorded meanwhile (its
         // status is no longer EINPROG) is not mistaken for pending.
-        ls.handle.with_state_lock(|| {
+        ls.handle.with_state_lock(|in_flight| {
             // SAFETY: caller contract.
             if unsafe { status_of(lksb) } == EINPROG {
-                ls.pending().insert(lkid);
+                in_flight.insert(lkid);
             }
         });
     }
@@ -448,17 +449,17 @@ unsafe fn wait_for(
     lksb: *mut Lksb,
     cancel_of: Option<u32>,
 ) -> Result<Status, Errno> {
-    let deliver = ls.deliver();
+    let deliver = CDeliver;
     loop {
         let threaded = flavour == WaitFlavour::Threads && ls.is_threaded();
         let mut nothing_to_cancel = false;
-        let mut done = || {
+        let mut done = |in_flight: &InFlight| {
             // SAFETY: caller contract.
             if unsafe { status_of(lksb) } != EINPROG {
                 return true;
             }
             if let Some(id) = cancel_of {
-                if !ls.pending().contains(&id) {
+                if !in_flight.contains(id) {
                     nothing_to_cancel = true;
                     return true;
                 }

@@ -49,8 +49,6 @@ use crate::codec::LockResult;
 use crate::handle::{Deliver, Handle};
 use crate::{Errno, Name, Status};
 use core::ffi::{c_char, c_int, c_void};
-use std::collections::HashSet;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
@@ -120,11 +118,6 @@ pub fn guard<R>(fail: R, f: impl FnOnce() -> R) -> R {
 pub struct Ls {
     handle: Handle,
     name: Name,
-    /// Lock ids with a request or conversion of this handle whose
-    /// completion has not been recorded yet (guarded together with the
-    /// handle's state lock: changed and read only under it). This is how
-    /// a synchronous cancel knows there is nothing to cancel.
-    pending: Mutex<PendingIds>,
     /// An AST thread dispatches this handle (threads build). Changed
     /// only under the handle's state lock, so waiters see it change.
     threaded: AtomicBool,
@@ -135,7 +128,6 @@ impl Ls {
         Ls {
             handle,
             name,
-            pending: Mutex::new(PendingIds::default()),
             threaded: AtomicBool::new(false),
         }
     }
@@ -150,27 +142,18 @@ impl Ls {
         &self.name
     }
 
-    fn pending(&self) -> MutexGuard<'_, PendingIds> {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Says whether an AST thread dispatches this handle. Waiters of
     /// synchronous calls re-check this: when the thread stops, they take
     /// over dispatching. Call with `false` *before* waking the thread, so
     /// the wake-up that ends its dispatch also wakes them.
     pub fn set_threaded(&self, on: bool) {
         self.handle
-            .with_state_lock(|| self.threaded.store(on, Ordering::SeqCst));
+            .with_state_lock(|_| self.threaded.store(on, Ordering::SeqCst));
     }
 
     /// Whether an AST thread dispatches this handle.
     pub fn is_threaded(&self) -> bool {
         self.threaded.load(Ordering::SeqCst)
-    }
-
-    /// The C deliverer for this handle.
-    pub fn deliver(&self) -> CDeliver<'_> {
-        CDeliver { ls: self }
     }
 }
 
@@ -178,9 +161,7 @@ impl Ls {
 /// the fixes of B.6: the lksb is filled only by completions, the LVB
 /// only into a non-NULL `sb_lvbptr`.
 #[derive(Debug)]
-pub struct CDeliver<'a> {
-    ls: &'a Ls,
-}
+pub struct CDeliver;
 
 /// Whether a callback address can be a function (not NULL, not a
 /// placeholder such as `(void *)1` in the first page).
@@ -188,15 +169,18 @@ fn callable(addr: u64) -> bool {
     addr >= 4096
 }
 
-impl Deliver for CDeliver<'_> {
-    fn record(&self, r: &LockResult) {
+impl Deliver for CDeliver {
+    fn record(&self, r: &LockResult) -> bool {
+        // The synchronous calls' completion routine does nothing: skipping
+        // it lets the dispatcher give the role back at once.
+        let call = callable(r.astaddr)
+            && r.astaddr != sync_ast as extern "C" fn(*mut c_void) as usize as u64;
         if r.is_bast() {
-            return;
+            return call;
         }
-        self.ls.pending().remove(&r.lkid);
         let lksb = r.user_lksb as usize as *mut Lksb;
         if lksb.is_null() {
-            return;
+            return call;
         }
         // SAFETY: `user_lksb` is the lksb pointer the caller passed with
         // this lock's latest request; libdlm's contract keeps it valid
@@ -213,6 +197,7 @@ impl Deliver for CDeliver<'_> {
             // The status last: a waiter polling it sees the rest filled.
             core::ptr::addr_of_mut!((*lksb).sb_status).write_volatile(r.status.raw());
         }
+        call
     }
 
     fn call(&self, r: &LockResult) {
@@ -262,29 +247,4 @@ fn others_open(name: &Name, me: *const Ls) -> bool {
         .iter()
         .filter_map(Weak::upgrade)
         .any(|ls| ls.name == *name && !core::ptr::eq(Arc::as_ptr(&ls), me))
-}
-
-/// The lock ids with a request in flight. Lock ids are small integers the
-/// lock manager chose, not attacker-controlled keys, so a multiplicative
-/// hash serves (SipHash cost a fifth of a lock+unlock pair's user time).
-type PendingIds = HashSet<u32, BuildHasherDefault<IdHasher>>;
-
-/// A Fibonacci hash of a lock id.
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-
-    fn write_u32(&mut self, id: u32) {
-        self.0 = u64::from(id).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
 }

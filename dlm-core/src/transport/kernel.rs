@@ -62,9 +62,10 @@ fn open_rw(path: &PathBuf) -> Result<OwnedFd, Errno> {
 }
 
 fn write_request(fd: BorrowedFd<'_>, req: &Request, version: Version) -> Result<u32, Errno> {
-    let bytes = req.encode(version);
+    let mut buf = [0; crate::codec::REQUEST_MAX];
+    let len = req.encode_into(version, &mut buf);
     loop {
-        match rustix::io::write(fd, &bytes) {
+        match rustix::io::write(fd, &buf[..len]) {
             Ok(n) => return Ok(n as u32),
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(errno(e)),
