@@ -258,6 +258,52 @@ impl core::fmt::Debug for RequestBuf {
     }
 }
 
+/// Zero-fills `b` and writes a request's header (version, command,
+/// 64-bit marker).
+fn put_header(b: &mut [u8; REQUEST_MAX], version: Version, cmd: u8) {
+    *b = [0; REQUEST_MAX];
+    put_u32(b, off::VERSION, version.major);
+    put_u32(b, off::VERSION + 4, version.minor);
+    put_u32(b, off::VERSION + 8, version.patch);
+    b[off::CMD] = cmd;
+    b[off::IS64BIT] = 1;
+}
+
+impl LockParams {
+    /// Encodes a LOCK or UNLOCK request (`cmd`, a `DLM_USER_*` number)
+    /// with these parameters and the resource name `name` (which stands
+    /// in for `self.name`, so a caller holding the name elsewhere need
+    /// not copy it into a [`Name`] first); returns how many bytes of `b`
+    /// to write. [`Request::encode`] uses this for LOCK and UNLOCK.
+    ///
+    /// # Panics
+    /// If `name` is longer than 64 bytes.
+    pub fn encode_into(
+        &self,
+        cmd: u8,
+        name: &[u8],
+        version: Version,
+        b: &mut [u8; REQUEST_MAX],
+    ) -> usize {
+        put_header(b, version, cmd);
+        b[off::MODE] = self.mode;
+        b[off::NAMELEN] = name.len() as u8;
+        put_u32(b, off::FLAGS, self.flags.bits());
+        put_u32(b, off::LKID, self.lkid);
+        put_u32(b, off::PARENT, self.parent);
+        put_u64(b, off::XID, self.xid);
+        put_u64(b, off::TIMEOUT, self.timeout);
+        put_u64(b, off::CASTPARAM, self.castparam);
+        put_u64(b, off::CASTADDR, self.castaddr);
+        put_u64(b, off::BASTPARAM, self.bastparam);
+        put_u64(b, off::BASTADDR, self.bastaddr);
+        put_u64(b, off::LKSB, self.lksb);
+        b[off::LVB..off::LVB + LVB_LEN].copy_from_slice(&self.lvb);
+        b[off::NAME..off::NAME + name.len()].copy_from_slice(name);
+        REQUEST_LEN + name.len()
+    }
+}
+
 impl Request {
     /// The request's command number (`DLM_USER_*`).
     pub fn command(&self) -> u8 {
@@ -291,31 +337,11 @@ impl Request {
     /// buffer, without copying a [`RequestBuf`] out): zero-fills `b`,
     /// encodes, and returns how many bytes to write.
     pub fn encode_into(&self, version: Version, b: &mut [u8; REQUEST_MAX]) -> usize {
-        *b = [0; REQUEST_MAX];
+        put_header(b, version, self.command());
         let mut len = REQUEST_LEN;
-        put_u32(b, off::VERSION, version.major);
-        put_u32(b, off::VERSION + 4, version.minor);
-        put_u32(b, off::VERSION + 8, version.patch);
-        b[off::CMD] = self.command();
-        b[off::IS64BIT] = 1;
         match self {
             Request::Lock(p) | Request::Unlock(p) => {
-                b[off::MODE] = p.mode;
-                b[off::NAMELEN] = p.name.len() as u8;
-                put_u32(b, off::FLAGS, p.flags.bits());
-                put_u32(b, off::LKID, p.lkid);
-                put_u32(b, off::PARENT, p.parent);
-                put_u64(b, off::XID, p.xid);
-                put_u64(b, off::TIMEOUT, p.timeout);
-                put_u64(b, off::CASTPARAM, p.castparam);
-                put_u64(b, off::CASTADDR, p.castaddr);
-                put_u64(b, off::BASTPARAM, p.bastparam);
-                put_u64(b, off::BASTADDR, p.bastaddr);
-                put_u64(b, off::LKSB, p.lksb);
-                b[off::LVB..off::LVB + LVB_LEN].copy_from_slice(&p.lvb);
-                let name = p.name.as_bytes();
-                b[off::NAME..off::NAME + name.len()].copy_from_slice(name);
-                len = REQUEST_LEN + name.len();
+                return p.encode_into(self.command(), p.name.as_bytes(), version, b);
             }
             Request::Deadlock { lkid, flags } => {
                 put_u32(b, off::FLAGS, flags.bits());

@@ -44,21 +44,45 @@ pub trait Deliver {
 /// The lock ids of a handle with a request or conversion in flight
 /// (noted by whoever sent it, dropped when its completion is read).
 ///
-/// Lock ids are small integers the lock manager chose, not
-/// attacker-controlled keys, so a multiplicative hash serves (SipHash
-/// cost a fifth of a lock+unlock pair's user time).
+/// Most programs have a handful in flight, so they live in a short
+/// vector (a push and a scan of a few words per operation); past
+/// [`InFlight::FEW`] they move to a hash set. Lock ids are small
+/// integers the lock manager chose, not attacker-controlled keys, so a
+/// multiplicative hash serves there.
 #[derive(Debug, Default)]
-pub struct InFlight(HashSet<u32, BuildHasherDefault<IdHasher>>);
+pub struct InFlight {
+    few: Vec<u32>,
+    many: HashSet<u32, BuildHasherDefault<IdHasher>>,
+}
 
 impl InFlight {
+    /// How many ids the vector holds before the hash set takes over.
+    const FEW: usize = 32;
+
     /// Notes that `lkid` has a request in flight.
     pub fn insert(&mut self, lkid: u32) {
-        self.0.insert(lkid);
+        if self.many.is_empty() && self.few.len() < Self::FEW {
+            if !self.few.contains(&lkid) {
+                self.few.push(lkid);
+            }
+        } else {
+            self.many.extend(self.few.drain(..));
+            self.many.insert(lkid);
+        }
+    }
+
+    /// Drops `lkid` (its completion was read).
+    pub fn remove(&mut self, lkid: u32) {
+        if let Some(i) = self.few.iter().rposition(|&id| id == lkid) {
+            self.few.swap_remove(i);
+        } else if !self.many.is_empty() {
+            self.many.remove(&lkid);
+        }
     }
 
     /// Whether `lkid` has a request in flight.
     pub fn contains(&self, lkid: u32) -> bool {
-        self.0.contains(&lkid)
+        self.few.contains(&lkid) || self.many.contains(&lkid)
     }
 }
 
@@ -295,7 +319,7 @@ impl Handle {
         let got = match outcome {
             Ok(Some(result)) => {
                 if !result.is_bast() {
-                    st.in_flight.0.remove(&result.lkid);
+                    st.in_flight.remove(result.lkid);
                 }
                 if deliver.record(&result) {
                     self.notify(&st);
@@ -332,7 +356,7 @@ impl Handle {
     pub fn wait(
         &self,
         deliver: &dyn Deliver,
-        done: &mut dyn FnMut(&InFlight) -> bool,
+        mut done: impl FnMut(&mut InFlight) -> bool,
         may_dispatch: bool,
     ) -> Result<(), Errno> {
         let me = this_thread();
@@ -340,7 +364,7 @@ impl Handle {
         // by another dispatcher in between cannot be missed.
         let mut st = self.lock_state();
         loop {
-            if done(&st.in_flight) {
+            if done(&mut st.in_flight) {
                 return Ok(());
             }
             if let Some(e) = st.dead {
@@ -370,5 +394,37 @@ impl Handle {
             n += 1;
         }
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::InFlight;
+
+    /// Past `FEW` ids the set moves to its hash set and keeps every id;
+    /// removing them all brings it back to the vector.
+    #[test]
+    fn in_flight_keeps_every_id_across_the_switch() {
+        let mut s = InFlight::default();
+        let ids: Vec<u32> = (1..=200).map(|i| i * 0x0001_0003).collect();
+        for &id in &ids {
+            s.insert(id);
+            s.insert(id);
+        }
+        assert!(ids.iter().all(|&id| s.contains(id)));
+        for &id in ids.iter().step_by(2) {
+            s.remove(id);
+        }
+        for (i, &id) in ids.iter().enumerate() {
+            assert_eq!(s.contains(id), i % 2 == 1, "id {id:#x}");
+        }
+        for &id in ids.iter().skip(1).step_by(2) {
+            s.remove(id);
+        }
+        assert!(s.many.is_empty() && s.few.is_empty());
+        s.insert(7);
+        assert_eq!(s.few, [7]);
+        s.remove(8);
+        assert!(s.contains(7));
     }
 }

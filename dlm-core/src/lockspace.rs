@@ -20,7 +20,7 @@
 //! ```
 
 use crate::codec::{LockParams, LockResult, Lvb, Request};
-use crate::handle::{Deliver, Dispatched, Handle};
+use crate::handle::{Deliver, Dispatched, Handle, InFlight};
 use crate::transport::Control;
 use crate::{Errno, LockFlags, LsFlags, Mode, Name, SbFlags, Status};
 use rustix::fd::{AsFd, BorrowedFd};
@@ -713,7 +713,7 @@ impl Lockspace {
             let threaded = self.threaded.load(Ordering::SeqCst);
             self.handle.wait(
                 &self.shared,
-                &mut |_| done() || self.threaded.load(Ordering::SeqCst) != threaded,
+                |_: &mut InFlight| done() || self.threaded.load(Ordering::SeqCst) != threaded,
                 !threaded,
             )?;
             if done() {

@@ -8,10 +8,11 @@
 //! [`wait_ret`]). Pointer rules: the parent module's `# Safety`.
 
 use super::*;
-use crate::codec::{LVB_LEN, LockParams, Request, Version};
+use crate::codec::{LVB_LEN, LockParams, REQUEST_MAX, Request, Version};
 use crate::handle::InFlight;
 use crate::transport::{Control, Device};
 use crate::{LockFlags, LsFlags, NAME_MAX};
+use dlm_sys::{DLM_USER_LOCK, DLM_USER_UNLOCK};
 use std::ffi::CStr;
 use std::os::fd::AsRawFd;
 use std::sync::OnceLock;
@@ -357,19 +358,44 @@ unsafe fn lvb_of(lksb: *mut Lksb, flags: LockFlags) -> [u8; LVB_LEN] {
     lvb
 }
 
-/// The local checks of `dlm_ls_lock` (B.2, in the C library's order,
-/// then the mode) and the request built from them.
+/// Sets EINPROG in the lksb, then writes a LOCK or UNLOCK request with
+/// `p` and `name`, encoded straight from the caller's arguments (the hot
+/// path of every call: no intermediate [`Request`]).
+///
+/// # Safety
+/// `lksb` is valid.
+unsafe fn write_params(
+    ls: &Ls,
+    p: &LockParams,
+    cmd: u32,
+    name: &[u8],
+    lksb: *mut Lksb,
+) -> Result<u32, Errno> {
+    let device = ls.handle.device();
+    let mut buf = [0; REQUEST_MAX];
+    let len = p.encode_into(cmd as u8, name, device.version(), &mut buf);
+    // SAFETY: caller contract.
+    unsafe { set_status(lksb, EINPROG) };
+    device.write_encoded(&buf[..len])
+}
+
+/// `dlm_ls_lock`'s local checks (B.2, in the C library's order, then the
+/// mode), then the LOCK request: EINPROG into the lksb first, the new
+/// lock id into `sb_lkid` after. Returns the lock id whose completion is
+/// awaited, to be noted in flight ([`note_in_flight`]); `None` for an
+/// orphan adoption, which has no completion.
 ///
 /// # Safety
 /// The pointers of `a` follow the module's rules.
-unsafe fn lock_request(a: &LockArgs, castaddr: u64) -> Result<LockParams, Errno> {
-    if a.lksb.is_null() {
+unsafe fn send_lock(ls: &Ls, a: &LockArgs, castaddr: u64) -> Result<Option<u32>, Errno> {
+    let lksb = a.lksb;
+    if lksb.is_null() {
         return Err(Errno::EINVAL);
     }
     let flags = LockFlags::from_bits_retain(a.flags);
     let convert = flags.contains(LockFlags::CONVERT);
-    // SAFETY: `a.lksb` is valid (checked non-NULL; caller contract).
-    let (lvbptr, lkid) = unsafe { ((*a.lksb).sb_lvbptr, (*a.lksb).sb_lkid) };
+    // SAFETY: `lksb` is valid (checked non-NULL; caller contract).
+    let (lvbptr, lkid) = unsafe { ((*lksb).sb_lvbptr, (*lksb).sb_lkid) };
     if flags.contains(LockFlags::VALBLK) && lvbptr.is_null() {
         return Err(Errno::EINVAL);
     }
@@ -379,15 +405,15 @@ unsafe fn lock_request(a: &LockArgs, castaddr: u64) -> Result<LockParams, Errno>
     if a.mode > 5 {
         return Err(Errno::EINVAL);
     }
-    let name = if convert || a.namelen == 0 {
-        Name::EMPTY
+    let name: &[u8] = if convert || a.namelen == 0 {
+        &[]
     } else if a.name.is_null() {
         return Err(Errno::EINVAL);
     } else {
         // SAFETY: `namelen` (at most 64) readable bytes at `name`.
-        Name::new(unsafe { core::slice::from_raw_parts(a.name.cast::<u8>(), a.namelen as usize) })?
+        unsafe { core::slice::from_raw_parts(a.name.cast::<u8>(), a.namelen as usize) }
     };
-    Ok(LockParams {
+    let p = LockParams {
         mode: a.mode as u8,
         flags: flags - LockFlags::WAIT,
         lkid,
@@ -398,48 +424,53 @@ unsafe fn lock_request(a: &LockArgs, castaddr: u64) -> Result<LockParams, Errno>
         castaddr,
         bastparam: a.astarg as usize as u64,
         bastaddr: fn_addr(a.bastaddr),
-        lksb: a.lksb as usize as u64,
-        // SAFETY: `a.lksb` is valid; VALBLK implies a non-NULL buffer.
-        lvb: unsafe { lvb_of(a.lksb, flags) },
-        name,
-    })
-}
-
-/// Writes a LOCK request: EINPROG first, the new lock id into `sb_lkid`
-/// after, and the lock noted as pending until its completion.
-///
-/// # Safety
-/// `lksb` is the request's valid lksb.
-unsafe fn write_lock(ls: &Ls, p: &LockParams, lksb: *mut Lksb) -> Result<(), Errno> {
+        lksb: lksb as usize as u64,
+        // SAFETY: `lksb` is valid; VALBLK implies a non-NULL buffer.
+        lvb: unsafe { lvb_of(lksb, flags) },
+        name: Name::EMPTY,
+    };
     // SAFETY: caller contract.
-    unsafe { set_status(lksb, EINPROG) };
-    let id = ls.handle.write(&Request::Lock(*p))?;
+    let id = unsafe { write_params(ls, &p, DLM_USER_LOCK, name, lksb) }?;
     if id > 0 {
         // SAFETY: caller contract.
         unsafe { core::ptr::addr_of_mut!((*lksb).sb_lkid).write_volatile(id) };
     }
-    let adoption = p.flags.contains(LockFlags::ORPHAN) && !p.flags.contains(LockFlags::CONVERT);
-    if !adoption {
-        let lkid = if id > 0 { id } else { p.lkid };
-        // Under the state lock, so a completion recorded meanwhile (its
-        // status is no longer EINPROG) is not mistaken for pending.
-        ls.handle.with_state_lock(|in_flight| {
-            // SAFETY: caller contract.
-            if unsafe { status_of(lksb) } == EINPROG {
-                in_flight.insert(lkid);
-            }
-        });
+    let adoption = flags.contains(LockFlags::ORPHAN) && !convert;
+    Ok((!adoption).then_some(if id > 0 { id } else { lkid }))
+}
+
+/// Notes `lkid` in flight unless its completion was already recorded.
+/// Runs under the handle's state lock, so a completion recorded meanwhile
+/// (its status is no longer EINPROG) is not mistaken for pending.
+///
+/// # Safety
+/// `lksb` is the request's valid lksb.
+unsafe fn note_in_flight(in_flight: &mut InFlight, lksb: *mut Lksb, lkid: u32) {
+    // SAFETY: caller contract.
+    if unsafe { status_of(lksb) } == EINPROG {
+        in_flight.insert(lkid);
     }
-    Ok(())
+}
+
+/// What a synchronous call's completion completes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Awaited {
+    /// A request or conversion of this lock: noted in flight by the
+    /// wait's first check (under the state lock it takes anyway).
+    Request(u32),
+    /// An unlock.
+    Unlock,
+    /// A cancel of this lock's request or conversion, which the kernel
+    /// answers with no completion at all when nothing is in flight.
+    Cancel(u32),
 }
 
 /// Waits until the completion addressed to `lksb` was recorded, and
 /// returns its status (spec B.3, the "Rust recommendation").
 ///
-/// With `cancel_of`, the wait also ends when the lock has no request or
-/// conversion of this handle pending: a cancel with nothing to cancel,
-/// which the kernel answers with no completion at all. `sb_status` is
-/// then set to EBUSY.
+/// For a [`Awaited::Cancel`], the wait also ends when the lock has no
+/// request or conversion of this handle in flight: a cancel with nothing
+/// to cancel. `sb_status` is then set to EBUSY.
 ///
 /// # Safety
 /// `lksb` is valid until this returns.
@@ -447,18 +478,25 @@ unsafe fn wait_for(
     ls: &Ls,
     flavour: WaitFlavour,
     lksb: *mut Lksb,
-    cancel_of: Option<u32>,
+    awaited: Awaited,
 ) -> Result<Status, Errno> {
-    let deliver = CDeliver;
+    let mut to_note = match awaited {
+        Awaited::Request(id) => Some(id),
+        _ => None,
+    };
     loop {
         let threaded = flavour == WaitFlavour::Threads && ls.is_threaded();
         let mut nothing_to_cancel = false;
-        let mut done = |in_flight: &InFlight| {
+        let mut done = |in_flight: &mut InFlight| {
+            if let Some(id) = to_note.take() {
+                // SAFETY: caller contract.
+                unsafe { note_in_flight(in_flight, lksb, id) };
+            }
             // SAFETY: caller contract.
             if unsafe { status_of(lksb) } != EINPROG {
                 return true;
             }
-            if let Some(id) = cancel_of {
+            if let Awaited::Cancel(id) = awaited {
                 if !in_flight.contains(id) {
                     nothing_to_cancel = true;
                     return true;
@@ -467,7 +505,7 @@ unsafe fn wait_for(
             // The AST thread stopped: dispatch inline from now on.
             threaded && !ls.is_threaded()
         };
-        ls.handle.wait(&deliver, &mut done, !threaded)?;
+        ls.handle.wait(&CDeliver, &mut done, !threaded)?;
         // SAFETY: caller contract.
         let status = unsafe { status_of(lksb) };
         if status != EINPROG {
@@ -505,9 +543,11 @@ pub unsafe fn ls_lock(
         return unsafe { ls_lock_wait(ls, flavour, a) };
     }
     // SAFETY: forwarded caller contract.
-    let p = unsafe { lock_request(a, fn_addr(a.astaddr)) }?;
-    // SAFETY: `lock_request` checked the lksb.
-    unsafe { write_lock(ls, &p, a.lksb) }?;
+    if let Some(lkid) = unsafe { send_lock(ls, a, fn_addr(a.astaddr)) }? {
+        ls.handle
+            // SAFETY: `send_lock` checked the lksb; caller contract.
+            .with_state_lock(|in_flight| unsafe { note_in_flight(in_flight, a.lksb, lkid) });
+    }
     Ok(Status::GRANTED)
 }
 
@@ -522,15 +562,18 @@ pub unsafe fn ls_lock(
 /// The pointers of `a` follow the module's rules.
 pub unsafe fn ls_lock_wait(ls: &Ls, flavour: WaitFlavour, a: &LockArgs) -> Result<Status, Errno> {
     // SAFETY: forwarded caller contract.
-    let p = unsafe { lock_request(a, sync_ast as extern "C" fn(*mut c_void) as usize as u64) }?;
-    // SAFETY: `lock_request` checked the lksb.
-    unsafe { write_lock(ls, &p, a.lksb) }?;
-    if p.flags.contains(LockFlags::ORPHAN) && !p.flags.contains(LockFlags::CONVERT) {
+    match unsafe {
+        send_lock(
+            ls,
+            a,
+            sync_ast as extern "C" fn(*mut c_void) as usize as u64,
+        )
+    }? {
+        // SAFETY: forwarded caller contract.
+        Some(lkid) => unsafe { wait_for(ls, flavour, a.lksb, Awaited::Request(lkid)) },
         // An adoption has no completion: the write's answer is all.
-        return Ok(Status::GRANTED);
+        None => Ok(Status::GRANTED),
     }
-    // SAFETY: forwarded caller contract.
-    unsafe { wait_for(ls, flavour, a.lksb, None) }
 }
 
 /// Writes an UNLOCK request (zero-filled; VALBLK sends the caller's LVB).
@@ -558,8 +601,7 @@ unsafe fn write_unlock(
         ..LockParams::default()
     };
     // SAFETY: caller contract.
-    unsafe { set_status(lksb, EINPROG) };
-    ls.handle.write(&Request::Unlock(p))?;
+    unsafe { write_params(ls, &p, DLM_USER_UNLOCK, &[], lksb) }?;
     Ok(flags)
 }
 
@@ -605,9 +647,13 @@ pub unsafe fn ls_unlock_wait(
 ) -> Result<Status, Errno> {
     // SAFETY: forwarded caller contract.
     let flags = unsafe { write_unlock(ls, lkid, flags, lksb, core::ptr::null_mut()) }?;
-    let cancel_of = flags.contains(LockFlags::CANCEL).then_some(lkid);
+    let awaited = if flags.contains(LockFlags::CANCEL) {
+        Awaited::Cancel(lkid)
+    } else {
+        Awaited::Unlock
+    };
     // SAFETY: forwarded caller contract.
-    unsafe { wait_for(ls, flavour, lksb, cancel_of) }
+    unsafe { wait_for(ls, flavour, lksb, awaited) }
 }
 
 /// `dlm_ls_deadlock_cancel`: the flags go to the lock manager unfiltered

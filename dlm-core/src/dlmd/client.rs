@@ -346,9 +346,16 @@ impl Device {
     /// # Errors
     /// The lock manager's errno, or ENOTCONN if dlmd went away.
     pub fn write(&self, req: &Request, version: Version) -> Result<u32, Errno> {
-        let bytes = req.encode(version);
-        let ret = self.chan().call(Op::Write, &[&bytes], &mut [])?;
-        ret_u32(ret)
+        self.write_encoded(&req.encode(version))
+    }
+
+    /// Sends one encoded v6 request; returns what the kernel's `write()`
+    /// would.
+    ///
+    /// # Errors
+    /// The lock manager's errno, or ENOTCONN if dlmd went away.
+    pub fn write_encoded(&self, bytes: &[u8]) -> Result<u32, Errno> {
+        ret_u32(self.chan().call(Op::Write, &[bytes], &mut [])?)
     }
 
     fn chan(&self) -> std::sync::MutexGuard<'_, Channel> {

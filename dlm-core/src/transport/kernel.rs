@@ -64,8 +64,12 @@ fn open_rw(path: &PathBuf) -> Result<OwnedFd, Errno> {
 fn write_request(fd: BorrowedFd<'_>, req: &Request, version: Version) -> Result<u32, Errno> {
     let mut buf = [0; crate::codec::REQUEST_MAX];
     let len = req.encode_into(version, &mut buf);
+    write_bytes(fd, &buf[..len])
+}
+
+fn write_bytes(fd: BorrowedFd<'_>, bytes: &[u8]) -> Result<u32, Errno> {
     loop {
-        match rustix::io::write(fd, &buf[..len]) {
+        match rustix::io::write(fd, bytes) {
             Ok(n) => return Ok(n as u32),
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(errno(e)),
@@ -203,6 +207,19 @@ impl Device {
         write_request(self.fd.as_fd(), req, self.version)
     }
 
+    /// Writes one encoded request (stamped with [`Device::version`]).
+    ///
+    /// # Errors
+    /// The kernel's errno.
+    pub fn write_encoded(&self, bytes: &[u8]) -> Result<u32, Errno> {
+        write_bytes(self.fd.as_fd(), bytes)
+    }
+
+    /// The device interface version the kernel reported.
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
     /// Reads one result. With `nonblocking`, `Ok(None)` when none is
     /// queued (checked with poll, so the fd's flags are left alone; the
     /// caller holds the handle's dispatch lock, so nobody else reads).
@@ -224,10 +241,10 @@ impl Device {
                 Err(e) => return Err(errno(e)),
             }
         }
-        let mut buf = [0u8; RESULT_LVB_LEN];
+        let mut buf = [core::mem::MaybeUninit::<u8>::uninit(); RESULT_LVB_LEN];
         loop {
             match rustix::io::read(&self.fd, &mut buf) {
-                Ok(n) => return LockResult::decode(&buf[..n]).map(Some),
+                Ok((bytes, _)) => return LockResult::decode(bytes).map(Some),
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(rustix::io::Errno::AGAIN) if nonblocking => return Ok(None),
                 Err(e) => return Err(errno(e)),

@@ -205,6 +205,28 @@ impl Device {
         }
     }
 
+    /// The version to stamp requests with (what the lock manager
+    /// reported).
+    pub fn version(&self) -> Version {
+        match self {
+            Device::Kernel(d) => d.version(),
+            Device::Dlmd(_, v) => *v,
+        }
+    }
+
+    /// Sends one request encoded with [`Device::version`] (for example
+    /// by [`LockParams::encode_into`](crate::codec::LockParams::encode_into));
+    /// returns what the kernel's `write()` returns.
+    ///
+    /// # Errors
+    /// The lock manager's errno; ENOTCONN when dlmd went away.
+    pub fn write_encoded(&self, bytes: &[u8]) -> Result<u32, Errno> {
+        match self {
+            Device::Kernel(d) => d.write_encoded(bytes),
+            Device::Dlmd(d, _) => d.write_encoded(bytes),
+        }
+    }
+
     /// Sends one request; returns what the kernel's `write()` returns (a
     /// lock id, or 0).
     ///
