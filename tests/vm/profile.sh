@@ -1,0 +1,67 @@
+#!/bin/sh
+# User-space cost of our libdlm_lt against Debian's on the kernel DLM:
+#   tests/vm/profile.sh [6.1|6.12]          (default 6.12)
+# Builds what tests/vm/suite.sh builds (tests/vm/build-kclib.sh), boots
+# one guest with the host's valgrind in it, and counts the user-space
+# instructions (callgrind) of `kclib bench` with 1000 and with 2000 EX
+# lock_wait+unlock_wait pairs, through Debian's libdlm_lt and through
+# ours. The difference of the two counts divided by 1000 is the cost of
+# one pair, start-up excluded; unlike the timings of
+# tests/tests/kernel_speed.rs it does not move with the machine's load.
+# Prints one line per library; the callgrind file of the 2000-pair run
+# goes to $target/kclib/callgrind.<lib> (read it with callgrind_annotate).
+# Honours CARGO_TARGET_DIR and DLM_VMTEST_CACHE.
+set -eu
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+target=${CARGO_TARGET_DIR:-$root/target}
+kernel=${1:-6.12}
+
+for tool in valgrind.bin callgrind_annotate gzip base64; do
+	if ! command -v $tool > /dev/null; then
+		echo "profile.sh: needs valgrind; run: apt-get install -y valgrind" >&2
+		exit 1
+	fi
+done
+
+tests/vm/build-kclib.sh
+
+guest=$(mktemp -d)
+trap 'rm -rf "$guest"' EXIT
+cat > "$guest/profile.sh" << 'EOF'
+#!/bin/sh
+cd /tmp
+for lib in deb-lt ours-lt; do
+	if [ $lib = deb-lt ]; then run="env -u LD_LIBRARY_PATH"; else run=env; fi
+	for n in 1000 2000; do
+		$run valgrind.bin --tool=callgrind --callgrind-out-file=/tmp/cg.$lib.$n \
+			/vmtest/bin/kclib-$lib bench p$n$lib $n 2>&1 |
+			sed -n "s/.*Collected : /@@IR $lib $n /p"
+	done
+	echo "@@CG $lib $(gzip -c /tmp/cg.$lib.2000 | base64 -w0)"
+done
+EOF
+chmod +x "$guest/profile.sh"
+
+vg=/usr/libexec/valgrind
+cargo xtask vmtest --kernel "$kernel" --nodes 1 --mem 2048 \
+	--file "$target/kclib/kclib-deb-lt" --file "$target/kclib/kclib-ours-lt" \
+	--file "$(command -v valgrind.bin)" --file "$(command -v gzip)" --file "$(command -v base64)" \
+	--file "$vg/callgrind-amd64-linux:$vg/callgrind-amd64-linux" \
+	--file "$vg/vgpreload_core-amd64-linux.so:$vg/vgpreload_core-amd64-linux.so" \
+	--file "$vg/default.supp:$vg/default.supp" \
+	--scripts "$guest" > "$target/kclib/profile.log" 2>&1 ||
+	{ tail -20 "$target/kclib/profile.log"; exit 1; }
+
+log=${DLM_VMTEST_CACHE:-$root/.cache/vm}/logs/$kernel-n1-node1.log
+for lib in deb-lt ours-lt; do
+	one=$(sed -n "s/.*@@IR $lib 1000 \([0-9,]*\).*/\1/p" "$log" | tr -d ,)
+	two=$(sed -n "s/.*@@IR $lib 2000 \([0-9,]*\).*/\1/p" "$log" | tr -d ,)
+	sed -n "s/.*@@CG $lib //p" "$log" | tr -d '\r' | base64 -d | gunzip > "$target/kclib/callgrind.$lib"
+	if [ -z "$one" ] || [ -z "$two" ]; then
+		echo "profile.sh: no count for $lib; guest log: $log" >&2
+		exit 1
+	fi
+	echo "kernel $kernel $lib: $(((two - one) / 1000)) user instructions per pair" \
+		"(callgrind file: $target/kclib/callgrind.$lib)"
+done
