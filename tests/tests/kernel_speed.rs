@@ -2,15 +2,17 @@
 //! `dlm_ls_lock_wait` + `dlm_ls_unlock_wait` pairs (1000 per run) through
 //! Debian's libdlm3 and through ours, lt and threads builds, in
 //! interleaved runs; and the same pairs through ours on a dlmd in the same
-//! guest. Prints the medians and the ratios (ours / Debian's, dlmd /
-//! kernel) on a `@@SPEED` line. Uses the programs `tests/vm/suite.sh`
+//! guest. Prints the medians and the ratios of the medians (ours /
+//! Debian's, dlmd / kernel) on a `@@SPEED` line, and, as a check on the
+//! host's noise, the median of the per-run ratios (each run's programs
+//! run back to back, so a slow spell of the host hits both sides). Uses the programs `tests/vm/suite.sh`
 //! builds (`kclib-*`, `tests/vm/kclib.c`); skips without them. A plain
 //! `main`.
 
 use std::path::Path;
 use std::process::{Command, ExitCode};
 
-const RUNS: usize = 11;
+const RUNS: usize = 21;
 const PAIRS: &str = "1000";
 
 fn bench(bin: &str, ours: bool, ls: &str, env: &[(&str, std::ffi::OsString)]) -> Option<f64> {
@@ -61,7 +63,9 @@ fn main() -> ExitCode {
         ("dlmd-lt", "kclib-ours-lt", true, true),
     ];
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); kinds.len()];
+    let mut runs: Vec<Vec<Option<f64>>> = Vec::new();
     for run in 0..RUNS {
+        let mut this = vec![None; kinds.len()];
         for (i, (label, bin, ours, on_dlmd)) in kinds.iter().enumerate() {
             if *on_dlmd && dlmd.is_none() {
                 continue;
@@ -69,8 +73,10 @@ fn main() -> ExitCode {
             let env: &[(&str, std::ffi::OsString)] = if *on_dlmd { &dlmd_env } else { &[] };
             if let Some(t) = bench(bin, *ours, &format!("kb{run}{label}"), env) {
                 times[i].push(t);
+                this[i] = Some(t);
             }
         }
+        runs.push(this);
     }
     let med: Vec<Option<f64>> = times
         .iter_mut()
@@ -90,6 +96,22 @@ fn main() -> ExitCode {
         _ => "n/a".into(),
     };
     let us = |i: usize| med[i].map_or("n/a".into(), |m| format!("{:.1}", m / 1000.0));
+    let paired = |a: usize, b: usize| {
+        let mut r: Vec<f64> = runs
+            .iter()
+            .filter_map(|run| Some(run[a]? / run[b]?))
+            .collect();
+        if r.is_empty() {
+            "n/a".into()
+        } else {
+            format!("{:.3}", median(&mut r))
+        }
+    };
+    println!(
+        "per-run ratios, median: lt ours/deb {} threads ours/deb {}",
+        paired(1, 0),
+        paired(3, 2)
+    );
     println!(
         "@@SPEED kernel {} lt ours/deb {} ({} / {} us) threads ours/deb {} ({} / {} us) dlmd/kernel {} ({} / {} us)",
         release.trim(),
