@@ -46,7 +46,7 @@ pub trait Deliver {
 ///
 /// Most programs have a handful in flight, so they live in a short
 /// vector (a push and a scan of a few words per operation); past
-/// [`InFlight::FEW`] they move to a hash set. Lock ids are small
+/// 32 they move to a hash set. Lock ids are small
 /// integers the lock manager chose, not attacker-controlled keys, so a
 /// multiplicative hash serves there.
 #[derive(Debug, Default)]
