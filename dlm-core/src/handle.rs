@@ -45,10 +45,10 @@ pub trait Deliver {
 /// (noted by whoever sent it, dropped when its completion is read).
 ///
 /// Most programs have a handful in flight, so they live in a short
-/// vector (a push and a scan of a few words per operation); past
-/// 32 they move to a hash set. Lock ids are small
-/// integers the lock manager chose, not attacker-controlled keys, so a
-/// multiplicative hash serves there.
+/// vector (a push and a scan of a few words per operation); past 32 they
+/// move to a hash set. Lock ids are small integers the lock manager
+/// chose, not attacker-controlled keys, so a multiplicative hash serves
+/// there.
 #[derive(Debug, Default)]
 pub struct InFlight {
     few: Vec<u32>,
