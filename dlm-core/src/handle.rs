@@ -60,6 +60,7 @@ impl InFlight {
     const FEW: usize = 32;
 
     /// Notes that `lkid` has a request in flight.
+    #[inline(always)]
     pub fn insert(&mut self, lkid: u32) {
         if self.many.is_empty() && self.few.len() < Self::FEW {
             if !self.few.contains(&lkid) {
@@ -72,6 +73,7 @@ impl InFlight {
     }
 
     /// Drops `lkid` (its completion was read).
+    #[inline(always)]
     pub fn remove(&mut self, lkid: u32) {
         if let Some(i) = self.few.iter().rposition(|&id| id == lkid) {
             self.few.swap_remove(i);
@@ -106,10 +108,25 @@ impl Hasher for IdHasher {
     }
 }
 
-/// The calling thread, as the holder of the dispatch role. `pthread_self`
-/// is unique among live threads and costs two instructions (a `ThreadId`
-/// costs a TLS lookup and a reference count); a thread never exits while
-/// it holds the role, which every path gives back before returning.
+/// The calling thread, as the holder of the dispatch role: its thread
+/// pointer, unique among live threads (a `ThreadId` costs a TLS lookup
+/// and a reference count, `pthread_self` a call); a thread never exits
+/// while it holds the role, which every path gives back before returning.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+#[inline(always)]
+fn this_thread() -> usize {
+    let tp: usize;
+    // SAFETY: the x86-64 TLS ABI keeps the thread pointer itself at
+    // %fs:0 (what `pthread_self` returns); reading it has no side effect.
+    unsafe {
+        core::arch::asm!("mov {}, fs:0", out(reg) tp, options(nostack, readonly, preserves_flags));
+    }
+    tp
+}
+
+/// The calling thread, as the holder of the dispatch role.
+#[cfg(not(target_arch = "x86_64"))]
 #[allow(unsafe_code)]
 fn this_thread() -> usize {
     // SAFETY: pthread_self has no preconditions.
@@ -133,6 +150,7 @@ struct State {
 impl State {
     /// Takes the role for `me` if it is free, or deepens it if `me` holds
     /// it; false when another thread holds it.
+    #[inline(always)]
     fn enter(&mut self, me: usize, may_take: bool) -> bool {
         match self.dispatcher {
             Some((t, depth)) if t == me => {
@@ -148,6 +166,7 @@ impl State {
     }
 
     /// Gives one level of the role back.
+    #[inline(always)]
     fn leave(&mut self) {
         self.dispatcher = match self.dispatcher {
             Some((t, depth)) if depth > 1 => Some((t, depth - 1)),
@@ -203,6 +222,7 @@ impl Handle {
         self.device.write(req)
     }
 
+    #[inline(always)]
     fn lock_state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -310,9 +330,10 @@ impl Handle {
     /// a result was delivered. A result is recorded under the state lock;
     /// its callback, if any, runs with the role but without the lock. A
     /// lost lock manager ends every wait.
-    fn deliver(
+    #[inline(always)]
+    fn deliver<D: Deliver + ?Sized>(
         &self,
-        deliver: &dyn Deliver,
+        deliver: &D,
         outcome: Result<Option<LockResult>, Errno>,
     ) -> (MutexGuard<'_, State>, Result<bool, Errno>) {
         let mut st = self.lock_state();
@@ -353,9 +374,10 @@ impl Handle {
     ///
     /// # Errors
     /// ENOTCONN when the lock manager went away.
-    pub fn wait(
+    #[inline(always)]
+    pub fn wait<D: Deliver + ?Sized>(
         &self,
-        deliver: &dyn Deliver,
+        deliver: &D,
         mut done: impl FnMut(&mut InFlight) -> bool,
         may_dispatch: bool,
     ) -> Result<(), Errno> {

@@ -364,6 +364,7 @@ unsafe fn lvb_of(lksb: *mut Lksb, flags: LockFlags) -> [u8; LVB_LEN] {
 ///
 /// # Safety
 /// `lksb` is valid.
+#[inline(always)]
 unsafe fn write_params(
     ls: &Ls,
     p: &LockParams,
@@ -387,6 +388,7 @@ unsafe fn write_params(
 ///
 /// # Safety
 /// The pointers of `a` follow the module's rules.
+#[inline(always)]
 unsafe fn send_lock(ls: &Ls, a: &LockArgs, castaddr: u64) -> Result<Option<u32>, Errno> {
     let lksb = a.lksb;
     if lksb.is_null() {
@@ -474,6 +476,7 @@ enum Awaited {
 ///
 /// # Safety
 /// `lksb` is valid until this returns.
+#[inline(always)]
 unsafe fn wait_for(
     ls: &Ls,
     flavour: WaitFlavour,
@@ -560,6 +563,7 @@ pub unsafe fn ls_lock(
 ///
 /// # Safety
 /// The pointers of `a` follow the module's rules.
+#[inline(always)]
 pub unsafe fn ls_lock_wait(ls: &Ls, flavour: WaitFlavour, a: &LockArgs) -> Result<Status, Errno> {
     // SAFETY: forwarded caller contract.
     match unsafe {
@@ -580,6 +584,7 @@ pub unsafe fn ls_lock_wait(ls: &Ls, flavour: WaitFlavour, a: &LockArgs) -> Resul
 ///
 /// # Safety
 /// `lksb` is NULL or valid.
+#[inline(always)]
 unsafe fn write_unlock(
     ls: &Ls,
     lkid: u32,
@@ -638,6 +643,7 @@ pub unsafe fn ls_unlock(
 ///
 /// # Safety
 /// `lksb` is NULL or valid.
+#[inline(always)]
 pub unsafe fn ls_unlock_wait(
     ls: &Ls,
     flavour: WaitFlavour,
@@ -687,6 +693,7 @@ pub fn purge(ls: &Ls, nodeid: c_int, pid: c_int) -> Result<(), Errno> {
 /// reports a synchronous outcome other than 0 or EUNLOCK as -1 with
 /// errno = the status; libdlm returns 0 and leaves it in the lksb.
 /// Failures are -1 with errno in both.
+#[inline(always)]
 pub fn wait_ret(flavour: WaitFlavour, r: Result<Status, Errno>) -> c_int {
     match r {
         Ok(s) if flavour == WaitFlavour::Threads || s.is_granted() || s == Status::UNLOCKED => 0,

@@ -170,6 +170,7 @@ fn callable(addr: u64) -> bool {
 }
 
 impl Deliver for CDeliver {
+    #[inline(always)]
     fn record(&self, r: &LockResult) -> bool {
         // The synchronous calls' completion routine does nothing: skipping
         // it lets the dispatcher give the role back at once.

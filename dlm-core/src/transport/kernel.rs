@@ -67,6 +67,7 @@ fn write_request(fd: BorrowedFd<'_>, req: &Request, version: Version) -> Result<
     write_bytes(fd, &buf[..len])
 }
 
+#[inline(always)]
 fn write_bytes(fd: BorrowedFd<'_>, bytes: &[u8]) -> Result<u32, Errno> {
     loop {
         match rustix::io::write(fd, bytes) {
@@ -211,6 +212,7 @@ impl Device {
     ///
     /// # Errors
     /// The kernel's errno.
+    #[inline(always)]
     pub fn write_encoded(&self, bytes: &[u8]) -> Result<u32, Errno> {
         write_bytes(self.fd.as_fd(), bytes)
     }
@@ -226,6 +228,7 @@ impl Device {
     ///
     /// # Errors
     /// read()'s errno; EPROTO for a malformed result.
+    #[inline(always)]
     pub fn read(&self, nonblocking: bool) -> Result<Option<LockResult>, Errno> {
         use rustix::event::{PollFd, PollFlags, poll};
         if nonblocking {

@@ -207,6 +207,7 @@ impl Device {
 
     /// The version to stamp requests with (what the lock manager
     /// reported).
+    #[inline(always)]
     pub fn version(&self) -> Version {
         match self {
             Device::Kernel(d) => d.version(),
@@ -220,6 +221,7 @@ impl Device {
     ///
     /// # Errors
     /// The lock manager's errno; ENOTCONN when dlmd went away.
+    #[inline(always)]
     pub fn write_encoded(&self, bytes: &[u8]) -> Result<u32, Errno> {
         match self {
             Device::Kernel(d) => d.write_encoded(bytes),
@@ -299,6 +301,7 @@ impl Device {
     ///
     /// # Errors
     /// ENOTCONN when dlmd went away; EPROTO for a malformed result.
+    #[inline(always)]
     pub fn read(&self, nonblocking: bool) -> Result<Option<LockResult>, Errno> {
         match self {
             Device::Kernel(d) => d.read(nonblocking),
