@@ -3,10 +3,10 @@
 #   tests/vm/profile.sh [6.1|6.12]          (default 6.12)
 # Builds what tests/vm/suite.sh builds (tests/vm/build-kclib.sh), boots
 # one guest with the host's valgrind in it, and counts the user-space
-# instructions (callgrind) of `kclib bench` with 1000 and with 2000 EX
-# lock_wait+unlock_wait pairs, through Debian's libdlm_lt and through
-# ours. The difference of the two counts divided by 1000 is the cost of
-# one pair, start-up excluded; unlike the timings of
+# instructions and memory accesses (callgrind) of `kclib bench` with 1000
+# and with 2000 EX lock_wait+unlock_wait pairs, through Debian's libdlm_lt
+# and through ours. The difference of the two counts divided by 1000 is
+# the cost of one pair, start-up excluded; unlike the timings of
 # tests/tests/kernel_speed.rs it does not move with the machine's load.
 # Prints one line per library; the callgrind file of the 2000-pair run
 # goes to $target/kclib/callgrind.<lib> (read it with callgrind_annotate).
@@ -34,9 +34,10 @@ cd /tmp
 for lib in deb-lt ours-lt; do
 	if [ $lib = deb-lt ]; then run="env -u LD_LIBRARY_PATH"; else run=env; fi
 	for n in 1000 2000; do
-		$run valgrind.bin --tool=callgrind --callgrind-out-file=/tmp/cg.$lib.$n \
-			/vmtest/bin/kclib-$lib bench p$n$lib $n 2>&1 |
-			sed -n "s/.*Collected : /@@IR $lib $n /p"
+		$run valgrind.bin --tool=callgrind --cache-sim=yes \
+			--callgrind-out-file=/tmp/cg.$lib.$n \
+			/vmtest/bin/kclib-$lib bench p$n$lib $n > /dev/null 2>&1
+		echo "@@IR $lib $n $(sed -n 's/^summary: //p' /tmp/cg.$lib.$n)"
 	done
 	echo "@@CG $lib $(gzip -c /tmp/cg.$lib.2000 | base64 -w0)"
 done
@@ -55,13 +56,16 @@ cargo xtask vmtest --kernel "$kernel" --nodes 1 --mem 2048 \
 
 log=${DLM_VMTEST_CACHE:-$root/.cache/vm}/logs/$kernel-n1-node1.log
 for lib in deb-lt ours-lt; do
-	one=$(sed -n "s/.*@@IR $lib 1000 \([0-9,]*\).*/\1/p" "$log" | tr -d ,)
-	two=$(sed -n "s/.*@@IR $lib 2000 \([0-9,]*\).*/\1/p" "$log" | tr -d ,)
 	sed -n "s/.*@@CG $lib //p" "$log" | tr -d '\r' | base64 -d | gunzip > "$target/kclib/callgrind.$lib"
+	# summary: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw
+	one=$(sed -n "s/.*@@IR $lib 1000 //p" "$log" | tr -d '\r')
+	two=$(sed -n "s/.*@@IR $lib 2000 //p" "$log" | tr -d '\r')
 	if [ -z "$one" ] || [ -z "$two" ]; then
 		echo "profile.sh: no count for $lib; guest log: $log" >&2
 		exit 1
 	fi
-	echo "kernel $kernel $lib: $(((two - one) / 1000)) user instructions per pair" \
+	set -- $one $two
+	echo "kernel $kernel $lib per pair: $(((${10} - $1) / 1000)) instructions," \
+		"$(((${11} - $2) / 1000)) reads, $(((${12} - $3) / 1000)) writes" \
 		"(callgrind file: $target/kclib/callgrind.$lib)"
 done
