@@ -38,6 +38,8 @@ mod off {
     pub const VERSION: usize = offset_of!(sys::dlm_write_request, version);
     pub const CMD: usize = offset_of!(sys::dlm_write_request, cmd);
     pub const IS64BIT: usize = offset_of!(sys::dlm_write_request, is64bit);
+    pub const UNUSED: usize = offset_of!(sys::dlm_write_request, unused);
+    pub const LOCK_UNUSED: usize = I + offset_of!(sys::dlm_lock_params, unused);
 
     pub const MODE: usize = I + offset_of!(sys::dlm_lock_params, mode);
     pub const NAMELEN: usize = I + offset_of!(sys::dlm_lock_params, namelen);
@@ -77,27 +79,32 @@ mod off {
 // The name of a lock request follows the fixed part directly (x86_64).
 const _: () = assert!(off::NAME == REQUEST_LEN);
 
+#[inline(always)]
 fn put_u32(buf: &mut [u8], at: usize, v: u32) {
     buf[at..at + 4].copy_from_slice(&v.to_ne_bytes());
 }
 
+#[inline(always)]
 fn put_u64(buf: &mut [u8], at: usize, v: u64) {
     buf[at..at + 8].copy_from_slice(&v.to_ne_bytes());
 }
 
 // The getters are only called on buffers whose length was checked first.
+#[inline(always)]
 fn get_u32(buf: &[u8], at: usize) -> u32 {
     let mut b = [0; 4];
     b.copy_from_slice(&buf[at..at + 4]);
     u32::from_ne_bytes(b)
 }
 
+#[inline(always)]
 fn get_u64(buf: &[u8], at: usize) -> u64 {
     let mut b = [0; 8];
     b.copy_from_slice(&buf[at..at + 8]);
     u64::from_ne_bytes(b)
 }
 
+#[inline(always)]
 fn get_lvb(buf: &[u8], at: usize) -> Lvb {
     let mut lvb = [0; LVB_LEN];
     lvb.copy_from_slice(&buf[at..at + LVB_LEN]);
@@ -260,6 +267,7 @@ impl core::fmt::Debug for RequestBuf {
 
 /// Zero-fills `b` and writes a request's header (version, command,
 /// 64-bit marker).
+#[inline(always)]
 fn put_header(b: &mut [u8; REQUEST_MAX], version: Version, cmd: u8) {
     *b = [0; REQUEST_MAX];
     put_u32(b, off::VERSION, version.major);
@@ -274,10 +282,12 @@ impl LockParams {
     /// with these parameters and the resource name `name` (which stands
     /// in for `self.name`, so a caller holding the name elsewhere need
     /// not copy it into a [`Name`] first); returns how many bytes of `b`
-    /// to write. [`Request::encode`] uses this for LOCK and UNLOCK.
+    /// to write (the bytes after them are left as they were).
+    /// [`Request::encode`] uses this for LOCK and UNLOCK.
     ///
     /// # Panics
     /// If `name` is longer than 64 bytes.
+    #[inline(always)]
     pub fn encode_into(
         &self,
         cmd: u8,
@@ -285,7 +295,15 @@ impl LockParams {
         version: Version,
         b: &mut [u8; REQUEST_MAX],
     ) -> usize {
-        put_header(b, version, cmd);
+        // Every byte of the fixed part is written here (the reserved ones
+        // as zeros) and the name follows it: no need to zero-fill `b`.
+        put_u32(b, off::VERSION, version.major);
+        put_u32(b, off::VERSION + 4, version.minor);
+        put_u32(b, off::VERSION + 8, version.patch);
+        b[off::CMD] = cmd;
+        b[off::IS64BIT] = 1;
+        b[off::UNUSED..off::UNUSED + 2].fill(0);
+        b[off::LOCK_UNUSED..off::LOCK_UNUSED + 2].fill(0);
         b[off::MODE] = self.mode;
         b[off::NAMELEN] = name.len() as u8;
         put_u32(b, off::FLAGS, self.flags.bits());
@@ -530,6 +548,7 @@ impl LockResult {
     /// differs from the bytes read, its major version is not 6, its LVB
     /// offset is neither 0 (72 bytes) nor 72 (104 bytes), its
     /// `bast_mode` is above EX, or a blocking callback carries an LVB.
+    #[inline(always)]
     pub fn decode(bytes: &[u8]) -> Result<LockResult, Errno> {
         if bytes.len() < RESULT_LEN
             || get_u32(bytes, off::R_LENGTH) as usize != bytes.len()
