@@ -243,6 +243,7 @@ impl Handle {
     }
 
     /// Wakes the waiters, if any.
+    #[inline(always)]
     fn notify(&self, st: &State) {
         if st.waiters > 0 {
             self.cond.notify_all();
