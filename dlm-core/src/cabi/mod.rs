@@ -10,6 +10,19 @@
 //! `#[no_mangle]` shims with [`c_exports!`](crate::c_exports), each
 //! applying its flavour's conventions ([`WaitFlavour`]).
 //!
+//! Speed: a synchronous call (`dlm_ls_lock_wait`, `dlm_ls_unlock_wait`)
+//! is as cheap as the C library's only if it stays one function. The
+//! functions on its path (here, in [`crate::handle`], the kernel device
+//! and the codec) are `#[inline(always)]`, so each export compiles to a
+//! single body that encodes the request in place and takes the handle's
+//! state lock twice; a call between them would be an indirect branch
+//! through the GOT (rustc emits no direct calls to them in a cdylib),
+//! which qemu's TCG, where the kernel tests run, resolves by a lookup
+//! each time. `tests/vm/profile.sh` counts the instructions per
+//! operation against Debian's library; check it after touching the path,
+//! as LLVM may stop inlining something else when one more function is
+//! forced in.
+//!
 //! Deliberate differences from the C library (DESIGN.md's table): a
 //! blocking callback leaves the lksb alone; an LVB is copied only into a
 //! non-NULL `sb_lvbptr`; synchronous calls watch for the completion
