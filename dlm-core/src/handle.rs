@@ -286,7 +286,7 @@ impl Handle {
             }
             Err(e) => Err(e),
         };
-        let (st, got) = self.deliver(deliver, outcome);
+        let (st, got) = self.deliver(deliver, &outcome);
         drop(st);
         got.map(|one| {
             if one {
@@ -335,18 +335,18 @@ impl Handle {
     fn deliver<D: Deliver + ?Sized>(
         &self,
         deliver: &D,
-        outcome: Result<Option<LockResult>, Errno>,
+        outcome: &Result<Option<LockResult>, Errno>,
     ) -> (MutexGuard<'_, State>, Result<bool, Errno>) {
         let mut st = self.lock_state();
-        let got = match outcome {
-            Ok(Some(result)) => {
+        let got = match *outcome {
+            Ok(Some(ref result)) => {
                 if !result.is_bast() {
                     st.in_flight.remove(result.lkid);
                 }
-                if deliver.record(&result) {
+                if deliver.record(result) {
                     self.notify(&st);
                     drop(st);
-                    deliver.call(&result);
+                    deliver.call(result);
                     st = self.lock_state();
                 }
                 Ok(true)
@@ -398,7 +398,7 @@ impl Handle {
                 continue;
             }
             drop(st);
-            let (next, got) = self.deliver(deliver, self.device.read(false));
+            let (next, got) = self.deliver(deliver, &self.device.read(false));
             st = next;
             match got {
                 Ok(_) | Err(Errno::EINTR) => {}
