@@ -8,7 +8,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 target=${CARGO_TARGET_DIR:-$root/target}
 
-cargo build --release -p dlm-pthread -p dlm-lt -p dlmd
+cargo build --release -p dlm-pthread -p dlm-lt -p dlmd -p dlm-cli
 
 # Debian's header and libraries for the comparison builds
 if [ ! -e /usr/include/libdlm.h ] || [ ! -e /usr/lib/x86_64-linux-gnu/libdlm_lt.so ]; then
