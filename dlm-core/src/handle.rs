@@ -26,6 +26,7 @@ use rustix::fd::BorrowedFd;
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Instant;
 
 /// How dispatched results reach the application.
 pub trait Deliver {
@@ -404,6 +405,40 @@ impl Handle {
                 Ok(_) | Err(Errno::EINTR) => {}
                 Err(e) => return Err(e),
             }
+        }
+    }
+
+    /// Waits, without dispatching, until `done` (checked under the state
+    /// lock) returns true or `deadline` passes; returns whether `done`
+    /// came true. For a thread that leaves dispatching to another (an AST
+    /// thread), which wakes it each time it records a result.
+    ///
+    /// # Errors
+    /// ENOTCONN when the lock manager went away.
+    pub fn wait_recorded_until(
+        &self,
+        mut done: impl FnMut(&mut InFlight) -> bool,
+        deadline: Instant,
+    ) -> Result<bool, Errno> {
+        let mut st = self.lock_state();
+        loop {
+            if done(&mut st.in_flight) {
+                return Ok(true);
+            }
+            if let Some(e) = st.dead {
+                return Err(e);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(false);
+            }
+            st.waiters += 1;
+            let (mut next, _) = self
+                .cond
+                .wait_timeout(st, left)
+                .unwrap_or_else(|e| e.into_inner());
+            next.waiters -= 1;
+            st = next;
         }
     }
 

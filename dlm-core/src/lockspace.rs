@@ -692,9 +692,14 @@ impl Lockspace {
                 }
                 if !cancelled {
                     if self.threaded.load(Ordering::SeqCst) {
-                        // The dispatcher thread records it: look again soon
-                        // (if the thread stops, the next round dispatches).
-                        std::thread::sleep(left.min(Duration::from_millis(5)));
+                        // The dispatcher thread records it and wakes us (if
+                        // the thread stops, the next round dispatches).
+                        self.handle.wait_recorded_until(
+                            |_: &mut InFlight| {
+                                done_status().is_some() || !self.threaded.load(Ordering::SeqCst)
+                            },
+                            deadline,
+                        )?;
                     } else {
                         wait_readable(self.handle.fd(), Some(left))?;
                         self.handle.drain(&self.shared)?;

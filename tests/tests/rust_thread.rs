@@ -196,3 +196,39 @@ fn a_dead_dlmd_ends_waits_with_enotconn_and_the_thread() {
     drop(b);
     expect_ast_threads(before);
 }
+
+#[test]
+fn lock_timeout_waits_for_the_thread_to_record_the_grant_or_cancels() {
+    let _dlmd = fresh("timeout");
+    let a = ThreadedLockspace::create("timeout", 0o600).unwrap();
+    let b = Lockspace::open("timeout").unwrap();
+    let held = b.lock(b"r", Mode::Ex, LockOptions::new()).unwrap();
+    // Not released in time: the request is cancelled.
+    let t = std::time::Instant::now();
+    assert_eq!(
+        a.lock_timeout(
+            b"r",
+            Mode::Ex,
+            LockOptions::new(),
+            Duration::from_millis(200)
+        )
+        .unwrap_err(),
+        Error::TimedOut
+    );
+    assert!(t.elapsed() >= Duration::from_millis(200));
+    // Released while a waits: the grant, recorded by a's thread, ends the
+    // wait.
+    std::thread::scope(|s| {
+        let waiter = s.spawn(|| {
+            a.lock_timeout(b"r", Mode::Ex, LockOptions::new(), HANG)
+                .expect("granted after the unlock")
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        held.unlock().unwrap();
+        let l = waiter.join().unwrap();
+        assert_eq!(l.mode(), Mode::Ex);
+    });
+    // Nothing of the cancelled request is left behind to take the lock
+    // after the waiter's unlock.
+    drop(b.try_lock(b"r", Mode::Ex, LockOptions::new()).unwrap());
+}
