@@ -280,6 +280,23 @@ impl Engine {
         ls.pop_cb(slot)
     }
 
+    /// Appends to `out` the owners that queued a callback since the last
+    /// call, each once (an owner may be listed whose callbacks were popped
+    /// meanwhile). A server delivering callbacks looks only at these
+    /// instead of at every owner after each operation.
+    pub fn take_notified(&mut self, out: &mut Vec<OwnerId>) {
+        for ls in self.spaces.iter_mut().flatten() {
+            let ls = &mut **ls;
+            for slot in ls.notified.drain(..) {
+                let o = &mut ls.owners[slot as usize];
+                o.notified = false;
+                if o.open {
+                    out.push(o.id);
+                }
+            }
+        }
+    }
+
     /// The number of queued callbacks of `owner` (poll readiness); 0 for
     /// an unknown owner.
     pub fn pending_callbacks(&self, owner: OwnerId) -> usize {

@@ -462,6 +462,9 @@ pub(crate) struct OwnerSlot {
     pub locks: List,
     /// Its callback FIFO.
     pub cbs: VecDeque<LockResult>,
+    /// Listed in [`Lockspace::notified`] since the last
+    /// [`Engine::take_notified`](crate::Engine::take_notified).
+    pub notified: bool,
 }
 
 /// One lockspace.
@@ -480,6 +483,9 @@ pub(crate) struct Lockspace {
     pub orphans: List,
     pub owners: Vec<OwnerSlot>,
     pub free_owners: Vec<u32>,
+    /// Owner slots that queued a callback since the last
+    /// [`Engine::take_notified`](crate::Engine::take_notified), each once.
+    pub notified: Vec<u32>,
     pub openers: usize,
     /// Resources get aggregates once they hold more lock objects than this.
     pub agg_threshold: u32,
@@ -499,6 +505,7 @@ impl Lockspace {
             orphans: List::EMPTY,
             owners: Vec::new(),
             free_owners: Vec::new(),
+            notified: Vec::new(),
             openers: 0,
             agg_threshold,
         }
@@ -784,6 +791,7 @@ impl Lockspace {
             open: true,
             locks: List::EMPTY,
             cbs: VecDeque::new(),
+            notified: false,
         };
         self.openers += 1;
         match self.free_owners.pop() {
@@ -799,7 +807,12 @@ impl Lockspace {
     }
 
     pub fn push_cb(&mut self, owner: u32, cb: LockResult) {
-        self.owners[owner as usize].cbs.push_back(cb);
+        let o = &mut self.owners[owner as usize];
+        o.cbs.push_back(cb);
+        if !o.notified {
+            o.notified = true;
+            self.notified.push(owner);
+        }
     }
 
     pub fn pop_cb(&mut self, owner: u32) -> Option<LockResult> {

@@ -127,8 +127,6 @@ struct CbState {
     /// Results taken from the engine that the socket did not accept yet
     /// (at most [`CHUNK`]), in order.
     stash: VecDeque<ResultBuf>,
-    /// Position in `Server::attached`.
-    index: usize,
 }
 
 enum Role {
@@ -177,8 +175,10 @@ pub struct Server {
     engine: Engine,
     slots: Vec<Slot>,
     free: Vec<u32>,
-    /// Attached callback sockets, to deliver results to.
-    attached: Vec<Tok>,
+    /// Engine owner → its attached callback socket, to deliver results to.
+    callbacks: HashMap<OwnerId, Tok>,
+    /// Owners with new results (`Engine::take_notified`), reused.
+    notified: Vec<OwnerId>,
     /// Owner id → request socket, until ATTACH.
     pending_attach: HashMap<u64, Tok>,
     /// Engine owner → (owner id, pid), for the dump.
@@ -282,7 +282,8 @@ impl Server {
             engine: Engine::new(),
             slots: Vec::new(),
             free: Vec::new(),
-            attached: Vec::new(),
+            callbacks: HashMap::new(),
+            notified: Vec::new(),
             pending_attach: HashMap::new(),
             owners: HashMap::new(),
             lockspaces: HashMap::new(),
@@ -785,11 +786,18 @@ impl Server {
         }
     }
 
-    /// Delivers queued results to every attached callback socket that can
-    /// take them (after any operation that may queue results for others).
+    /// Delivers queued results to the callback sockets of the owners that
+    /// got new ones (after any operation that may queue results for
+    /// others): the engine lists them, so a round costs nothing per idle
+    /// handle. A socket with a stash waits for its writable event.
     fn flush_all(&mut self) {
-        for i in 0..self.attached.len() {
-            let tok = self.attached[i];
+        let mut owners = std::mem::take(&mut self.notified);
+        self.engine.take_notified(&mut owners);
+        for owner in owners.drain(..) {
+            let Some(&tok) = self.callbacks.get(&owner) else {
+                // Not attached yet: the ATTACH reply's batch flushes it.
+                continue;
+            };
             let ready = match self.conn(tok) {
                 Some(Conn {
                     role: Role::Callback(cb),
@@ -802,6 +810,7 @@ impl Server {
                 self.flush_cb(tok);
             }
         }
+        self.notified = owners;
     }
 
     fn write(&mut self, tok: Tok, hdr: Header, payload: &[u8]) {
@@ -914,10 +923,9 @@ impl Server {
                 req: req_tok,
                 owner,
                 stash: VecDeque::new(),
-                index: self.attached.len(),
             }),
         );
-        self.attached.push(tok);
+        self.callbacks.insert(owner, tok);
         debug!("handle {id}: callback socket attached");
         // The results queued so far follow this reply (end of batch).
         self.reply(tok, hdr.seq, 0, &[]);
@@ -1110,17 +1118,8 @@ impl Server {
                 self.flush_all();
             }
             Role::Callback(c) => {
-                if self.attached.get(c.index) == Some(&tok) {
-                    self.attached.swap_remove(c.index);
-                    if let Some(&moved) = self.attached.get(c.index) {
-                        if let Some(Conn {
-                            role: Role::Callback(m),
-                            ..
-                        }) = self.conn_mut(moved)
-                        {
-                            m.index = c.index;
-                        }
-                    }
+                if self.callbacks.get(&c.owner) == Some(&tok) {
+                    self.callbacks.remove(&c.owner);
                 }
                 self.close(c.req);
             }
