@@ -8,7 +8,10 @@
 //! (b) 4 client processes keeping 64 requests each in flight against the
 //!     single synchronous client's pairs/s (goal: at least 5x);
 //! (c) dlmd's resident memory per lock at 1,000,000 held locks, callbacks
-//!     drained (goal: at most 400 bytes).
+//!     drained (goal: at most 400 bytes);
+//! (d) the synchronous pair of (a) with [`IDLE`] other handles open on
+//!     the lockspace, doing nothing, against the pair of (a) (reported:
+//!     what idle handles cost the busy one).
 //!
 //! `DLMD_BENCH_QUICK=1` runs smaller counts. `DLMD_BENCH_CPUS=same` pins
 //! every process to CPU 0 (wake-ups are cheap, system calls dominate);
@@ -34,6 +37,8 @@ use std::time::{Duration, Instant};
 
 const WORKERS: usize = 4;
 const IN_FLIGHT: usize = 64;
+/// Idle handles for (d): two sockets each, under the usual 1024-fd limit.
+const IDLE: usize = 400;
 
 fn main() {
     if let Ok(role) = std::env::var("DLMD_BENCH_ROLE") {
@@ -91,6 +96,15 @@ fn main() {
     println!(
         "(a) pair / echo round trip = {:.2}x (goal <= 2.50x)",
         pair / rtt
+    );
+
+    let idle: Vec<Handle> = (0..IDLE).map(|_| Handle::open(&d.path, "bench")).collect();
+    let busy = sync_pairs(&d.path, 100_000 / scale);
+    drop(idle);
+    println!(
+        "(d) pair with {IDLE} idle handles open / pair = {:.2}x ({:.2} us)",
+        busy / pair,
+        busy * 1e6
     );
 
     let secs = if quick { 1.0 } else { 3.0 };
