@@ -234,3 +234,31 @@ pub fn single_node_kernel_skip(
     }
     (std::env::var("DLM_VMTEST_NODES").as_deref() == Ok("2")).then_some(skip)
 }
+
+/// A boxed future of a test's own, for driving several by hand.
+pub type BoxFut<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>>;
+
+/// Polls every future once, in order (an async lock request is sent on
+/// its future's first poll, so this sends them in that order).
+pub async fn poll_each_once(futs: &mut [BoxFut<'_>]) {
+    std::future::poll_fn(|cx| {
+        for f in futs.iter_mut() {
+            let _ = f.as_mut().poll(cx);
+        }
+        std::task::Poll::Ready(())
+    })
+    .await
+}
+
+/// Runs the futures to completion.
+pub async fn join_all(mut futs: Vec<BoxFut<'_>>) {
+    std::future::poll_fn(|cx| {
+        futs.retain_mut(|f| f.as_mut().poll(cx).is_pending());
+        if futs.is_empty() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}

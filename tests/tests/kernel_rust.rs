@@ -9,11 +9,9 @@
 
 use dlm::ThreadedLockspace;
 use dlm_core::{AsyncLockspace, Error, LockFlags, LockOptions, Lockspace, Mode, Status};
-use std::future::{Future, poll_fn};
-use std::pin::Pin;
+use dlm_tests::{BoxFut, join_all, poll_each_once};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, mpsc};
-use std::task::Poll;
 use std::time::Duration;
 
 /// A guard against a hang, not a timing assertion.
@@ -57,8 +55,6 @@ fn blocking_api() {
     println!("kernel_rust: blocking API ok");
 }
 
-type BoxFut<'a> = Pin<Box<dyn Future<Output = ()> + 'a>>;
-
 fn async_api() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_io()
@@ -86,24 +82,10 @@ fn async_api() {
             }));
         }
         // Send them all (each sends its request on its first poll).
-        poll_fn(|cx| {
-            for f in futs.iter_mut() {
-                let _ = f.as_mut().poll(cx);
-            }
-            Poll::Ready(())
-        })
-        .await;
+        poll_each_once(&mut futs).await;
         holder.unlock().await.expect("unlock");
         // (vmtest's per-test timeout guards against a hang here.)
-        poll_fn(|cx| {
-            futs.retain_mut(|f| f.as_mut().poll(cx).is_pending());
-            if futs.is_empty() {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            }
-        })
-        .await;
+        join_all(futs).await;
         assert_eq!(*order.lock().unwrap(), vec![0, 1, 2, 3, 4]);
 
         // A pending request whose future is dropped is cancelled: the
@@ -117,11 +99,7 @@ fn async_api() {
                 let _ = b.lock(b"c", Mode::Ex, LockOptions::new()).await;
                 unreachable!("granted while held");
             });
-            poll_fn(|cx| {
-                let _ = pending.as_mut().poll(cx);
-                Poll::Ready(())
-            })
-            .await;
+            poll_each_once(std::slice::from_mut(&mut pending)).await;
         }
         holder.unlock().await.expect("unlock");
         let again = b

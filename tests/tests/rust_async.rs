@@ -4,11 +4,8 @@
 //! blocking callbacks with their mode, and a dead dlmd.
 
 use dlm_core::{AsyncLockspace, Errno, Error, LockFlags, LockOptions, Lockspace, Mode, Status};
-use dlm_tests::{Dlmd, InProcess};
-use std::future::{Future, poll_fn};
-use std::pin::Pin;
+use dlm_tests::{BoxFut, Dlmd, InProcess, join_all, poll_each_once};
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
 
 /// A dlmd of this test's own, used by this process.
 fn fresh(name: &str) -> InProcess {
@@ -20,33 +17,6 @@ fn current_thread() -> tokio::runtime::Runtime {
         .enable_io()
         .build()
         .unwrap()
-}
-
-type BoxFut<'a> = Pin<Box<dyn Future<Output = ()> + 'a>>;
-
-/// Polls every future once, in order (each sends its request on its
-/// first poll).
-async fn poll_each_once(futs: &mut [BoxFut<'_>]) {
-    poll_fn(|cx| {
-        for f in futs.iter_mut() {
-            let _ = f.as_mut().poll(cx);
-        }
-        Poll::Ready(())
-    })
-    .await
-}
-
-/// Runs the futures to completion.
-async fn join_all(mut futs: Vec<BoxFut<'_>>) {
-    poll_fn(|cx| {
-        futs.retain_mut(|f| f.as_mut().poll(cx).is_pending());
-        if futs.is_empty() {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
-    })
-    .await
 }
 
 #[test]
