@@ -45,6 +45,37 @@ pub fn connect(path: &Path) -> Result<OwnedFd, Errno> {
     }
 }
 
+thread_local! {
+    /// The calling thread's id, once known (0 until then).
+    static TID: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// The calling thread's id, which every request carries: dlmd records it
+/// as the kernel records a writer's thread id (the owner pid of new locks,
+/// PURGE's "caller"). Cached per thread, since `gettid` is a system call
+/// and this is on every request's path; a child of `fork()` forgets the
+/// parent's (a `pthread_atfork` handler), so it never sends a stale one.
+fn thread_id() -> u32 {
+    TID.with(|t| {
+        if t.get() == 0 {
+            static AT_FORK: std::sync::Once = std::sync::Once::new();
+            AT_FORK.call_once(register_forget_tid);
+            t.set(rustix::thread::gettid().as_raw_nonzero().get() as u32);
+        }
+        t.get()
+    })
+}
+
+#[allow(unsafe_code)]
+fn register_forget_tid() {
+    extern "C" fn forget_tid() {
+        let _ = TID.try_with(|t| t.set(0));
+    }
+    // SAFETY: registers a child handler that only clears a const-initialised
+    // thread-local (no allocation, async-signal-safe in practice).
+    unsafe { libc::pthread_atfork(None, None, Some(forget_tid)) };
+}
+
 fn send(fd: BorrowedFd<'_>, msg: &[u8]) -> Result<(), Errno> {
     loop {
         match net::send(fd, msg, SendFlags::NOSIGNAL) {
@@ -127,7 +158,7 @@ impl Channel {
             return Err(e);
         }
         self.seq = self.seq.wrapping_add(1);
-        let tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
+        let tid = thread_id();
         send(
             self.fd.as_fd(),
             &proto::message(Header::new(op, self.seq, tid), payload),
