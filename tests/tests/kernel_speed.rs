@@ -1,13 +1,15 @@
 //! Speed on the kernel DLM, reported, never asserted: EX
 //! `dlm_ls_lock_wait` + `dlm_ls_unlock_wait` pairs (1000 per run) through
 //! Debian's libdlm3 and through ours, lt and threads builds, in
-//! interleaved runs; and the same pairs through ours on a dlmd in the same
-//! guest. Each ratio on the `@@SPEED` line (ours / Debian's, dlmd /
-//! kernel) is the median of the per-run ratios: a run's programs run back
+//! interleaved runs; the same pairs through ours on a dlmd in the same
+//! guest; and through the safe Rust API (`dlm-test-client bench`). Each
+//! ratio on the `@@SPEED` line (ours / Debian's, dlmd / kernel, Rust API /
+//! our libdlm_lt) is the median of the per-run ratios: a run's programs run back
 //! to back, so a slow spell of the host (a shared VM, under TCG) hits both
 //! sides of a ratio; the ratio of the two medians, which such a spell can
 //! move by 10 %, is printed beside it with the medians. Uses the programs
-//! `tests/vm/build-kclib.sh` builds (`kclib-*`, `tests/vm/kclib.c`);
+//! `tests/vm/build-kclib.sh` builds (`kclib-*` from `tests/vm/kclib.c`,
+//! `dlm-test-client`);
 //! skips without them. A plain `main`.
 
 use std::path::Path;
@@ -45,7 +47,8 @@ fn median(v: &mut [f64]) -> f64 {
 fn main() -> ExitCode {
     if let Some(skip) = dlm_tests::single_node_kernel_skip(
         "kernel_speed",
-        Path::new("/vmtest/bin/kclib-deb-lt").exists(),
+        Path::new("/vmtest/bin/kclib-deb-lt").exists()
+            && Path::new("/vmtest/bin/dlm-test-client").exists(),
         "the kernel DLM and tests/vm/suite.sh's programs",
     ) {
         return skip;
@@ -56,12 +59,13 @@ fn main() -> ExitCode {
         .then(|| dlm_tests::Dlmd::start("speed"));
     let dlmd_env: Vec<(&str, std::ffi::OsString)> =
         dlmd.as_ref().map(|d| d.env().to_vec()).unwrap_or_default();
-    let kinds: [(&str, &str, bool, bool); 5] = [
+    let kinds: [(&str, &str, bool, bool); 6] = [
         ("deb-lt", "kclib-deb-lt", false, false),
         ("ours-lt", "kclib-ours-lt", true, false),
         ("deb-thr", "kclib-deb-thr", false, false),
         ("ours-thr", "kclib-ours-thr", true, false),
         ("dlmd-lt", "kclib-ours-lt", true, true),
+        ("rust", "dlm-test-client", true, false),
     ];
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); kinds.len()];
     let mut runs: Vec<Vec<Option<f64>>> = Vec::new();
@@ -111,7 +115,8 @@ fn main() -> ExitCode {
     println!(
         "@@SPEED kernel {} lt ours/deb {} (medians {} / {} us, ratio {}) \
          threads ours/deb {} (medians {} / {} us, ratio {}) \
-         dlmd/kernel {} (medians {} / {} us)",
+         dlmd/kernel {} (medians {} / {} us) \
+         rust-api/lt {} (medians {} / {} us)",
         release.trim(),
         paired(1, 0),
         us(1),
@@ -123,6 +128,9 @@ fn main() -> ExitCode {
         ratio(3, 2),
         paired(4, 1),
         us(4),
+        us(1),
+        paired(5, 1),
+        us(5),
         us(1),
     );
     ExitCode::SUCCESS

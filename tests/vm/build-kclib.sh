@@ -1,14 +1,15 @@
 #!/bin/sh
-# Builds our libraries and dlmd (release), then tests/vm/kclib.c four ways
-# (Debian's libdlm3 and ours, lt and threads) into $CARGO_TARGET_DIR/kclib
-# (default target/kclib): the programs tests/vm/suite.sh and
-# tests/vm/profile.sh put in the guests.
+# Builds our libraries, dlmd, dlm and dlm-test-client (release), then
+# tests/vm/kclib.c four ways (Debian's libdlm3 and ours, lt and threads)
+# into $CARGO_TARGET_DIR/kclib (default target/kclib): the programs
+# tests/vm/suite.sh and tests/vm/profile.sh put in the guests.
 set -eu
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 target=${CARGO_TARGET_DIR:-$root/target}
 
 cargo build --release -p dlm-pthread -p dlm-lt -p dlmd -p dlm-cli
+cargo build --release -p dlm-tests --bin dlm-test-client
 
 # Debian's header and libraries for the comparison builds
 if [ ! -e /usr/include/libdlm.h ] || [ ! -e /usr/lib/x86_64-linux-gnu/libdlm_lt.so ]; then

@@ -8,6 +8,8 @@
 //!                                              lock, print "locked", wait for stdin EOF
 //! dlm-test-client open LS                      open, print "ok" or the errno number
 //! dlm-test-client churn LS RESOURCE            lock/unlock until an error; print it
+//! dlm-test-client bench LS PAIRS               create LS, PAIRS EX lock+unlock pairs,
+//!                                              print "pair_ns X" (as tests/vm/kclib.c)
 //! ```
 
 use dlm_core::{Error, LockOptions, Lockspace, Mode};
@@ -28,6 +30,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         "churn" => churn(arg(1), arg(2)),
+        "bench" => bench(arg(1), arg(2).parse().unwrap_or(1000)),
         other => {
             eprintln!("unknown role {other:?}");
             return ExitCode::from(2);
@@ -40,6 +43,23 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The pairs of `kclib bench` through the safe Rust API, for
+/// tests/tests/kernel_speed.rs.
+fn bench(ls: &str, pairs: u32) -> Result<(), Error> {
+    let space = Lockspace::create(ls, 0o600)?;
+    let t0 = std::time::Instant::now();
+    for _ in 0..pairs {
+        space
+            .lock(b"bench", Mode::Ex, LockOptions::new())?
+            .unlock()?;
+    }
+    println!(
+        "pair_ns {:.0}",
+        t0.elapsed().as_nanos() as f64 / f64::from(pairs.max(1))
+    );
+    space.release(false)
 }
 
 fn counter(ls: &str, res: &str, rounds: u32) -> Result<(), Error> {
