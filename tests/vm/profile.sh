@@ -5,7 +5,8 @@
 # one guest with the host's valgrind in it, and counts the user-space
 # instructions and memory accesses (callgrind) of `kclib bench` with 1000
 # and with 2000 EX lock_wait+unlock_wait pairs, through Debian's libdlm_lt
-# and through ours. The difference of the two counts divided by 1000 is
+# and through ours, and of the same pairs through the safe Rust API
+# (`dlm-test-client bench`). The difference of the two counts divided by 1000 is
 # the cost of one pair, start-up excluded; unlike the timings of
 # tests/tests/kernel_speed.rs it does not move with the machine's load.
 # Prints one line per library; the callgrind file of the 2000-pair run
@@ -31,12 +32,17 @@ trap 'rm -rf "$guest"' EXIT
 cat > "$guest/profile.sh" << 'EOF'
 #!/bin/sh
 cd /tmp
-for lib in deb-lt ours-lt; do
-	if [ $lib = deb-lt ]; then run="env -u LD_LIBRARY_PATH"; else run=env; fi
+for lib in deb-lt ours-lt rust-api; do
+	env=env
+	case $lib in
+	deb-lt) env="env -u LD_LIBRARY_PATH" prog=/vmtest/bin/kclib-deb-lt ;;
+	ours-lt) prog=/vmtest/bin/kclib-ours-lt ;;
+	rust-api) prog=/vmtest/bin/dlm-test-client ;;
+	esac
 	for n in 1000 2000; do
-		$run valgrind.bin --tool=callgrind --cache-sim=yes \
+		$env valgrind.bin --tool=callgrind --cache-sim=yes \
 			--callgrind-out-file=/tmp/cg.$lib.$n \
-			/vmtest/bin/kclib-$lib bench p$n$lib $n > /dev/null 2>&1
+			$prog bench p$n$lib $n > /dev/null 2>&1
 		echo "@@IR $lib $n $(sed -n 's/^summary: //p' /tmp/cg.$lib.$n)"
 	done
 	echo "@@CG $lib $(gzip -c /tmp/cg.$lib.2000 | base64 -w0)"
@@ -47,6 +53,7 @@ chmod +x "$guest/profile.sh"
 vg=/usr/libexec/valgrind
 cargo xtask vmtest --kernel "$kernel" --nodes 1 --mem 2048 \
 	--file "$target/kclib/kclib-deb-lt" --file "$target/kclib/kclib-ours-lt" \
+	--file "$target/release/dlm-test-client" \
 	--file "$(command -v valgrind.bin)" --file "$(command -v gzip)" --file "$(command -v base64)" \
 	--file "$vg/callgrind-amd64-linux:$vg/callgrind-amd64-linux" \
 	--file "$vg/vgpreload_core-amd64-linux.so:$vg/vgpreload_core-amd64-linux.so" \
@@ -55,7 +62,7 @@ cargo xtask vmtest --kernel "$kernel" --nodes 1 --mem 2048 \
 	{ tail -20 "$target/kclib/profile.log"; exit 1; }
 
 log=${DLM_VMTEST_CACHE:-$root/.cache/vm}/logs/$kernel-n1-node1.log
-for lib in deb-lt ours-lt; do
+for lib in deb-lt ours-lt rust-api; do
 	sed -n "s/.*@@CG $lib //p" "$log" | tr -d '\r' | base64 -d | gunzip > "$target/kclib/callgrind.$lib"
 	# summary: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw
 	one=$(sed -n "s/.*@@IR $lib 1000 //p" "$log" | tr -d '\r')
