@@ -19,10 +19,11 @@
 //! # Ok::<(), dlm_core::Error>(())
 //! ```
 
-use crate::codec::{LockParams, LockResult, Lvb, Request};
+use crate::codec::{LockParams, LockResult, Lvb, REQUEST_MAX, Request};
 use crate::handle::{Deliver, Dispatched, Handle, InFlight};
 use crate::transport::Control;
-use crate::{Errno, LockFlags, LsFlags, Mode, Name, SbFlags, Status};
+use crate::{Errno, LockFlags, LsFlags, Mode, NAME_MAX, Name, SbFlags, Status};
+use dlm_sys::{DLM_USER_LOCK, DLM_USER_UNLOCK};
 use rustix::fd::{AsFd, BorrowedFd};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -549,8 +550,11 @@ impl Lockspace {
         opts: &LockOptions,
         on_complete: Option<CompleteFn>,
     ) -> Result<(u64, u32), Error> {
-        let (token, req) = self.prepare_lock(name, mode, flags, opts, on_complete)?;
-        match self.handle.write(&req) {
+        if name.len() > NAME_MAX {
+            return Err(Error::Sys(Errno::EINVAL));
+        }
+        let (token, params) = self.prepare_params(mode, flags, opts, on_complete);
+        match self.write_params(&params, DLM_USER_LOCK, name) {
             Ok(lkid) => Ok((token, lkid)),
             Err(e) => {
                 self.shared.table().free(token);
@@ -570,6 +574,19 @@ impl Lockspace {
         on_complete: Option<CompleteFn>,
     ) -> Result<(u64, Request), Error> {
         let name = Name::new(name).map_err(Error::Sys)?;
+        let (token, params) = self.prepare_params(mode, flags, opts, on_complete);
+        Ok((token, Request::Lock(LockParams { name, ..params })))
+    }
+
+    /// Allocates the slot of a new lock request and builds its parameters
+    /// (without the name).
+    fn prepare_params(
+        &self,
+        mode: Mode,
+        flags: LockFlags,
+        opts: &LockOptions,
+        on_complete: Option<CompleteFn>,
+    ) -> (u64, LockParams) {
         let token = {
             let mut table = self.shared.table();
             let token = table.alloc(opts.on_blocking.clone());
@@ -578,7 +595,7 @@ impl Lockspace {
             }
             token
         };
-        let req = Request::Lock(LockParams {
+        let params = LockParams {
             mode: mode.raw(),
             flags,
             castaddr: CAST_TOKEN,
@@ -590,10 +607,18 @@ impl Lockspace {
             },
             bastparam: token,
             lksb: token,
-            name,
             ..LockParams::default()
-        });
-        Ok((token, req))
+        };
+        (token, params)
+    }
+
+    /// Writes a LOCK or UNLOCK request with `params` and `name` (at most
+    /// 64 bytes), encoded in place.
+    fn write_params(&self, params: &LockParams, cmd: u32, name: &[u8]) -> Result<u32, Errno> {
+        let device = self.handle.device();
+        let mut buf = [0; REQUEST_MAX];
+        let len = params.encode_into(cmd as u8, name, device.version(), &mut buf);
+        device.write_encoded(&buf[..len])
     }
 
     /// Frees a slot: its results are ignored from now on.
@@ -707,8 +732,12 @@ impl Lockspace {
                 }
             }
         }
-        self.wait_for(&mut || done_status().is_some())?;
-        Ok(done_status().expect("completion recorded"))
+        let mut got = None;
+        self.wait_for(&mut || {
+            got = done_status();
+            got.is_some()
+        })?;
+        Ok(got.expect("completion recorded"))
     }
 
     /// Waits until `done`: dispatching inline, or, while a dispatcher
@@ -1111,24 +1140,32 @@ impl<'ls> Lock<'ls> {
 
     /// Sends the unlock (with the LVB when the lock uses it).
     pub(crate) fn start_unlock(&self) -> Result<(), Error> {
-        let req = self.unlock_request();
-        self.ls.handle.write(&req).map(drop).map_err(Error::from)
+        let Request::Unlock(params) = self.unlock_request() else {
+            unreachable!("an unlock request");
+        };
+        self.ls
+            .write_params(&params, DLM_USER_UNLOCK, &[])
+            .map(drop)
+            .map_err(Error::from)
     }
 
     /// Marks the lock's slot as waiting and builds its unlock request
     /// (with the LVB when the lock uses it).
-    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn unlock_request(&self) -> Request {
         let flags = self.flags & LockFlags::VALBLK;
-        if let Some(slot) = self.ls.shared.table().get(self.token) {
-            slot.status = Status::IN_PROGRESS;
-        }
+        let lvb = match self.ls.shared.table().get(self.token) {
+            Some(slot) => {
+                slot.status = Status::IN_PROGRESS;
+                slot.lvb
+            }
+            None => [0; 32],
+        };
         Request::Unlock(LockParams {
             lkid: self.lkid,
             flags,
             lksb: self.token,
             castparam: self.token,
-            lvb: self.lvb(),
+            lvb,
             ..LockParams::default()
         })
     }
