@@ -17,96 +17,33 @@
 //! the handle's state lock (so a waiter's `done` check, also under that
 //! lock, sees it), waiters are woken, then [`Deliver::call`] runs without
 //! the state lock.
+//!
+//! The handle's owner keeps its own bookkeeping (`T`) under the same
+//! state lock, so recording a result, a waiter's check and the owner's
+//! updates take one lock, not two: the C ABI keeps its lock ids in flight
+//! there, the Rust API its table of requests.
 
 use crate::codec::LockResult;
 use crate::transport::Device;
 use crate::{Errno, Request};
 use rustix::event::{PollFd, PollFlags, poll};
 use rustix::fd::BorrowedFd;
-use std::collections::HashSet;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
-/// How dispatched results reach the application.
-pub trait Deliver {
+/// How dispatched results reach the application. `T` is the state the
+/// handle's owner keeps under the handle's state lock (see [`Handle`]).
+pub trait Deliver<T> {
     /// Records the result (for example, fills the caller's lksb) and says
     /// whether [`Deliver::call`] has anything to run for it. Runs under
-    /// the handle's state lock: it must not block or call back into the
-    /// handle.
-    fn record(&self, result: &LockResult) -> bool;
+    /// the handle's state lock, with the owner's state: it must not block
+    /// or call back into the handle.
+    fn record(&self, result: &LockResult, state: &mut T) -> bool;
     /// Runs the result's callback, when [`Deliver::record`] said there is
     /// one. Runs without the state lock, with the dispatch role held by
     /// this thread: it may call back into the handle, including
     /// synchronous calls.
     fn call(&self, result: &LockResult);
-}
-
-/// The lock ids of a handle with a request or conversion in flight
-/// (noted by whoever sent it, dropped when its completion is read).
-///
-/// Most programs have a handful in flight, so they live in a short
-/// vector (a push and a scan of a few words per operation); past 32 they
-/// move to a hash set. Lock ids are small integers the lock manager
-/// chose, not attacker-controlled keys, so a multiplicative hash serves
-/// there.
-#[derive(Debug, Default)]
-pub struct InFlight {
-    few: Vec<u32>,
-    many: HashSet<u32, BuildHasherDefault<IdHasher>>,
-}
-
-impl InFlight {
-    /// How many ids the vector holds before the hash set takes over.
-    const FEW: usize = 32;
-
-    /// Notes that `lkid` has a request in flight.
-    #[inline(always)]
-    pub fn insert(&mut self, lkid: u32) {
-        if self.many.is_empty() && self.few.len() < Self::FEW {
-            if !self.few.contains(&lkid) {
-                self.few.push(lkid);
-            }
-        } else {
-            self.many.extend(self.few.drain(..));
-            self.many.insert(lkid);
-        }
-    }
-
-    /// Drops `lkid` (its completion was read).
-    #[inline(always)]
-    pub fn remove(&mut self, lkid: u32) {
-        if let Some(i) = self.few.iter().rposition(|&id| id == lkid) {
-            self.few.swap_remove(i);
-        } else if !self.many.is_empty() {
-            self.many.remove(&lkid);
-        }
-    }
-
-    /// Whether `lkid` has a request in flight.
-    pub fn contains(&self, lkid: u32) -> bool {
-        self.few.contains(&lkid) || self.many.contains(&lkid)
-    }
-}
-
-/// A Fibonacci hash of a lock id.
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-
-    fn write_u32(&mut self, id: u32) {
-        self.0 = u64::from(id).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
 }
 
 /// The calling thread, as the holder of the dispatch role: its thread
@@ -135,7 +72,7 @@ fn this_thread() -> usize {
 }
 
 #[derive(Debug, Default)]
-struct State {
+struct State<T> {
     /// The thread holding the dispatch role ([`this_thread`]), and how
     /// deeply (nested dispatch from inside a callback).
     dispatcher: Option<(usize, u32)>,
@@ -144,11 +81,11 @@ struct State {
     /// Threads waiting on the condvar: a notify is a futex syscall, made
     /// only when someone waits.
     waiters: u32,
-    /// Lock ids with a request in flight.
-    in_flight: InFlight,
+    /// What the handle's owner keeps under the state lock.
+    owner: T,
 }
 
-impl State {
+impl<T> State<T> {
     /// Takes the role for `me` if it is free, or deepens it if `me` holds
     /// it; false when another thread holds it.
     #[inline(always)]
@@ -176,6 +113,22 @@ impl State {
     }
 }
 
+/// The owner's state of a [`Handle`], borrowed under its state lock.
+pub struct OwnerGuard<'a, T>(MutexGuard<'a, State<T>>);
+
+impl<T> std::ops::Deref for OwnerGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0.owner
+    }
+}
+
+impl<T> std::ops::DerefMut for OwnerGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.0.owner
+    }
+}
+
 /// What one dispatch attempt did.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Dispatched {
@@ -189,15 +142,15 @@ pub enum Dispatched {
 
 /// An open lockspace: one opener of the lock manager, and its dispatcher.
 #[derive(Debug)]
-pub struct Handle {
+pub struct Handle<T> {
     device: Device,
-    state: Mutex<State>,
+    state: Mutex<State<T>>,
     cond: Condvar,
 }
 
-impl Handle {
+impl<T: Default> Handle<T> {
     /// Wraps an opened device.
-    pub fn new(device: Device) -> Handle {
+    pub fn new(device: Device) -> Handle<T> {
         Handle {
             device,
             state: Mutex::default(),
@@ -224,19 +177,25 @@ impl Handle {
     }
 
     #[inline(always)]
-    fn lock_state(&self) -> MutexGuard<'_, State> {
+    fn lock_state(&self) -> MutexGuard<'_, State<T>> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The owner's state, under the handle's state lock until the guard
+    /// drops. Never hold it across a call into the handle.
+    pub fn owner(&self) -> OwnerGuard<'_, T> {
+        OwnerGuard(self.lock_state())
     }
 
     /// Runs `f` under the handle's state lock (the lock [`Deliver::record`]
     /// runs under), with the handle's lock ids in flight: for noting a
     /// request sent, or setting up what a waiter waits for.
-    pub fn with_state_lock<R>(&self, f: impl FnOnce(&mut InFlight) -> R) -> R {
-        f(&mut self.lock_state().in_flight)
+    pub fn with_state_lock<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        f(&mut self.lock_state().owner)
     }
 
     /// Waits on the condvar, counted in `waiters`.
-    fn wait_cond<'a>(&self, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+    fn wait_cond<'a>(&self, mut st: MutexGuard<'a, State<T>>) -> MutexGuard<'a, State<T>> {
         st.waiters += 1;
         let mut st = self.cond.wait(st).unwrap_or_else(|e| e.into_inner());
         st.waiters -= 1;
@@ -245,7 +204,7 @@ impl Handle {
 
     /// Wakes the waiters, if any.
     #[inline(always)]
-    fn notify(&self, st: &State) {
+    fn notify(&self, st: &State<T>) {
         if st.waiters > 0 {
             self.cond.notify_all();
         }
@@ -262,7 +221,7 @@ impl Handle {
     /// is woken with it); EPROTO for a malformed result; EINTR.
     pub fn dispatch_one(
         &self,
-        deliver: &dyn Deliver,
+        deliver: &dyn Deliver<T>,
         nonblocking: bool,
         wake: Option<BorrowedFd<'_>>,
     ) -> Result<Dispatched, Errno> {
@@ -333,18 +292,15 @@ impl Handle {
     /// its callback, if any, runs with the role but without the lock. A
     /// lost lock manager ends every wait.
     #[inline(always)]
-    fn deliver<D: Deliver + ?Sized>(
+    fn deliver<D: Deliver<T> + ?Sized>(
         &self,
         deliver: &D,
         outcome: &Result<Option<LockResult>, Errno>,
-    ) -> (MutexGuard<'_, State>, Result<bool, Errno>) {
+    ) -> (MutexGuard<'_, State<T>>, Result<bool, Errno>) {
         let mut st = self.lock_state();
         let got = match *outcome {
             Ok(Some(ref result)) => {
-                if !result.is_bast() {
-                    st.in_flight.remove(result.lkid);
-                }
-                if deliver.record(result) {
+                if deliver.record(result, &mut st.owner) {
                     self.notify(&st);
                     drop(st);
                     deliver.call(result);
@@ -377,10 +333,10 @@ impl Handle {
     /// # Errors
     /// ENOTCONN when the lock manager went away.
     #[inline(always)]
-    pub fn wait<D: Deliver + ?Sized>(
+    pub fn wait<D: Deliver<T> + ?Sized>(
         &self,
         deliver: &D,
-        mut done: impl FnMut(&mut InFlight) -> bool,
+        mut done: impl FnMut(&mut T) -> bool,
         may_dispatch: bool,
     ) -> Result<(), Errno> {
         let me = this_thread();
@@ -388,7 +344,7 @@ impl Handle {
         // by another dispatcher in between cannot be missed.
         let mut st = self.lock_state();
         loop {
-            if done(&mut st.in_flight) {
+            if done(&mut st.owner) {
                 return Ok(());
             }
             if let Some(e) = st.dead {
@@ -417,12 +373,12 @@ impl Handle {
     /// ENOTCONN when the lock manager went away.
     pub fn wait_recorded_until(
         &self,
-        mut done: impl FnMut(&mut InFlight) -> bool,
+        mut done: impl FnMut(&mut T) -> bool,
         deadline: Instant,
     ) -> Result<bool, Errno> {
         let mut st = self.lock_state();
         loop {
-            if done(&mut st.in_flight) {
+            if done(&mut st.owner) {
                 return Ok(true);
             }
             if let Some(e) = st.dead {
@@ -446,43 +402,11 @@ impl Handle {
     ///
     /// # Errors
     /// As [`Handle::dispatch_one`].
-    pub fn drain(&self, deliver: &dyn Deliver) -> Result<usize, Errno> {
+    pub fn drain(&self, deliver: &dyn Deliver<T>) -> Result<usize, Errno> {
         let mut n = 0;
         while self.dispatch_one(deliver, true, None)? == Dispatched::One {
             n += 1;
         }
         Ok(n)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::InFlight;
-
-    /// Past `FEW` ids the set moves to its hash set and keeps every id;
-    /// removing them all brings it back to the vector.
-    #[test]
-    fn in_flight_keeps_every_id_across_the_switch() {
-        let mut s = InFlight::default();
-        let ids: Vec<u32> = (1..=200).map(|i| i * 0x0001_0003).collect();
-        for &id in &ids {
-            s.insert(id);
-            s.insert(id);
-        }
-        assert!(ids.iter().all(|&id| s.contains(id)));
-        for &id in ids.iter().step_by(2) {
-            s.remove(id);
-        }
-        for (i, &id) in ids.iter().enumerate() {
-            assert_eq!(s.contains(id), i % 2 == 1, "id {id:#x}");
-        }
-        for &id in ids.iter().skip(1).step_by(2) {
-            s.remove(id);
-        }
-        assert!(s.many.is_empty() && s.few.is_empty());
-        s.insert(7);
-        assert_eq!(s.few, [7]);
-        s.remove(8);
-        assert!(s.contains(7));
     }
 }

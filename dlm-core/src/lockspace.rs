@@ -20,14 +20,14 @@
 //! ```
 
 use crate::codec::{LockParams, LockResult, Lvb, REQUEST_MAX, Request};
-use crate::handle::{Deliver, Dispatched, Handle, InFlight};
+use crate::handle::{Deliver, Dispatched, Handle, OwnerGuard};
 use crate::transport::Control;
 use crate::{Errno, LockFlags, LsFlags, Mode, NAME_MAX, Name, SbFlags, Status};
 use dlm_sys::{DLM_USER_LOCK, DLM_USER_UNLOCK};
 use rustix::fd::{AsFd, BorrowedFd};
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// Why a lock operation did not succeed.
@@ -303,22 +303,25 @@ const CAST_TOKEN: u64 = 1;
 /// The blocking routine address, when the lock has a blocking callback.
 const BAST_TOKEN: u64 = 2;
 
-struct Shared {
-    table: Mutex<Table>,
+/// Delivers results into a lockspace's [`Table`] (kept under its handle's
+/// state lock) and runs the callbacks the table names.
+struct Shared<'a>(&'a Handle<Table>);
+
+/// The completion recorded in `token`'s slot, if any.
+fn completion_in(table: &mut Table, token: u64) -> Option<Completion> {
+    let slot = table.get(token)?;
+    (slot.status != Status::IN_PROGRESS).then_some(Completion {
+        lkid: slot.lkid,
+        status: slot.status,
+        flags: slot.flags,
+    })
 }
 
-impl Shared {
-    fn table(&self) -> MutexGuard<'_, Table> {
-        self.table.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-impl Deliver for Shared {
-    fn record(&self, res: &LockResult) -> bool {
+impl Deliver<Table> for Shared<'_> {
+    fn record(&self, res: &LockResult, table: &mut Table) -> bool {
         if res.is_bast() {
             return true;
         }
-        let mut table = self.table();
         let Some(slot) = table.get(res.user_lksb) else {
             return false;
         };
@@ -333,19 +336,17 @@ impl Deliver for Shared {
 
     fn call(&self, res: &LockResult) {
         if let Some(mode) = res.bast_mode {
-            let f = self
-                .table()
-                .get(res.user_lksb)
-                .and_then(|s| s.on_blocking.clone());
+            let f = self.0.with_state_lock(|table| {
+                table.get(res.user_lksb).and_then(|s| s.on_blocking.clone())
+            });
             if let Some(f) = f {
                 f(mode);
             }
             return;
         }
         let done = self
-            .table()
-            .get(res.user_lksb)
-            .and_then(|s| s.on_complete.take());
+            .0
+            .with_state_lock(|table| table.get(res.user_lksb).and_then(|s| s.on_complete.take()));
         if let Some(f) = done {
             let completion = Completion {
                 lkid: res.lkid,
@@ -377,8 +378,9 @@ impl Deliver for Shared {
 pub struct Lockspace {
     name: Name,
     control: Control,
-    handle: Handle,
-    shared: Shared,
+    /// The handle, with the table of this lockspace's requests under its
+    /// state lock.
+    handle: Handle<Table>,
     /// A dispatcher thread delivers this lockspace's results (changed
     /// only under the handle's state lock, so waiters see it change).
     threaded: AtomicBool,
@@ -403,11 +405,14 @@ impl Lockspace {
             name,
             control,
             handle: Handle::new(device),
-            shared: Shared {
-                table: Mutex::new(Table::default()),
-            },
             threaded: AtomicBool::new(false),
         }
+    }
+
+    /// The table of requests, under the handle's state lock until the
+    /// guard drops (never held across a call into the handle).
+    fn table(&self) -> OwnerGuard<'_, Table> {
+        self.handle.owner()
     }
 
     /// Creates the lockspace (or joins it if it exists) and opens it.
@@ -473,7 +478,7 @@ impl Lockspace {
     /// # Errors
     /// ENOTCONN when the lock manager went away.
     pub fn dispatch(&self) -> Result<usize, Errno> {
-        self.handle.drain(&self.shared)
+        self.handle.drain(&Shared(&self.handle))
     }
 
     /// Waits up to `timeout` for a callback and delivers everything
@@ -557,7 +562,7 @@ impl Lockspace {
         match self.write_params(&params, DLM_USER_LOCK, name) {
             Ok(lkid) => Ok((token, lkid)),
             Err(e) => {
-                self.shared.table().free(token);
+                self.table().free(token);
                 Err(e.into())
             }
         }
@@ -588,7 +593,7 @@ impl Lockspace {
         on_complete: Option<CompleteFn>,
     ) -> (u64, LockParams) {
         let token = {
-            let mut table = self.shared.table();
+            let mut table = self.table();
             let token = table.alloc(opts.on_blocking.clone());
             if let Some(slot) = table.get(token) {
                 slot.on_complete = on_complete;
@@ -624,14 +629,14 @@ impl Lockspace {
     /// Frees a slot: its results are ignored from now on.
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn free_token(&self, token: u64) {
-        self.shared.table().free(token);
+        self.table().free(token);
     }
 
     /// Sets the function the next completion of `token` calls (after it
     /// was recorded).
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn set_on_complete(&self, token: u64, f: CompleteFn) {
-        if let Some(slot) = self.shared.table().get(token) {
+        if let Some(slot) = self.table().get(token) {
             slot.on_complete = Some(f);
         }
     }
@@ -660,7 +665,7 @@ impl Lockspace {
             }),
             Ok(c) => {
                 // The request ended (EAGAIN, ECANCEL, EDEADLK): no lock.
-                self.shared.table().free(token);
+                self.table().free(token);
                 Err(Error::from_status(c.status))
             }
             // Dispatch failed (the lock manager went away): the slot stays,
@@ -671,13 +676,8 @@ impl Lockspace {
 
     /// The completion recorded in `token`'s slot, if any.
     pub(crate) fn completion(&self, token: u64) -> Option<Completion> {
-        let mut table = self.shared.table();
-        let slot = table.get(token)?;
-        (slot.status != Status::IN_PROGRESS).then_some(Completion {
-            lkid: slot.lkid,
-            status: slot.status,
-            flags: slot.flags,
-        })
+        self.handle
+            .with_state_lock(|table| completion_in(table, token))
     }
 
     /// Waits for the completion recorded in `token`'s slot, cancelling the
@@ -688,11 +688,10 @@ impl Lockspace {
         deadline: Option<Instant>,
         lkid: u32,
     ) -> Result<Completion, Error> {
-        let done_status = || self.completion(token);
         if let Some(deadline) = deadline {
             let mut cancelled = false;
             loop {
-                if let Some(c) = done_status() {
+                if let Some(c) = self.completion(token) {
                     return if cancelled && c.status == Status::CANCELLED {
                         Err(Error::TimedOut)
                     } else {
@@ -712,7 +711,7 @@ impl Lockspace {
                     self.handle.write(&cancel)?;
                     // The cancel may have raced with the grant; either way
                     // a completion follows, so wait without a deadline.
-                    self.wait_for(&mut || done_status().is_some())?;
+                    self.wait_for(&mut |table| completion_in(table, token).is_some())?;
                     continue;
                 }
                 if !cancelled {
@@ -720,21 +719,22 @@ impl Lockspace {
                         // The dispatcher thread records it and wakes us (if
                         // the thread stops, the next round dispatches).
                         self.handle.wait_recorded_until(
-                            |_: &mut InFlight| {
-                                done_status().is_some() || !self.threaded.load(Ordering::SeqCst)
+                            |table: &mut Table| {
+                                completion_in(table, token).is_some()
+                                    || !self.threaded.load(Ordering::SeqCst)
                             },
                             deadline,
                         )?;
                     } else {
                         wait_readable(self.handle.fd(), Some(left))?;
-                        self.handle.drain(&self.shared)?;
+                        self.handle.drain(&Shared(&self.handle))?;
                     }
                 }
             }
         }
         let mut got = None;
-        self.wait_for(&mut || {
-            got = done_status();
+        self.wait_for(&mut |table| {
+            got = completion_in(table, token);
             got.is_some()
         })?;
         Ok(got.expect("completion recorded"))
@@ -742,15 +742,19 @@ impl Lockspace {
 
     /// Waits until `done`: dispatching inline, or, while a dispatcher
     /// thread runs, waiting for it (and taking over if it stops).
-    fn wait_for(&self, done: &mut dyn FnMut() -> bool) -> Result<(), Errno> {
+    fn wait_for(&self, done: &mut dyn FnMut(&mut Table) -> bool) -> Result<(), Errno> {
         loop {
             let threaded = self.threaded.load(Ordering::SeqCst);
+            let mut finished = false;
             self.handle.wait(
-                &self.shared,
-                |_: &mut InFlight| done() || self.threaded.load(Ordering::SeqCst) != threaded,
+                &Shared(&self.handle),
+                |table: &mut Table| {
+                    finished = done(table);
+                    finished || self.threaded.load(Ordering::SeqCst) != threaded
+                },
                 !threaded,
             )?;
-            if done() {
+            if finished {
                 return Ok(());
             }
         }
@@ -773,7 +777,8 @@ impl Lockspace {
     /// # Errors
     /// ENOTCONN when the lock manager went away; EINTR.
     pub fn dispatch_or_wake(&self, wake: BorrowedFd<'_>) -> Result<Dispatched, Errno> {
-        self.handle.dispatch_one(&self.shared, false, Some(wake))
+        self.handle
+            .dispatch_one(&Shared(&self.handle), false, Some(wake))
     }
 
     /// Ends a lock request whose waiter went away (a dropped future):
@@ -795,7 +800,7 @@ impl Lockspace {
         }
         if let Ok(c) = self.wait_token(token, None, lkid) {
             if c.status.is_granted() {
-                if let Some(slot) = self.shared.table().get(token) {
+                if let Some(slot) = self.table().get(token) {
                     slot.status = Status::IN_PROGRESS;
                 }
                 let unlock = Request::Unlock(LockParams {
@@ -827,7 +832,7 @@ impl Lockspace {
                 e => e,
             })?;
         // An adoption has no completion: the write's answer is the outcome.
-        if let Some(slot) = self.shared.table().get(token) {
+        if let Some(slot) = self.table().get(token) {
             slot.status = Status::GRANTED;
             slot.lkid = lkid;
         }
@@ -878,7 +883,7 @@ impl Lockspace {
     /// # Errors
     /// [`Error::Sys`]`(ENOENT)` for an unknown lock id.
     pub fn unlock_id(&self, lkid: u32, cancel: bool) -> Result<Status, Error> {
-        let token = self.shared.table().alloc(None);
+        let token = self.table().alloc(None);
         let flags = if cancel {
             LockFlags::CANCEL
         } else {
@@ -895,7 +900,7 @@ impl Lockspace {
             .write(&req)
             .map_err(Error::from)
             .and_then(|_| self.wait_token(token, None, lkid));
-        self.shared.table().free(token);
+        self.table().free(token);
         res.map(|c| c.status)
     }
 }
@@ -970,7 +975,6 @@ impl<'ls> Lock<'ls> {
     /// The status-block flags of the latest completion.
     pub fn sb_flags(&self) -> SbFlags {
         self.ls
-            .shared
             .table()
             .get(self.token)
             .map_or(SbFlags::empty(), |s| s.flags)
@@ -985,11 +989,7 @@ impl<'ls> Lock<'ls> {
     /// The lock value block as of the latest grant (or as set by
     /// [`Lock::lvb_mut`]). Requires [`LockOptions::lvb`] to be meaningful.
     pub fn lvb(&self) -> Lvb {
-        self.ls
-            .shared
-            .table()
-            .get(self.token)
-            .map_or([0; 32], |s| s.lvb)
+        self.ls.table().get(self.token).map_or([0; 32], |s| s.lvb)
     }
 
     /// Changes the lock value block; it is written to the resource when the
@@ -1052,7 +1052,7 @@ impl<'ls> Lock<'ls> {
     ) -> Result<(LockFlags, Request), Error> {
         let flags = (self.flags - LockFlags::NOQUEUE) | extra | LockFlags::CONVERT;
         let bastaddr = {
-            let mut table = self.ls.shared.table();
+            let mut table = self.ls.table();
             let slot = table.get(self.token).ok_or(Error::Sys(Errno::ENOENT))?;
             slot.status = Status::IN_PROGRESS;
             if slot.on_blocking.is_some() {
@@ -1080,7 +1080,7 @@ impl<'ls> Lock<'ls> {
     /// nothing was queued, so the last status is put back.
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn convert_not_sent(&self) {
-        if let Some(slot) = self.ls.shared.table().get(self.token) {
+        if let Some(slot) = self.ls.table().get(self.token) {
             slot.status = Status::GRANTED;
         }
     }
@@ -1134,7 +1134,7 @@ impl<'ls> Lock<'ls> {
         let res = self
             .start_unlock()
             .and_then(|_| self.ls.wait_token(self.token, None, self.lkid));
-        self.ls.shared.table().free(self.token);
+        self.ls.table().free(self.token);
         res.map(|c| c.status)
     }
 
@@ -1153,7 +1153,7 @@ impl<'ls> Lock<'ls> {
     /// (with the LVB when the lock uses it).
     pub(crate) fn unlock_request(&self) -> Request {
         let flags = self.flags & LockFlags::VALBLK;
-        let lvb = match self.ls.shared.table().get(self.token) {
+        let lvb = match self.ls.table().get(self.token) {
             Some(slot) => {
                 slot.status = Status::IN_PROGRESS;
                 slot.lvb
@@ -1217,7 +1217,7 @@ impl std::ops::DerefMut for LvbMut<'_, '_> {
 
 impl Drop for LvbMut<'_, '_> {
     fn drop(&mut self) {
-        if let Some(slot) = self.lock.ls.shared.table().get(self.lock.token) {
+        if let Some(slot) = self.lock.ls.table().get(self.lock.token) {
             slot.lvb = self.lvb;
         }
     }

@@ -9,7 +9,6 @@
 
 use super::*;
 use crate::codec::{LVB_LEN, LockParams, REQUEST_MAX, Request, Version};
-use crate::handle::InFlight;
 use crate::transport::{Control, Device};
 use crate::{LockFlags, LsFlags, NAME_MAX};
 use dlm_sys::{DLM_USER_LOCK, DLM_USER_UNLOCK};

@@ -62,6 +62,8 @@ use crate::codec::LockResult;
 use crate::handle::{Deliver, Handle};
 use crate::{Errno, Name, Status};
 use core::ffi::{c_char, c_int, c_void};
+use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
@@ -129,7 +131,7 @@ pub fn guard<R>(fail: R, f: impl FnOnce() -> R) -> R {
 /// about it.
 #[derive(Debug)]
 pub struct Ls {
-    handle: Handle,
+    handle: Handle<InFlight>,
     name: Name,
     /// An AST thread dispatches this handle (threads build). Changed
     /// only under the handle's state lock, so waiters see it change.
@@ -137,7 +139,7 @@ pub struct Ls {
 }
 
 impl Ls {
-    fn new(handle: Handle, name: Name) -> Ls {
+    fn new(handle: Handle<InFlight>, name: Name) -> Ls {
         Ls {
             handle,
             name,
@@ -146,7 +148,7 @@ impl Ls {
     }
 
     /// The underlying handle (device and dispatch role).
-    pub fn handle(&self) -> &Handle {
+    pub fn handle(&self) -> &Handle<InFlight> {
         &self.handle
     }
 
@@ -182,9 +184,9 @@ fn callable(addr: u64) -> bool {
     addr >= 4096
 }
 
-impl Deliver for CDeliver {
+impl Deliver<InFlight> for CDeliver {
     #[inline(always)]
-    fn record(&self, r: &LockResult) -> bool {
+    fn record(&self, r: &LockResult, in_flight: &mut InFlight) -> bool {
         // The synchronous calls' completion routine does nothing: skipping
         // it lets the dispatcher give the role back at once.
         let call = callable(r.astaddr)
@@ -192,6 +194,7 @@ impl Deliver for CDeliver {
         if r.is_bast() {
             return call;
         }
+        in_flight.remove(r.lkid);
         let lksb = r.user_lksb as usize as *mut Lksb;
         if lksb.is_null() {
             return call;
@@ -261,4 +264,103 @@ fn others_open(name: &Name, me: *const Ls) -> bool {
         .iter()
         .filter_map(Weak::upgrade)
         .any(|ls| ls.name == *name && !core::ptr::eq(Arc::as_ptr(&ls), me))
+}
+
+/// The lock ids of a handle with a request or conversion in flight
+/// (noted by whoever sent it, dropped when its completion is read).
+///
+/// Most programs have a handful in flight, so they live in a short
+/// vector (a push and a scan of a few words per operation); past 32 they
+/// move to a hash set. Lock ids are small integers the lock manager
+/// chose, not attacker-controlled keys, so a multiplicative hash serves
+/// there.
+#[derive(Debug, Default)]
+pub struct InFlight {
+    few: Vec<u32>,
+    many: HashSet<u32, BuildHasherDefault<IdHasher>>,
+}
+
+impl InFlight {
+    /// How many ids the vector holds before the hash set takes over.
+    const FEW: usize = 32;
+
+    /// Notes that `lkid` has a request in flight.
+    #[inline(always)]
+    pub fn insert(&mut self, lkid: u32) {
+        if self.many.is_empty() && self.few.len() < Self::FEW {
+            if !self.few.contains(&lkid) {
+                self.few.push(lkid);
+            }
+        } else {
+            self.many.extend(self.few.drain(..));
+            self.many.insert(lkid);
+        }
+    }
+
+    /// Drops `lkid` (its completion was read).
+    #[inline(always)]
+    pub fn remove(&mut self, lkid: u32) {
+        if let Some(i) = self.few.iter().rposition(|&id| id == lkid) {
+            self.few.swap_remove(i);
+        } else if !self.many.is_empty() {
+            self.many.remove(&lkid);
+        }
+    }
+
+    /// Whether `lkid` has a request in flight.
+    pub fn contains(&self, lkid: u32) -> bool {
+        self.few.contains(&lkid) || self.many.contains(&lkid)
+    }
+}
+
+/// A Fibonacci hash of a lock id.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u32(&mut self, id: u32) {
+        self.0 = u64::from(id).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::InFlight;
+
+    /// Past `FEW` ids the set moves to its hash set and keeps every id;
+    /// removing them all brings it back to the vector.
+    #[test]
+    fn in_flight_keeps_every_id_across_the_switch() {
+        let mut s = InFlight::default();
+        let ids: Vec<u32> = (1..=200).map(|i| i * 0x0001_0003).collect();
+        for &id in &ids {
+            s.insert(id);
+            s.insert(id);
+        }
+        assert!(ids.iter().all(|&id| s.contains(id)));
+        for &id in ids.iter().step_by(2) {
+            s.remove(id);
+        }
+        for (i, &id) in ids.iter().enumerate() {
+            assert_eq!(s.contains(id), i % 2 == 1, "id {id:#x}");
+        }
+        for &id in ids.iter().skip(1).step_by(2) {
+            s.remove(id);
+        }
+        assert!(s.many.is_empty() && s.few.is_empty());
+        s.insert(7);
+        assert_eq!(s.few, [7]);
+        s.remove(8);
+        assert!(s.contains(7));
+    }
 }
