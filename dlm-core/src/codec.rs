@@ -352,15 +352,17 @@ impl Request {
     }
 
     /// [`Request::encode`] into the caller's buffer (a hot path's stack
-    /// buffer, without copying a [`RequestBuf`] out): zero-fills `b`,
-    /// encodes, and returns how many bytes to write.
+    /// buffer, without copying a [`RequestBuf`] out); returns how many
+    /// bytes to write. Unused fields are zeros; bytes of `b` past the
+    /// returned length are not part of the request.
     pub fn encode_into(&self, version: Version, b: &mut [u8; REQUEST_MAX]) -> usize {
+        if let Request::Lock(p) | Request::Unlock(p) = self {
+            return p.encode_into(self.command(), p.name.as_bytes(), version, b);
+        }
         put_header(b, version, self.command());
         let mut len = REQUEST_LEN;
         match self {
-            Request::Lock(p) | Request::Unlock(p) => {
-                return p.encode_into(self.command(), p.name.as_bytes(), version, b);
-            }
+            Request::Lock(_) | Request::Unlock(_) => unreachable!("encoded above"),
             Request::Deadlock { lkid, flags } => {
                 put_u32(b, off::FLAGS, flags.bits());
                 put_u32(b, off::LKID, *lkid);

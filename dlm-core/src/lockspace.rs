@@ -19,7 +19,7 @@
 //! # Ok::<(), dlm_core::Error>(())
 //! ```
 
-use crate::codec::{LockParams, LockResult, Lvb, REQUEST_MAX, Request};
+use crate::codec::{LockParams, LockResult, Lvb, Request};
 use crate::handle::{Deliver, Dispatched, Handle, OwnerGuard};
 use crate::transport::Control;
 use crate::{Errno, LockFlags, LsFlags, Mode, NAME_MAX, Name, SbFlags, Status};
@@ -559,7 +559,11 @@ impl Lockspace {
             return Err(Error::Sys(Errno::EINVAL));
         }
         let (token, params) = self.prepare_params(mode, flags, opts, on_complete);
-        match self.write_params(&params, DLM_USER_LOCK, name) {
+        match self
+            .handle
+            .device()
+            .write_params(&params, DLM_USER_LOCK, name)
+        {
             Ok(lkid) => Ok((token, lkid)),
             Err(e) => {
                 self.table().free(token);
@@ -615,15 +619,6 @@ impl Lockspace {
             ..LockParams::default()
         };
         (token, params)
-    }
-
-    /// Writes a LOCK or UNLOCK request with `params` and `name` (at most
-    /// 64 bytes), encoded in place.
-    fn write_params(&self, params: &LockParams, cmd: u32, name: &[u8]) -> Result<u32, Errno> {
-        let device = self.handle.device();
-        let mut buf = [0; REQUEST_MAX];
-        let len = params.encode_into(cmd as u8, name, device.version(), &mut buf);
-        device.write_encoded(&buf[..len])
     }
 
     /// Frees a slot: its results are ignored from now on.
@@ -1140,18 +1135,23 @@ impl<'ls> Lock<'ls> {
 
     /// Sends the unlock (with the LVB when the lock uses it).
     pub(crate) fn start_unlock(&self) -> Result<(), Error> {
-        let Request::Unlock(params) = self.unlock_request() else {
-            unreachable!("an unlock request");
-        };
         self.ls
-            .write_params(&params, DLM_USER_UNLOCK, &[])
+            .handle
+            .device()
+            .write_params(&self.unlock_params(), DLM_USER_UNLOCK, &[])
             .map(drop)
             .map_err(Error::from)
     }
 
     /// Marks the lock's slot as waiting and builds its unlock request
     /// (with the LVB when the lock uses it).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn unlock_request(&self) -> Request {
+        Request::Unlock(self.unlock_params())
+    }
+
+    /// [`Lock::unlock_request`]'s parameters.
+    fn unlock_params(&self) -> LockParams {
         let flags = self.flags & LockFlags::VALBLK;
         let lvb = match self.ls.table().get(self.token) {
             Some(slot) => {
@@ -1160,14 +1160,14 @@ impl<'ls> Lock<'ls> {
             }
             None => [0; 32],
         };
-        Request::Unlock(LockParams {
+        LockParams {
             lkid: self.lkid,
             flags,
             lksb: self.token,
             castparam: self.token,
             lvb,
             ..LockParams::default()
-        })
+        }
     }
 
     /// Leaves the lock held and forgets it; returns its id. A persistent

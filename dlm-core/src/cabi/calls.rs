@@ -8,7 +8,7 @@
 //! [`wait_ret`]). Pointer rules: the parent module's `# Safety`.
 
 use super::*;
-use crate::codec::{LVB_LEN, LockParams, REQUEST_MAX, Request, Version};
+use crate::codec::{LVB_LEN, LockParams, Request, Version};
 use crate::transport::{Control, Device};
 use crate::{LockFlags, LsFlags, NAME_MAX};
 use dlm_sys::{DLM_USER_LOCK, DLM_USER_UNLOCK};
@@ -371,12 +371,9 @@ unsafe fn write_params(
     name: &[u8],
     lksb: *mut Lksb,
 ) -> Result<u32, Errno> {
-    let device = ls.handle.device();
-    let mut buf = [0; REQUEST_MAX];
-    let len = p.encode_into(cmd as u8, name, device.version(), &mut buf);
     // SAFETY: caller contract.
     unsafe { set_status(lksb, EINPROG) };
-    device.write_encoded(&buf[..len])
+    ls.handle.device().write_params(p, cmd, name)
 }
 
 /// `dlm_ls_lock`'s local checks (B.2, in the C library's order, then the

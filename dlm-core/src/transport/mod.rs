@@ -10,7 +10,7 @@
 
 pub mod kernel;
 
-use crate::codec::{LockResult, Request, Version};
+use crate::codec::{LockParams, LockResult, REQUEST_MAX, Request, Version};
 use crate::dlmd::{client, proto};
 use crate::{Errno, LsFlags, Name, RemoveFlags};
 use rustix::fd::BorrowedFd;
@@ -215,17 +215,20 @@ impl Device {
         }
     }
 
-    /// Sends one request encoded with [`Device::version`] (for example
-    /// by [`LockParams::encode_into`](crate::codec::LockParams::encode_into));
-    /// returns what the kernel's `write()` returns.
+    /// Sends a LOCK or UNLOCK request (`cmd`, a `DLM_USER_*` number) with
+    /// `params` and the resource name `name` (at most 64 bytes), encoded
+    /// in place ([`LockParams::encode_into`]): the hot path of every lock
+    /// operation. Returns what the kernel's `write()` returns.
     ///
     /// # Errors
     /// The lock manager's errno; ENOTCONN when dlmd went away.
     #[inline(always)]
-    pub fn write_encoded(&self, bytes: &[u8]) -> Result<u32, Errno> {
+    pub fn write_params(&self, params: &LockParams, cmd: u32, name: &[u8]) -> Result<u32, Errno> {
+        let mut buf = [0; REQUEST_MAX];
+        let len = params.encode_into(cmd as u8, name, self.version(), &mut buf);
         match self {
-            Device::Kernel(d) => d.write_encoded(bytes),
-            Device::Dlmd(d, _) => d.write_encoded(bytes),
+            Device::Kernel(d) => d.write_encoded(&buf[..len]),
+            Device::Dlmd(d, _) => d.write_encoded(&buf[..len]),
         }
     }
 
