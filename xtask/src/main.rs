@@ -5,8 +5,10 @@
 
 mod bench;
 mod bindgen;
+mod deb;
 mod demo;
 mod host;
+mod man;
 mod release;
 mod test;
 mod vmtest;
@@ -31,6 +33,13 @@ commands:
                       them with libdlm.h and .pc files under DIR
                       (default target/dist; --from: use libraries
                       already built in DIR)
+  deb [--out DIR] [--from DIR]
+                      build the Debian packages (libdlm3-rs, libdlm-rs-dev,
+                      dlmd and their -dbgsym packages) under DIR (default
+                      target/debian; --from: use binaries already built
+                      in DIR)
+  man [--out DIR]     render dlm(1) and its subcommands' pages and the bash,
+                      zsh and fish completions (default target/man)
   vmtest [OPTIONS] [--] [TEST_BINARY...]
                       run tests against the kernel DLM in qemu guests
                       (vmtest --help for the options)
@@ -46,6 +55,8 @@ fn main() -> ExitCode {
         },
         Some("release") => release::run(&args[1..]),
         Some("test") => test::run(&args[1..]),
+        Some("deb") => deb::run(&args[1..]),
+        Some("man") => man::run(&args[1..]),
         Some("demo") => demo::run(),
         Some("bench") => bench::run(&args[1..]),
         Some("vmtest") => vmtest::run(&args[1..]),

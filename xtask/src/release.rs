@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The API level the libraries and header provide (dlm 4.2.0's).
-const API_VERSION: &str = "4.2.0";
+pub const API_VERSION: &str = "4.2.0";
 
 /// The libraries: file stem, pkg-config description, link flags.
 const LIBS: [(&str, &str, &str); 2] = [
@@ -58,20 +58,26 @@ pub fn run(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-fn absolute(p: &Path) -> Result<PathBuf, String> {
+pub fn absolute(p: &Path) -> Result<PathBuf, String> {
     std::path::absolute(p).map_err(|e| format!("{}: {e}", p.display()))
 }
 
 /// Builds both libraries in release mode; returns where they are.
 fn build(root: &Path) -> Result<PathBuf, String> {
+    build_packages(root, &["dlm-pthread", "dlm-lt"])
+}
+
+/// Builds the given packages in release mode; returns where they are.
+pub fn build_packages(root: &Path, packages: &[&str]) -> Result<PathBuf, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(root)
-        .args(["build", "--release", "-p", "dlm-pthread", "-p", "dlm-lt"])
+        .args(["build", "--release"])
+        .args(packages.iter().flat_map(|p| ["-p", p]))
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
     if !status.success() {
-        return Err("cargo build of the C libraries failed".into());
+        return Err(format!("cargo build --release of {} failed", packages.join(", ")));
     }
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -79,23 +85,23 @@ fn build(root: &Path) -> Result<PathBuf, String> {
     Ok(absolute(&target)?.join("release"))
 }
 
-fn io<T>(what: &Path, r: std::io::Result<T>) -> Result<T, String> {
+pub fn io<T>(what: &Path, r: std::io::Result<T>) -> Result<T, String> {
     r.map_err(|e| format!("{}: {e}", what.display()))
 }
 
 /// Replaces `link` with a symlink to `to`.
-fn symlink(to: &str, link: &Path) -> Result<(), String> {
+pub fn symlink(to: &str, link: &Path) -> Result<(), String> {
     let _ = std::fs::remove_file(link);
     io(link, std::os::unix::fs::symlink(to, link))
 }
 
 /// The pkg-config file of one library.
-fn pc_file(prefix: &Path, name: &str, description: &str, libs: &str) -> String {
+fn pc_file(prefix: &Path, libdir: &str, name: &str, description: &str, libs: &str) -> String {
     format!(
         "prefix={prefix}\n\
          exec_prefix=${{prefix}}\n\
          includedir=${{prefix}}/include\n\
-         libdir=${{exec_prefix}}/lib\n\
+         libdir=${{exec_prefix}}/{libdir}\n\
          \n\
          Name: {name}\n\
          Description: {description}\n\
@@ -108,9 +114,24 @@ fn pc_file(prefix: &Path, name: &str, description: &str, libs: &str) -> String {
 
 /// Lays out the tree under `prefix` from the libraries in `built`.
 fn install(root: &Path, built: &Path, prefix: &Path) -> Result<(), String> {
-    let lib = prefix.join("lib");
+    install_into(root, built, Path::new("/"), prefix, "lib")
+}
+
+/// Lays out the tree for `prefix` (as the `.pc` files name it) under
+/// `destdir` (a staging directory, `/` to install in place), with the
+/// libraries in `prefix/libdir` (`lib`, or Debian's multiarch
+/// `lib/x86_64-linux-gnu`).
+pub fn install_into(
+    root: &Path,
+    built: &Path,
+    destdir: &Path,
+    prefix: &Path,
+    libdir: &str,
+) -> Result<(), String> {
+    let staged = destdir.join(prefix.strip_prefix("/").unwrap_or(prefix));
+    let lib = staged.join(libdir);
     let pkgconfig = lib.join("pkgconfig");
-    let include = prefix.join("include");
+    let include = staged.join("include");
     for dir in [&lib, &pkgconfig, &include] {
         io(dir, std::fs::create_dir_all(dir))?;
     }
@@ -125,7 +146,7 @@ fn install(root: &Path, built: &Path, prefix: &Path) -> Result<(), String> {
         let pc = pkgconfig.join(format!("{stem}.pc"));
         io(
             &pc,
-            std::fs::write(&pc, pc_file(prefix, stem, description, libs)),
+            std::fs::write(&pc, pc_file(prefix, libdir, stem, description, libs)),
         )?;
     }
     let header = root.join("include/libdlm.h");

@@ -1,0 +1,220 @@
+//! `cargo xtask man [--out DIR]`: the generated manual pages and shell
+//! completions of `dlm`.
+//!
+//! `dlm(1)` and one page per subcommand (`dlm-lock(1)`, ...) are rendered
+//! by clap_mangen, and the bash, zsh and fish completions by
+//! clap_complete, all from dlm-cli's clap definition
+//! (`dlm_cli::command()`), so every option the tool parses appears in
+//! them. Under DIR (default `target/man`):
+//!
+//! ```text
+//! man1/dlm.1  man1/dlm-lock.1 ...
+//! completions/dlm.bash  completions/_dlm  completions/dlm.fish
+//! ```
+//!
+//! The other pages (`dlmd(8)`, `libdlm(3)` and the function pages) are
+//! written by hand in `man/` at the top of the workspace.
+
+use crate::release::io;
+use clap_complete::Shell;
+use std::path::{Path, PathBuf};
+
+/// The hand-written pages in `man/`, with the names each page documents
+/// besides its own (installed as links to it).
+pub const PAGES: &[(&str, &[&str])] = &[
+    ("dlmd.8", &[]),
+    ("libdlm.3", &["libdlm_lt.3"]),
+    (
+        "dlm_create_lockspace.3",
+        &[
+            "dlm_new_lockspace.3",
+            "dlm_open_lockspace.3",
+            "dlm_close_lockspace.3",
+            "dlm_release_lockspace.3",
+            "dlm_ls_get_fd.3",
+            "dlm_get_fd.3",
+            "dlm_ls_purge.3",
+            "dlm_kernel_version.3",
+            "dlm_library_version.3",
+        ],
+    ),
+    (
+        "dlm_lock.3",
+        &[
+            "dlm_ls_lock.3",
+            "dlm_ls_lockx.3",
+            "dlm_unlock.3",
+            "dlm_ls_unlock.3",
+            "dlm_ls_deadlock_cancel.3",
+        ],
+    ),
+    (
+        "dlm_lock_wait.3",
+        &[
+            "dlm_ls_lock_wait.3",
+            "dlm_unlock_wait.3",
+            "dlm_ls_unlock_wait.3",
+            "lock_resource.3",
+            "unlock_resource.3",
+        ],
+    ),
+    (
+        "dlm_dispatch.3",
+        &[
+            "dlm_pthread_init.3",
+            "dlm_ls_pthread_init.3",
+            "dlm_pthread_cleanup.3",
+        ],
+    ),
+];
+
+/// The generated files, relative to the output directory.
+pub struct Generated {
+    /// `man1/*.1`.
+    pub man1: Vec<PathBuf>,
+    /// The bash completion script.
+    pub bash: PathBuf,
+    /// The zsh completion function (`_dlm`).
+    pub zsh: PathBuf,
+    /// The fish completion script.
+    pub fish: PathBuf,
+}
+
+/// Runs the subcommand.
+pub fn run(args: &[String]) -> Result<(), String> {
+    let mut out = crate::workspace_root().join("target/man");
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--out" => out = PathBuf::from(it.next().ok_or("--out needs a directory")?),
+            other => return Err(format!("man: unknown argument {other:?}")),
+        }
+    }
+    let generated = generate(&out)?;
+    for page in &generated.man1 {
+        println!("{}", page.display());
+    }
+    for file in [&generated.bash, &generated.zsh, &generated.fish] {
+        println!("{}", file.display());
+    }
+    Ok(())
+}
+
+/// The sections dlm(1) has beyond what clap knows.
+const DLM_EXTRA: &str = r#".SH "EXIT STATUS"
+.B dlm lock
+exits with the status of its command (128 plus the signal number when
+the command was killed), or 1 when
+.B \-n
+finds the lock held or
+.B \-w
+runs out.
+Every other subcommand exits 0 on success.
+Any failure (no lock manager reachable, permission denied, an unknown
+lockspace, a bad mode) prints one line to standard error and exits 2.
+.SH ENVIRONMENT
+.TP
+.B DLM_BACKEND
+.B kernel
+or
+.B dlmd
+forces a backend; by default the kernel DLM is used when
+.I /proc/misc
+lists
+.BR dlm\-control ,
+else dlmd.
+.TP
+.B DLMD_SOCKET
+the socket of dlmd; by default
+.I /run/dlmd/dlmd.sock
+if it exists, else
+.IR $XDG_RUNTIME_DIR/dlmd.sock ,
+else
+.IR /tmp/dlmd\-UID/dlmd.sock .
+.SH FILES
+.TP
+.I /run/dlmd/dlmd.sock
+the socket of the system dlmd.
+.TP
+.I /var/log/dlmd.log
+the log of a dlmd started by
+.B dlm daemon
+as root (other users: a file in the temporary directory).
+.SH EXAMPLES
+Run a job on one machine of a cluster at a time, waiting at most a
+minute for the lock:
+.PP
+.RS
+.EX
+dlm lock \-w 60 nightly\-backup \-\- /usr/local/bin/backup
+.EE
+.RE
+.PP
+Show who holds what:
+.PP
+.RS
+.EX
+dlm locks default
+.EE
+.RE
+.SH "SEE ALSO"
+.BR flock (1),
+.BR dlmd (8),
+.BR libdlm (3)
+"#;
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    io(path, std::fs::write(path, bytes))
+}
+
+/// Writes the pages and completions under `out`.
+pub fn generate(out: &Path) -> Result<Generated, String> {
+    let man1 = out.join("man1");
+    let completions = out.join("completions");
+    for dir in [&man1, &completions] {
+        io(dir, std::fs::create_dir_all(dir))?;
+    }
+    let mut cmd = dlm_cli::command().disable_help_subcommand(true);
+    cmd.build();
+    let mut pages = Vec::new();
+    // The top page, with the sections clap does not know about.
+    let top = man1.join("dlm.1");
+    let mut text = Vec::new();
+    man(&cmd)
+        .render(&mut text)
+        .map_err(|e| format!("dlm.1: {e}"))?;
+    text.extend_from_slice(DLM_EXTRA.as_bytes());
+    write(&top, &text)?;
+    pages.push(top);
+    // One page per subcommand, as git has them: dlm-lock(1), ...
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let page = man(sub);
+        let path = man1.join(page.get_filename());
+        let mut text = Vec::new();
+        page.render(&mut text)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        text.extend_from_slice(b".SH \"SEE ALSO\"\n.BR dlm (1)\n");
+        write(&path, &text)?;
+        pages.push(path);
+    }
+    let mut script = |shell: Shell, name: &str| -> Result<PathBuf, String> {
+        let path = completions.join(name);
+        let mut text = Vec::new();
+        clap_complete::generate(shell, &mut cmd, "dlm", &mut text);
+        write(&path, &text)?;
+        Ok(path)
+    };
+    Ok(Generated {
+        man1: pages,
+        bash: script(Shell::Bash, "dlm.bash")?,
+        zsh: script(Shell::Zsh, "_dlm")?,
+        fish: script(Shell::Fish, "dlm.fish")?,
+    })
+}
+
+/// A page of section 1 in the dlm-rs manual.
+fn man(cmd: &clap::Command) -> clap_mangen::Man {
+    clap_mangen::Man::new(cmd.clone())
+        .source(format!("dlm-rs {}", env!("CARGO_PKG_VERSION")))
+        .manual("dlm-rs")
+}
