@@ -62,6 +62,7 @@
 //! thread per lockspace, while blocking calls from any thread wait for it.
 
 #![deny(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "tokio")]
 mod asyncio;
@@ -80,6 +81,7 @@ mod status;
 pub mod transport;
 
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use asyncio::{AsyncLock, AsyncLockspace};
 pub use codec::{LVB_LEN, LockParams, LockResult, Lvb, Request, Version};
 pub use errno::Errno;

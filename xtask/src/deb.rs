@@ -321,6 +321,7 @@ pub fn build(root: &Path, built: &Path, out: &Path) -> Result<Vec<PathBuf>, Stri
                 "DEBIAN/shlibs",
                 &format!("libdlm 3 libdlm3 (>= {api})\nlibdlm_lt 3 libdlm3 (>= {api})\n"),
             )?;
+            pkg.write("DEBIAN/symbols", &symbols(&pkg)?)?;
         }
         debs.push(dpkg_deb(&pkg, &version, &arch, out)?);
         if let Some(dbg) = dbg {
@@ -441,6 +442,32 @@ fn owner(name: &str) -> String {
         _ if name.starts_with("dlm_") || name.ends_with("_resource") => "libdlm API".into(),
         _ => "other (C, linker)".into(),
     }
+}
+
+/// The `symbols` control file of the library package: every exported
+/// function of each library, at libdlm's API level (programs linked
+/// against them then depend on `libdlm3 (>= 4.2.0)`, which this package
+/// provides and Debian's satisfies).
+fn symbols(pkg: &Pkg) -> Result<String, String> {
+    let mut text = String::new();
+    for elf in &pkg.elves {
+        let file = pkg.dir.join(elf);
+        let name = file.file_name().expect("a file").to_string_lossy();
+        let soname = name.trim_end_matches(".0");
+        let _ = writeln!(text, "{soname} libdlm3 #MINVER#");
+        let _ = writeln!(text, "* Build-Depends-Package: libdlm-dev");
+        let nm = output(Command::new("nm").args(["-D", "--defined-only"]).arg(&file))?;
+        let mut names: Vec<&str> = nm
+            .lines()
+            .filter(|l| l.split_whitespace().nth(1) == Some("T"))
+            .filter_map(|l| l.split_whitespace().nth(2))
+            .collect();
+        names.sort_unstable();
+        for sym in names {
+            let _ = writeln!(text, " {sym}@Base {}", release::API_VERSION);
+        }
+    }
+    Ok(text)
 }
 
 /// `Depends` of the package's ELF files, from `dpkg-shlibdeps`.
@@ -567,7 +594,7 @@ fn dpkg_deb(pkg: &Pkg, version: &str, arch: &str, out: &Path) -> Result<PathBuf,
     }
     pkg.write("DEBIAN/control", &control)?;
     pkg.write("DEBIAN/md5sums", &md5sums)?;
-    for f in ["control", "md5sums", "triggers", "shlibs"] {
+    for f in ["control", "md5sums", "triggers", "shlibs", "symbols"] {
         let path = pkg.dir.join("DEBIAN").join(f);
         if path.exists() {
             io(
