@@ -135,7 +135,10 @@ fn installed() -> Option<&'static Path> {
 fn query(root: &Path, args: &[&str]) -> String {
     output(
         Command::new("dpkg-query")
-            .arg(format!("--admindir={}", root.join("var/lib/dpkg").display()))
+            .arg(format!(
+                "--admindir={}",
+                root.join("var/lib/dpkg").display()
+            ))
             .args(args),
     )
 }
@@ -398,7 +401,11 @@ fn binaries_are_stripped_with_debug_information_in_dbgsym() {
             .lines()
             .find_map(|l| l.trim().strip_prefix("Build ID: "))
             .unwrap_or_else(|| panic!("{bin}: no build id"));
-        let debug = root.join(format!("usr/lib/debug/.build-id/{}/{}.debug", &id[..2], &id[2..]));
+        let debug = root.join(format!(
+            "usr/lib/debug/.build-id/{}/{}.debug",
+            &id[..2],
+            &id[2..]
+        ));
         let dbg_sections = output(Command::new("readelf").arg("-S").arg(&debug));
         assert!(
             dbg_sections.contains(".debug_info"),
@@ -416,7 +423,9 @@ fn no_maintainer_scripts() {
         let info = output(Command::new("dpkg-deb").arg("--info").arg(deb(package)));
         for script in ["preinst", "postinst", "prerm", "postrm", "config"] {
             assert!(
-                !info.lines().any(|l| l.split_whitespace().nth(2) == Some(script)),
+                !info
+                    .lines()
+                    .any(|l| l.split_whitespace().nth(2) == Some(script)),
                 "{package} has a {script}:\n{info}"
             );
         }

@@ -35,10 +35,7 @@ fn generated() -> &'static PathBuf {
 
 fn pages() -> Vec<PathBuf> {
     let mut pages = Vec::new();
-    for dir in [
-        clib::workspace_root().join("man"),
-        generated().join("man1"),
-    ] {
+    for dir in [clib::workspace_root().join("man"), generated().join("man1")] {
         for entry in std::fs::read_dir(&dir).expect("read the pages") {
             pages.push(entry.unwrap().path());
         }
@@ -79,7 +76,9 @@ fn every_page_renders_without_groff_warnings() {
 #[test]
 fn every_page_passes_mandoc_lint() {
     if !has("mandoc") {
-        eprintln!("skipped: mandoc is missing (apt-get install mandoc; cargo xtask test installs it)");
+        eprintln!(
+            "skipped: mandoc is missing (apt-get install mandoc; cargo xtask test installs it)"
+        );
         return;
     }
     for page in pages() {
@@ -143,7 +142,10 @@ fn examples(page: &str) -> Vec<String> {
             (".EX", None) => current = Some(String::new()),
             (".EE", Some(_)) => out.push(current.take().unwrap()),
             (l, Some(c)) => {
-                let l = l.replace("\\-", "-").replace("\\e", "\\").replace("\\&", "");
+                let l = l
+                    .replace("\\-", "-")
+                    .replace("\\e", "\\")
+                    .replace("\\&", "");
                 c.push_str(&l);
                 c.push('\n');
             }

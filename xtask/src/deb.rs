@@ -197,10 +197,7 @@ pub fn build(root: &Path, built: &Path, out: &Path) -> Result<Vec<PathBuf>, Stri
         let pc = format!("usr/{libdir}/pkgconfig/{stem}.pc");
         dev.copy(&tree.join(&pc), &pc)?;
     }
-    dev.copy(
-        &tree.join("usr/include/libdlm.h"),
-        "usr/include/libdlm.h",
-    )?;
+    dev.copy(&tree.join("usr/include/libdlm.h"), "usr/include/libdlm.h")?;
     for (page, aliases) in crate::man::PAGES {
         let section = page.rsplit('.').next().expect("a page has a section");
         let pkg = if section == "3" { &dev } else { &daemon };
@@ -227,10 +224,7 @@ pub fn build(root: &Path, built: &Path, out: &Path) -> Result<Vec<PathBuf>, Stri
         let name = page.file_name().expect("a page").to_string_lossy();
         daemon.gzip(page, &format!("usr/share/man/man1/{name}.gz"))?;
     }
-    daemon.copy(
-        &generated.bash,
-        "usr/share/bash-completion/completions/dlm",
-    )?;
+    daemon.copy(&generated.bash, "usr/share/bash-completion/completions/dlm")?;
     daemon.copy(&generated.zsh, "usr/share/zsh/vendor-completions/_dlm")?;
     daemon.copy(
         &generated.fish,
@@ -393,7 +387,11 @@ fn split_debug(pkg: &mut Pkg, stage: &Path, report: &mut String) -> Result<Optio
     dbg.field("Auto-Built-Package", "debug-symbols");
     dbg.field("Section", "debug");
     dbg.field("Priority", "optional");
-    if pkg.fields.iter().any(|(f, v)| *f == "Multi-Arch" && v == "same") {
+    if pkg
+        .fields
+        .iter()
+        .any(|(f, v)| *f == "Multi-Arch" && v == "same")
+    {
         dbg.field("Multi-Arch", "same");
     }
     dbg.field("Depends", version_dep);
@@ -406,7 +404,11 @@ fn split_debug(pkg: &mut Pkg, stage: &Path, report: &mut String) -> Result<Optio
 /// The sizes of a binary's symbols (code and data), summed by the crate
 /// (or C library) they come from, largest first.
 fn crate_sizes(file: &Path) -> Result<String, String> {
-    let symbols = output(Command::new("nm").args(["-S", "-C", "--size-sort"]).arg(file))?;
+    let symbols = output(
+        Command::new("nm")
+            .args(["-S", "-C", "--size-sort"])
+            .arg(file),
+    )?;
     let mut by: BTreeMap<String, u64> = BTreeMap::new();
     let mut total = 0;
     for line in symbols.lines() {
@@ -478,7 +480,10 @@ fn shlib_depends(stage: &Path, pkg: &Pkg) -> Result<String, String> {
     // dpkg-shlibdeps reads debian/control of a source tree.
     let src = stage.join("shlibdeps");
     let control = src.join("debian/control");
-    io(&src, std::fs::create_dir_all(control.parent().expect("a parent")))?;
+    io(
+        &src,
+        std::fs::create_dir_all(control.parent().expect("a parent")),
+    )?;
     io(
         &control,
         std::fs::write(
@@ -490,7 +495,9 @@ fn shlib_depends(stage: &Path, pkg: &Pkg) -> Result<String, String> {
         ),
     )?;
     let mut cmd = Command::new("dpkg-shlibdeps");
-    cmd.current_dir(&src).arg("-O").arg(format!("-p{}", pkg.name));
+    cmd.current_dir(&src)
+        .arg("-O")
+        .arg(format!("-p{}", pkg.name));
     for elf in &pkg.elves {
         cmd.arg(format!("-e{}", pkg.dir.join(elf).display()));
     }

@@ -77,7 +77,10 @@ pub fn build_packages(root: &Path, packages: &[&str]) -> Result<PathBuf, String>
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
     if !status.success() {
-        return Err(format!("cargo build --release of {} failed", packages.join(", ")));
+        return Err(format!(
+            "cargo build --release of {} failed",
+            packages.join(", ")
+        ));
     }
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)

@@ -1,7 +1,8 @@
 //! `cargo xtask test`: the whole test suite on a fresh machine.
 //!
 //! Installs what the tests need beyond the Rust toolchain (gcc for the C
-//! programs, libclang for the bindings freshness test), then runs
+//! programs, libclang for the bindings freshness test, dpkg-dev, groff
+//! and mandoc for the packages and manual pages), then runs
 //! `cargo test --workspace` with any extra arguments passed through.
 
 use crate::host::{self, Need, Present};
@@ -23,6 +24,11 @@ pub const NEEDS: &[Need] = &[
     Need::program("nm", "binutils"),
     Need::program("pkg-config", "pkg-config"),
     Need::program("python3", "python3"),
+    // The Debian packages (tests/tests/deb_packages.rs) and the manual
+    // pages (tests/tests/man_pages.rs).
+    Need::program("dpkg-shlibdeps", "dpkg-dev"),
+    Need::program("groff", "groff-base"),
+    Need::program("mandoc", "mandoc"),
 ];
 
 /// Installs the prerequisites and runs the workspace's tests.
