@@ -425,7 +425,7 @@ fn crate_sizes(file: &Path) -> Result<String, String> {
         *by.entry(owner(name)).or_default() += size;
     }
     let mut by: Vec<_> = by.into_iter().collect();
-    by.sort_by(|a, b| b.1.cmp(&a.1));
+    by.sort_by_key(|b| std::cmp::Reverse(b.1));
     let mut text = format!("{} KiB in symbols;", total / 1024);
     for (name, size) in by.iter().take(8) {
         let _ = write!(text, " {name} {} KiB,", size / 1024);
