@@ -251,7 +251,9 @@ fn file_lists() {
 
     let daemon = file_list(root, "dlmd");
     for want in [
-        "/usr/sbin/dlmd",
+        // Beside dlm, which starts the dlmd next to itself for users
+        // whose PATH has no sbin.
+        "/usr/bin/dlmd",
         "/usr/bin/dlm",
         "/usr/lib/systemd/system/dlmd.service",
         "/usr/share/man/man8/dlmd.8.gz",
@@ -266,6 +268,17 @@ fn file_lists() {
     ] {
         assert!(daemon.contains(want), "dlmd lacks {want}: {daemon:?}");
     }
+    // The unit starts the installed daemon.
+    let unit = std::fs::read_to_string(root.join("usr/lib/systemd/system/dlmd.service")).unwrap();
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("dlmd.service has ExecStart");
+    assert!(
+        daemon.contains(exec),
+        "ExecStart={exec} is not in the package"
+    );
     // Every file of every package is below /usr.
     for package in PACKAGES {
         for f in file_list(root, package) {
@@ -350,7 +363,7 @@ fn every_needed_library_is_in_depends() {
         ),
         (
             "dlmd",
-            vec!["usr/sbin/dlmd".to_string(), "usr/bin/dlm".to_string()],
+            vec!["usr/bin/dlmd".to_string(), "usr/bin/dlm".to_string()],
         ),
     ] {
         let depends = field(root, package, "Depends");
@@ -388,7 +401,7 @@ fn binaries_are_stripped_with_debug_information_in_dbgsym() {
     for bin in [
         format!("usr/lib/{ma}/libdlm.so.3.0"),
         format!("usr/lib/{ma}/libdlm_lt.so.3.0"),
-        "usr/sbin/dlmd".to_string(),
+        "usr/bin/dlmd".to_string(),
         "usr/bin/dlm".to_string(),
     ] {
         let path = root.join(&bin);
@@ -444,7 +457,7 @@ fn installed_programs_and_libraries_work() {
     let Some(root) = installed() else { return };
     let ma = multiarch();
     let libdir = root.join(format!("usr/lib/{ma}"));
-    for bin in ["usr/sbin/dlmd", "usr/bin/dlm"] {
+    for bin in ["usr/bin/dlmd", "usr/bin/dlm"] {
         let v = output(Command::new(root.join(bin)).arg("--version"));
         assert!(v.contains(env!("CARGO_PKG_VERSION")), "{bin}: {v}");
     }

@@ -213,9 +213,12 @@ pub fn build(root: &Path, built: &Path, out: &Path) -> Result<Vec<PathBuf>, Stri
         }
     }
 
-    daemon.copy(&built.join("dlmd"), "usr/sbin/dlmd")?;
+    // dlmd in /usr/bin, not /usr/sbin: any user may run one for
+    // themselves, and `dlm daemon` starts the dlmd beside it (a user's
+    // PATH has no sbin directory on Debian).
+    daemon.copy(&built.join("dlmd"), "usr/bin/dlmd")?;
     daemon.copy(&built.join("dlm"), "usr/bin/dlm")?;
-    daemon.elves = vec!["usr/sbin/dlmd".into(), "usr/bin/dlm".into()];
+    daemon.elves = vec!["usr/bin/dlmd".into(), "usr/bin/dlm".into()];
     daemon.copy(
         &root.join("contrib/dlmd.service"),
         "usr/lib/systemd/system/dlmd.service",
@@ -509,18 +512,33 @@ fn shlib_depends(stage: &Path, pkg: &Pkg) -> Result<String, String> {
         .to_string())
 }
 
-/// The Debian changelog of this build, dated by the last commit (or
-/// `SOURCE_DATE_EPOCH`) so that builds are reproducible.
+/// The time the packages are dated by: `SOURCE_DATE_EPOCH`, else the
+/// last commit's, else now (seconds since 1970), so that two builds of a
+/// commit give the same packages.
+fn source_date_epoch() -> String {
+    std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .filter(|e| !e.is_empty())
+        .or_else(|| {
+            output(
+                Command::new("git")
+                    .current_dir(crate::workspace_root())
+                    .args(["log", "-1", "--format=%ct"]),
+            )
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+        })
+        .unwrap_or_else(|| {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+            now.map_or(0, |d| d.as_secs()).to_string()
+        })
+}
+
+/// The Debian changelog of this build, dated by [`source_date_epoch`].
 fn changelog(version: &str) -> Result<String, String> {
-    let date = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(epoch) => output(Command::new("date").args(["-R", "-u", "-d", &format!("@{epoch}")]))?,
-        Err(_) => output(
-            Command::new("git")
-                .current_dir(crate::workspace_root())
-                .args(["log", "-1", "--format=%aD"]),
-        )
-        .or_else(|_| output(Command::new("date").args(["-R", "-u"])))?,
-    };
+    let epoch = source_date_epoch();
+    let date = output(Command::new("date").args(["-R", "-u", "-d", &format!("@{epoch}")]))?;
     Ok(format!(
         "dlm-rs ({version}) unstable; urgency=medium\n\n  \
          * Built by `cargo xtask deb` from the dlm-rs workspace.\n\n \
@@ -573,7 +591,7 @@ fn dpkg_deb(pkg: &Pkg, version: &str, arch: &str, out: &Path) -> Result<PathBuf,
             .expect("below the package root")
             .to_string_lossy()
             .into_owned();
-        let program = rel.starts_with("usr/bin/") || rel.starts_with("usr/sbin/");
+        let program = rel.starts_with("usr/bin/");
         let mode = if program { 0o755 } else { 0o644 };
         io(
             file,
@@ -613,6 +631,8 @@ fn dpkg_deb(pkg: &Pkg, version: &str, arch: &str, out: &Path) -> Result<PathBuf,
     let deb = out.join(format!("{}_{version}_{arch}.deb", pkg.name));
     host::run(
         Command::new("dpkg-deb")
+            // dpkg-deb clamps file times to it and dates the archive by it.
+            .env("SOURCE_DATE_EPOCH", source_date_epoch())
             .args(["--root-owner-group", "-Zxz", "--build"])
             .arg(&pkg.dir)
             .arg(&deb)
