@@ -182,3 +182,26 @@ fn the_libdlm_page_examples_compile_and_run() {
         assert!(!out.contains("lock id 0\n"), "{test}: {out}");
     }
 }
+
+#[test]
+fn dlmd_page_names_every_option_of_dlmd_help() {
+    // dlmd(8) is written by hand until dlmd parses its arguments with
+    // clap; this keeps it from falling behind `dlmd --help`.
+    let help = Command::new(dlm_tests::dlmd_binary())
+        .arg("--help")
+        .output()
+        .expect("run dlmd --help");
+    assert!(help.status.success());
+    let help = String::from_utf8_lossy(&help.stdout);
+    let page = std::fs::read_to_string(clib::workspace_root().join("man/dlmd.8"))
+        .unwrap()
+        .replace("\\-", "-");
+    let options: Vec<&str> = help
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .filter(|w| w.starts_with("--") && w.len() > 2)
+        .collect();
+    assert!(options.len() >= 5, "{help}");
+    for option in options {
+        assert!(page.contains(option), "dlmd(8) does not describe {option}");
+    }
+}
