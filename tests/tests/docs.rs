@@ -159,11 +159,24 @@ fn defined(semantics: &str) -> BTreeMap<String, usize> {
 
 #[test]
 fn every_cited_id_is_defined_in_semantics() {
-    let semantics = fs::read_to_string(root().join("docs/semantics.md")).expect("docs/semantics.md");
+    let semantics =
+        fs::read_to_string(root().join("docs/semantics.md")).expect("docs/semantics.md");
     let defined = defined(&semantics);
     // the scanner finds the ids it must, and the definitions are there
-    for id in ["A.5", "C.3.2", "Part D", "Appendix X", "E1", "E34", "L14", "X4"] {
-        assert!(cited(&format!("see {id}.")).contains(id), "scanner misses {id}");
+    for id in [
+        "A.5",
+        "C.3.2",
+        "Part D",
+        "Appendix X",
+        "E1",
+        "E34",
+        "L14",
+        "X4",
+    ] {
+        assert!(
+            cited(&format!("see {id}.")).contains(id),
+            "scanner misses {id}"
+        );
         assert!(defined.contains_key(id), "docs/semantics.md lacks {id}");
     }
     assert!(cited("V612 E2BIG 0xC1 x86 C.5x").is_empty());
@@ -251,5 +264,8 @@ fn urls_name_no_real_host() {
             }
         }
     }
-    assert!(hits.is_empty(), "URLs must use reserved .invalid hosts: {hits:#?}");
+    assert!(
+        hits.is_empty(),
+        "URLs must use reserved .invalid hosts: {hits:#?}"
+    );
 }

@@ -102,7 +102,8 @@ pub fn parse_deb822(text: &str) -> Vec<Source> {
         };
         let is_deb = get("Types").is_some_and(|t| t.split_whitespace().any(|t| t == "deb"));
         let enabled = get("Enabled").is_none_or(|e| !e.trim().eq_ignore_ascii_case("no"));
-        if let (true, true, Some(uris), Some(suites)) = (is_deb, enabled, get("URIs"), get("Suites"))
+        if let (true, true, Some(uris), Some(suites)) =
+            (is_deb, enabled, get("URIs"), get("Suites"))
         {
             let uris: Vec<String> = uris.split_whitespace().map(str::to_string).collect();
             let suites: Vec<String> = suites.split_whitespace().map(str::to_string).collect();
@@ -178,10 +179,7 @@ fn host_files() -> Vec<PathBuf> {
         let mut more: Vec<PathBuf> = dir
             .flatten()
             .map(|e| e.path())
-            .filter(|p| {
-                p.extension()
-                    .is_some_and(|e| e == "list" || e == "sources")
-            })
+            .filter(|p| p.extension().is_some_and(|e| e == "list" || e == "sources"))
             .collect();
         more.sort();
         files.extend(more);
@@ -307,7 +305,10 @@ components: main
             [
                 ("http://mirror.example.invalid/debian", "bookworm"),
                 ("http://mirror.example.invalid/debian/", "bookworm-updates"),
-                ("http://security.example.invalid/debian-security", "bookworm-security"),
+                (
+                    "http://security.example.invalid/debian-security",
+                    "bookworm-security"
+                ),
                 ("http://other.example.invalid/apt", "nodistro"),
             ]
         );
@@ -326,7 +327,10 @@ components: main
         assert_eq!(s.len(), 2, "{s:?}");
         assert_eq!(
             s[0].uris,
-            ["http://a.example.invalid/debian/", "http://b.example.invalid/debian"]
+            [
+                "http://a.example.invalid/debian/",
+                "http://b.example.invalid/debian"
+            ]
         );
         assert_eq!(s[0].suites, ["bookworm", "bookworm-updates"]);
         assert_eq!(
@@ -352,7 +356,9 @@ components: main
             (None, Some("http://z.example.invalid/debian".into()))
         );
         assert_eq!(pick(&parse_deb822("")), (None, None));
-        let s = parse_deb822("Types: deb\nURIs: http://t.example.invalid/d\nSuites: trixie-backports\n");
+        let s = parse_deb822(
+            "Types: deb\nURIs: http://t.example.invalid/d\nSuites: trixie-backports\n",
+        );
         assert_eq!(pick(&s).0.as_deref(), Some("http://t.example.invalid/d"));
     }
 }
