@@ -200,13 +200,26 @@ fn parse_file(path: &Path) -> Vec<Source> {
 
 fn find() -> Result<Mirrors, String> {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-    let mut archive = env("DLM_VMTEST_MIRROR").map(|m| (m, "DLM_VMTEST_MIRROR".to_string()));
-    let mut security = env("DLM_VMTEST_SECURITY_MIRROR");
-    for file in host_files() {
+    find_in(
+        &host_files(),
+        env("DLM_VMTEST_MIRROR"),
+        env("DLM_VMTEST_SECURITY_MIRROR"),
+    )
+}
+
+/// The mirrors from `files` (in apt's order), unless overridden.
+fn find_in(
+    files: &[PathBuf],
+    archive_override: Option<String>,
+    security_override: Option<String>,
+) -> Result<Mirrors, String> {
+    let mut archive = archive_override.map(|m| (m, "DLM_VMTEST_MIRROR".to_string()));
+    let mut security = security_override;
+    for file in files {
         if archive.is_some() && security.is_some() {
             break;
         }
-        let (a, s) = pick(&parse_file(&file));
+        let (a, s) = pick(&parse_file(file));
         if archive.is_none() {
             archive = a.map(|a| (a, file.display().to_string()));
         }
@@ -340,6 +353,44 @@ components: main
                 Some("http://sec.example.invalid/debian-security".into())
             )
         );
+    }
+
+    #[test]
+    fn host_files_in_order_and_none_configured() {
+        let dir = std::env::temp_dir().join(format!("dlm-apt-sources-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let list = dir.join("sources.list");
+        let other = dir.join("other.sources");
+        let debian = dir.join("zz-debian.sources");
+        fs::write(&list, "deb http://x.example.invalid/apt nodistro main\n").unwrap();
+        fs::write(
+            &other,
+            "Types: deb\nURIs: http://y.example.invalid/\nSuites: stable\n",
+        )
+        .unwrap();
+        fs::write(&debian, DEB822).unwrap();
+        let m = find_in(&[list.clone(), other.clone(), debian.clone()], None, None).unwrap();
+        assert_eq!(m.archive, "http://y.example.invalid");
+        assert_eq!(m.origin, other.display().to_string());
+        assert_eq!(
+            m.security.as_deref(),
+            Some("http://sec.example.invalid/debian-security")
+        );
+        let m = find_in(
+            std::slice::from_ref(&debian),
+            Some("http://o.example.invalid/d/".into()),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            (m.archive.as_str(), m.origin.as_str()),
+            ("http://o.example.invalid/d", "DLM_VMTEST_MIRROR")
+        );
+        // a host without a Debian entry (or without files) is told so
+        let e = find_in(&[list, dir.join("missing.list")], None, None).unwrap_err();
+        assert!(e.contains("no Debian mirror is configured"), "{e}");
+        assert!(e.contains("DLM_VMTEST_MIRROR"), "{e}");
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
