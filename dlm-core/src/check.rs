@@ -1,4 +1,4 @@
-//! Argument checks with the kernel's rules and errnos (spec C.3).
+//! Argument checks with the kernel's rules and errnos (docs/semantics.md C.3).
 //!
 //! These are the checks that need no lock state; the lock manager (the
 //! kernel, or `dlm-engine`) applies the state-dependent ones (EBUSY on a

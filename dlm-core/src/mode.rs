@@ -22,7 +22,7 @@ pub enum Mode {
     Ex = 5,
 }
 
-/// `COMPAT[a][b]`: may modes `a` and `b` be granted together (spec C.2).
+/// `COMPAT[a][b]`: may modes `a` and `b` be granted together (docs/semantics.md C.2).
 const COMPAT: [[bool; 6]; 6] = {
     const T: bool = true;
     const F: bool = false;
@@ -77,7 +77,7 @@ impl Mode {
     }
 
     /// Whether a conversion from granted mode `self` to `to` may carry
-    /// QUECVT (spec C.2's QUECVT matrix).
+    /// QUECVT (docs/semantics.md C.2's QUECVT matrix).
     pub const fn quecvt_allowed(self, to: Mode) -> bool {
         QUECVT[self as usize][to as usize]
     }

@@ -1,5 +1,5 @@
 //! dlm-engine: the lock manager, with the kernel DLM's semantics on one
-//! node (spec Part C), pure and deterministic: no I/O, no threads, no
+//! node (docs/semantics.md Part C), pure and deterministic: no I/O, no threads, no
 //! timers.
 //!
 //! An [`Engine`] holds lockspaces; each lockspace has openers
@@ -43,8 +43,8 @@
 //! - A force-unlock of a lock whose own flags already hold FORCEUNLOCK
 //!   (set by a LOCK or CONVERT carrying that bit) fails with EINVAL, as
 //!   `validate_unlock_args` answers (its error is already -EINVAL there,
-//!   the reason a repeated cancel gets EINVAL, spec U4); the spec's C.3.5
-//!   says EBUSY-then-0. Close and purge then cannot unlock such a lock:
+//!   the reason a repeated cancel gets EINVAL, docs/semantics.md U4 and
+//!   C.3.5). Close and purge then cannot unlock such a lock:
 //!   it stays queued, dead, until unlocked by id ([`LockOwner::Dead`]).
 //! - An orphan unlocked by id gets no callback and, like the
 //!   kernel's object, is not freed: it stays on the orphan list, off every
@@ -55,7 +55,7 @@
 //!   the grant queue; the kernel's `_grant_lock` would leave it on the
 //!   convert queue with no requested mode.
 //! - A remove of a lockspace that still has openers is EBUSY rather than
-//!   a wait (DESIGN.md).
+//!   a wait (README's table of deliberate differences).
 //!
 //! # Cost
 //!
@@ -175,7 +175,7 @@ impl Engine {
     /// ENOENT for an unknown minor; EBUSY if any lock object exists
     /// (orphans included) and FORCEFREE is not given; EBUSY if any opener
     /// is still open, regardless of FORCEFREE (where the kernel would
-    /// block: DESIGN.md's deliberate difference).
+    /// block: README's table of deliberate differences).
     pub fn remove_lockspace(&mut self, minor: u32, flags: RemoveFlags) -> Result<(), Errno> {
         let ls = self
             .spaces
@@ -219,7 +219,7 @@ impl Engine {
         Ok(id)
     }
 
-    /// Closes an owner (spec A.7): persistent locks become orphans (a
+    /// Closes an owner (docs/semantics.md A.7): persistent locks become orphans (a
     /// pending conversion reverted, a waiting request removed from the
     /// queue but kept as an orphan), the others are force-unlocked with
     /// IVVALBLK, unread callbacks are discarded. Unknown owners are
@@ -241,7 +241,7 @@ impl Engine {
     /// node.
     ///
     /// # Errors
-    /// The kernel's errnos (spec A.4, C.3, C.6, C.11): EINVAL for bad
+    /// The kernel's errnos (docs/semantics.md A.4, C.3, C.6, C.11): EINVAL for bad
     /// arguments, for CREATE/REMOVE requests and for an unknown or closed
     /// owner; ENOENT for an unknown lock id or orphan; EBUSY for a
     /// conversion of a lock that is not granted; EAGAIN for an orphan held

@@ -1,4 +1,4 @@
-//! The lock semantics of spec Part C, as the kernel (6.12) implements
+//! The lock semantics of docs/semantics.md Part C, as the kernel (6.12) implements
 //! them: the grant predicate, requests, conversions, unlock and cancel,
 //! the pending grant pass, blocking callbacks with their suppression,
 //! LVB handling, owner close, orphan adoption and purge.
@@ -662,7 +662,7 @@ impl Lockspace {
             }
         } else if flags.contains(F::FORCEUNLOCK) && lk.exflags.contains(F::FORCEUNLOCK) {
             // The kernel's error variable already holds -EINVAL here (the
-            // same reason a repeated cancel gets EINVAL, spec U4).
+            // same reason a repeated cancel gets EINVAL, docs/semantics.md U4).
             return Err(Errno::EINVAL);
         }
         lk.exflags |= flags;

@@ -78,7 +78,7 @@ pub(crate) fn compat(a: i8, b: i8) -> bool {
 }
 
 /// `LVB_OPS[gr + 1][rq + 1]`: the kernel's `dlm_lvb_operations`:
-/// 1 read, 0 write, -1 nothing (spec C.9.1).
+/// 1 read, 0 write, -1 nothing (docs/semantics.md C.9.1).
 pub(crate) const LVB_OPS: [[i8; 7]; 7] = [
     [-1, 1, 1, 1, 1, 1, 1],
     [-1, 1, 1, 1, 1, 1, 1],

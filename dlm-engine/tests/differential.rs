@@ -1,5 +1,5 @@
 //! Differential test of `dlm_engine::Engine` against the literal reference
-//! model in `tests/model/` (spec Part C), plus spec Part D scenarios run on
+//! model in `tests/model/` (docs/semantics.md Part C), plus docs/semantics.md Part D scenarios run on
 //! the model alone, to show the model is right independently of the engine.
 //!
 //! The randomized test drives both through long random sequences of device
@@ -955,7 +955,7 @@ fn model_keeps_its_invariants() {
 }
 
 // ---------------------------------------------------------------------------
-// Spec Part D scenarios, on the model alone
+// docs/semantics.md Part D scenarios, on the model alone
 // ---------------------------------------------------------------------------
 
 /// A small driver for scenarios: openers O1.. on lockspace "t" of a model.
@@ -1384,7 +1384,7 @@ fn check_directed(steps: Vec<Step>) {
 /// A queued conversion granted in its alternate mode, which equals its
 /// granted mode: PR -> EX | ALTPR | NODLCKWT queues despite a deadlock,
 /// then the deadlock goes away and a pass grants it PR. (The model follows
-/// spec C.5 here, it moves to the grant queue; see `rules::grant_lock`.)
+/// docs/semantics.md C.5 here, it moves to the grant queue; see `rules::grant_lock`.)
 #[test]
 fn directed_alt_mode_equal_to_granted_mode() {
     use Mode::Cw;

@@ -1,5 +1,5 @@
-//! Spec Part D.5, owner lifecycle scenarios C1–C10 (C6 corrected), and
-//! the lockspace rules of A.8 with DESIGN.md's deliberate differences.
+//! docs/semantics.md D.5, owner lifecycle scenarios C1–C10 (C6 corrected), and
+//! the lockspace rules of A.8 with README's deliberate differences.
 
 mod common;
 

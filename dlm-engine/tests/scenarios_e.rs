@@ -1,4 +1,4 @@
-//! Spec Part D.2, grant and queueing scenarios E1–E34, with the
+//! docs/semantics.md D.2, grant and queueing scenarios E1–E34, with the
 //! current-kernel (6.12) expectations and the corrected forms of
 //! Appendix X. Each test is named after its scenario.
 

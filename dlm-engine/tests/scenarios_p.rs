@@ -1,4 +1,4 @@
-//! Spec Part D.1 protocol scenarios that concern the engine: P4
+//! docs/semantics.md D.1 protocol scenarios that concern the engine: P4
 //! (lockspace creation), P6 (missing pointers), P7 (lowest free id), P8
 //! (pointer round trip), P12 (bast result).
 

@@ -1,4 +1,4 @@
-//! Spec Part D.3, unlock and cancel scenarios U1–U9 (U4 in its corrected
+//! docs/semantics.md D.3, unlock and cancel scenarios U1–U9 (U4 in its corrected
 //! form), plus the related end-of-life and pointer rules of C.6 / A.5.
 
 mod common;

@@ -1,4 +1,4 @@
-//! Spec Part D.4, LVB scenarios V1–V9 (C.9 and the A.5 rule for
+//! docs/semantics.md D.4, LVB scenarios V1–V9 (C.9 and the A.5 rule for
 //! attaching an LVB to a completion).
 
 mod common;

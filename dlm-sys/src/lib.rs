@@ -9,7 +9,7 @@
 //! The request and result structures carry user-space pointers, so their
 //! layout depends on the architecture. Only x86_64 is generated so far;
 //! other targets fail to compile rather than guess. The layout is checked
-//! twice: bindgen's own assertions below, and `tests/layout.rs`, which
+//! twice: bindgen's own assertions below, and `tests/tests/abi_layout.rs`, which
 //! compares every size and offset with what gcc computes from the same
 //! headers.
 

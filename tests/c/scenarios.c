@@ -1,6 +1,6 @@
 /*
- * Spec scenarios L1-L14 (DLM-SEMANTICS.md D.6) and the deliberate
- * differences of DESIGN.md, through the C API.  Built twice: against
+ * Scenarios L1-L14 (docs/semantics.md D.6) and the deliberate
+ * differences of README's table, through the C API.  Built twice: against
  * libdlm_lt (no -pthread) and against libdlm (-pthread defines
  * _REENTRANT), with each flavour's expectations.
  */

@@ -1,5 +1,5 @@
 //! Our `libdlm.so.3` and `libdlm_lt.so.3` driven by C programs
-//! (`tests/c/`), each against a dlmd started by the test: spec scenarios
+//! (`tests/c/`), each against a dlmd started by the test: docs/semantics.md scenarios
 //! L1–L14 in both flavours, the two examples of the original man page,
 //! and the patterns of lvmlockd, ocfs2-tools and rgmanager. Every program
 //! is compiled against our `libdlm.h` and against Debian's, and both

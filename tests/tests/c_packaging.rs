@@ -1,6 +1,6 @@
 //! The installable tree of `cargo xtask release`, checked rather than
 //! trusted: file layout and links, SONAMEs, exactly Debian's exported
-//! symbols (CLIENTS.md), only libc, libgcc_s and the loader as NEEDED,
+//! symbols (docs/libdlm-clients.md), only libc, libgcc_s and the loader as NEEDED,
 //! no symbol versions, BIND_NOW, the header, each `.pc` naming its own
 //! library; and C programs built with `pkg-config` against the installed
 //! tree, run against dlmd.
@@ -10,7 +10,7 @@ use dlm_tests::clib;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Debian 4.2.0's `libdlm.so.3` exports (CLIENTS.md).
+/// Debian 4.2.0's `libdlm.so.3` exports (docs/libdlm-clients.md).
 const LIBDLM: &[&str] = &[
     "dlm_close_lockspace",
     "dlm_create_lockspace",

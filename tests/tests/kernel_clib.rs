@@ -1,7 +1,7 @@
 //! Debian's libdlm3 against ours on the kernel DLM: the same C program
-//! (`tests/vm/kclib.c`, spec D.6 L1, L2, L3, L7, L9, L12, L13) linked
+//! (`tests/vm/kclib.c`, docs/semantics.md D.6 L1, L2, L3, L7, L9, L12, L13) linked
 //! once against each, in each flavour (lt and threads), must print the
-//! same lines, except where DESIGN.md's table says ours differs on
+//! same lines, except where README's table says ours differs on
 //! purpose (listed in [`DELIBERATE`]).
 //!
 //! The four builds are made on the host by `tests/vm/suite.sh` and put in
@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::{Command, ExitCode};
 
 /// Output lines (by prefix) where ours differs from Debian's on purpose,
-/// with the DESIGN.md row.
+/// with the row of README's table.
 const DELIBERATE: &[(&str, &str)] = &[(
     "L7 release=",
     "dlm_release_lockspace while others hold locks: C returns 0 with errno \

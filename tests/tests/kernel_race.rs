@@ -1,6 +1,6 @@
 //! Two processes creating the same new lockspace at the same moment: on
-//! Linux 6.1 this hangs the kernel's device registration (shared/vm
-//! pitfall 2) unless creations are serialised, which our library does
+//! Linux 6.1 this hangs the kernel's device registration (docs/semantics.md
+//! X.2) unless creations are serialised, which our library does
 //! with its node-wide creation lock (`kernel::CreationLock`). Here two
 //! processes, released at the same instant, create each of several new
 //! lockspaces through the Rust API and take a lock in it; all must

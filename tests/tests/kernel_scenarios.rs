@@ -1,4 +1,4 @@
-//! Spec Part D's device-level scenarios (P, E, U, V, C) against every
+//! docs/semantics.md Part D's device-level scenarios (P, E, U, V, C) against every
 //! lock manager there is, with their traces compared.
 //!
 //! - With the kernel DLM (in a `cargo xtask vmtest` guest): the scenarios

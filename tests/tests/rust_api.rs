@@ -86,7 +86,7 @@ fn conversion_deadlock_is_reported() {
     let b = Lockspace::open("deadlock").unwrap();
     let mut la = a.lock(b"r", Mode::Pr, LockOptions::new()).unwrap();
     let mut lb = b.lock(b"r", Mode::Pr, LockOptions::new()).unwrap();
-    // a's conversion to EX queues; b's then deadlocks with it (spec E16).
+    // a's conversion to EX queues; b's then deadlocks with it (docs/semantics.md E16).
     let pending = a
         .lock_async(b"other", Mode::Nl, LockOptions::new(), |_, _| {})
         .unwrap();
@@ -132,7 +132,7 @@ fn blocking_callbacks_carry_the_blocked_mode() {
     a.dispatch_timeout(Duration::from_secs(5)).unwrap();
     assert_eq!(*seen.lock().unwrap(), vec![Mode::Pr]);
     // A queued EX request: one more blocking callback, with EX (a weaker
-    // CW request would get none: one callback per mode level, spec C.8.1).
+    // CW request would get none: one callback per mode level, docs/semantics.md C.8.1).
     let done = Arc::new(Mutex::new(None::<Completion>));
     let done2 = done.clone();
     let id = b

@@ -1,12 +1,12 @@
 /*
- * kclib: libdlm API scenarios (spec D.6: L1, L2, L3, L7, L9, L12, L13)
+ * kclib: libdlm API scenarios (docs/semantics.md D.6: L1, L2, L3, L7, L9, L12, L13)
  * and a lock/unlock timing loop, for the kernel DLM in a vmtest guest.
  *
  * Built four times on the host by tests/vm/suite.sh: against Debian's
  * libdlm3 and against ours, each as the lt build (-ldlm_lt) and the
  * threads build (-pthread -ldlm).  tests/tests/kernel_clib.rs runs them
  * in the guest and compares what they print: Debian's and ours must print
- * the same lines for the same flavour, except where DESIGN.md's table of
+ * the same lines for the same flavour, except where README's table of
  * deliberate differences says otherwise.  The program asserts nothing
  * itself; it prints what happened.
  *

@@ -3,6 +3,7 @@
 //! Each subcommand lives in its own module; this file only parses the
 //! command line.
 
+mod apt_sources;
 mod bench;
 mod bindgen;
 mod deb;

@@ -56,8 +56,9 @@ options:
 Each test runs on every node with DLM_VMTEST_NODE, DLM_VMTEST_NODES,
 DLM_VMTEST_KERNEL and DLM_VMTEST_CM set; /vmtest/bin is on PATH; exit 0 is
 PASS, 77 is SKIP; `vmtest-barrier NAME` syncs the nodes. Cache: .cache/vm/
-(DLM_VMTEST_CACHE overrides); mirrors: DLM_VMTEST_MIRROR,
-DLM_VMTEST_SECURITY_MIRROR.
+(DLM_VMTEST_CACHE overrides). Packages come from the Debian mirror of the
+host's apt configuration (/etc/apt/sources.list, sources.list.d/*.list and
+*.sources); DLM_VMTEST_MIRROR and DLM_VMTEST_SECURITY_MIRROR override it.
 ";
 
 /// Debian's architecture and multiarch triplet of every guest.
@@ -633,23 +634,28 @@ impl Suites {
             Suites::HostTools => "host-tools",
         }
     }
-    fn sources_list(self) -> String {
-        let mirror = std::env::var("DLM_VMTEST_MIRROR")
-            .unwrap_or_else(|_| "http://deb.debian.org/debian".into());
-        let security = std::env::var("DLM_VMTEST_SECURITY_MIRROR")
-            .unwrap_or_else(|_| "http://deb.debian.org/debian-security".into());
+    /// The private sources.list, on the mirrors of the host's own apt
+    /// configuration (`apt_sources`).
+    fn sources_list(self) -> Result<String> {
+        let mirrors = crate::apt_sources::mirrors()?;
+        let mirror = &mirrors.archive;
         let key = "[signed-by=/usr/share/keyrings/debian-archive-keyring.gpg]";
-        match self {
-            Suites::Bookworm => format!(
-                "deb {key} {mirror} bookworm main\n\
-                 deb {key} {mirror} bookworm-updates main\n\
-                 deb {key} {security} bookworm-security main\n"
-            ),
+        Ok(match self {
+            Suites::Bookworm => {
+                let mut list = format!(
+                    "deb {key} {mirror} bookworm main\n\
+                     deb {key} {mirror} bookworm-updates main\n"
+                );
+                if let Some(security) = &mirrors.security {
+                    list += &format!("deb {key} {security} bookworm-security main\n");
+                }
+                list
+            }
             Suites::Backports => format!("deb {key} {mirror} bookworm-backports main\n"),
             Suites::HostTools => {
-                Suites::Bookworm.sources_list() + &Suites::Backports.sources_list()
+                Suites::Bookworm.sources_list()? + &Suites::Backports.sources_list()?
             }
-        }
+        })
     }
 }
 
@@ -702,7 +708,7 @@ impl Cache {
                 .map_err(|e| format!("vmtest: {}: {e}", dir.display()))?;
         }
         let list = dir.join("sources.list");
-        write_if_changed(&list, suites.sources_list().as_bytes())?;
+        write_if_changed(&list, suites.sources_list()?.as_bytes())?;
         Ok(Apt { dir, suites })
     }
 
@@ -917,9 +923,10 @@ impl Apt {
                 .any(|l| l.starts_with("E:") || l.starts_with("W: Failed"))
         {
             return Err(format!(
-                "vmtest: apt-get update for {} failed (is deb.debian.org reachable? \
+                "vmtest: apt-get update for {} failed (is the mirror {} reachable? \
                  DLM_VMTEST_MIRROR sets another mirror):\n{err}",
-                self.suites.name()
+                self.suites.name(),
+                crate::apt_sources::mirrors().map_or("?", |m| m.archive.as_str())
             ));
         }
         Ok(())

@@ -1,4 +1,4 @@
-//! The libdlm functions themselves (spec part B.2), flavour-neutral:
+//! The libdlm functions themselves (docs/semantics.md B.2), flavour-neutral:
 //! each returns a `Result`, and the shims of the two libraries turn it
 //! into their return value and errno.
 //!
@@ -464,7 +464,7 @@ enum Awaited {
 }
 
 /// Waits until the completion addressed to `lksb` was recorded, and
-/// returns its status (spec B.3, the "Rust recommendation").
+/// returns its status (docs/semantics.md B.3, the "Rust recommendation").
 ///
 /// For a [`Awaited::Cancel`], the wait also ends when the lock has no
 /// request or conversion of this handle in flight: a cancel with nothing

@@ -5,7 +5,7 @@
 //! thread: the process-global state (control connection, detected
 //! version, the default lockspace), lockspace handles, the C [`Deliver`]
 //! (filling the caller's `struct dlm_lksb` and calling its AST), and every
-//! libdlm function with spec part B's checks and errnos. No symbol is
+//! libdlm function with docs/semantics.md Part B's checks and errnos. No symbol is
 //! exported from here: the two cdylib crates generate thin
 //! `#[no_mangle]` shims with [`c_exports!`](crate::c_exports), each
 //! applying its flavour's conventions ([`WaitFlavour`]).
@@ -23,7 +23,7 @@
 //! as LLVM may stop inlining something else when one more function is
 //! forced in.
 //!
-//! Deliberate differences from the C library (DESIGN.md's table): a
+//! Deliberate differences from the C library (README's table): a
 //! blocking callback leaves the lksb alone; an LVB is copied only into a
 //! non-NULL `sb_lvbptr`; synchronous calls watch for the completion
 //! addressed to the caller's lksb instead of substituting a waiter as
@@ -172,7 +172,7 @@ impl Ls {
     }
 }
 
-/// Delivers results the way libdlm does (spec B.2 `dlm_dispatch`), with
+/// Delivers results the way libdlm does (docs/semantics.md B.2 `dlm_dispatch`), with
 /// the fixes of B.6: the lksb is filled only by completions, the LVB
 /// only into a non-NULL `sb_lvbptr`.
 #[derive(Debug)]

@@ -3,7 +3,7 @@
 //!
 //! [`Control`] creates, removes and opens lockspaces; [`Device`] is one
 //! opener (one lock owner): it writes v6 requests and reads results. The
-//! backend is chosen as DESIGN.md says: `DLM_BACKEND=kernel|dlmd` forces
+//! backend is chosen as README's Backends says: `DLM_BACKEND=kernel|dlmd` forces
 //! one; otherwise the kernel when `/proc/misc` lists `dlm-control`, else
 //! dlmd. Nothing here starts a daemon: with no lock manager reachable the
 //! calls fail with ENOENT or ECONNREFUSED.

@@ -1,4 +1,4 @@
-//! Shared helpers for the spec Part D scenario tests: a fresh lockspace
+//! Shared helpers for docs/semantics.md Part D scenario tests: a fresh lockspace
 //! `t`, openers O1, O2, … with their own thread ids, the spec's LOCK /
 //! CONV / UNLOCK / CANCEL operations, and assertions on what a
 //! non-blocking read returns (`cast(status, sb_flags)`, `bast(mode)`, `—`).

@@ -1,5 +1,5 @@
 //! A reference model of the DLM lock engine: a literal, deliberately slow
-//! transcription of spec Part C (`/work/shared/spec/DLM-SEMANTICS.md`),
+//! transcription of docs/semantics.md Part C,
 //! current-kernel (6.12) column, used to prove `dlm_engine::Engine`.
 //!
 //! Nothing here is optimised. Queues are `Vec`s of lock ids, every lookup
@@ -163,7 +163,8 @@ impl Model {
         Ok(minor)
     }
 
-    /// REMOVE_LOCKSPACE (A.8, with DESIGN.md's EBUSY instead of blocking).
+    /// REMOVE_LOCKSPACE (A.8, with EBUSY instead of blocking, as README's
+    /// deliberate differences say).
     pub fn remove_lockspace(&mut self, minor: u32, flags: RemoveFlags) -> Result<(), Errno> {
         let Some(li) = self.ls_index(minor) else {
             return Err(Errno::ENOENT);
@@ -181,7 +182,7 @@ impl Model {
             return Err(Errno::EBUSY);
         }
         // The kernel would block until every opener closes; the engine
-        // answers EBUSY (DESIGN.md, deliberate differences).
+        // answers EBUSY (README's deliberate differences).
         if self.owners.iter().any(|o| o.open && o.minor == minor) {
             return Err(Errno::EBUSY);
         }

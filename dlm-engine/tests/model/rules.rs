@@ -1,4 +1,4 @@
-//! The lock rules of spec Part C, transcribed literally: validation (C.3),
+//! The lock rules of docs/semantics.md Part C, transcribed literally: validation (C.3),
 //! the grant predicate (C.4.2) and alternate modes (C.4.3), requests
 //! (C.4.1), conversions and conversion deadlocks (C.5), unlock / cancel /
 //! force-unlock / deadlock-cancel (C.6), the pending-grant pass (C.7),
@@ -471,7 +471,7 @@ impl Ctx<'_> {
                 self.add_lkb(id, Sts::Granted);
             }
         } else if status == Sts::Convert {
-            // Spec C.5 ("stays on or moves to the grant queue"). The kernel's
+            // docs/semantics.md C.5 ("stays on or moves to the grant queue"). The kernel's
             // `_grant_lock` skips the move when gr == rq, which only happens
             // for a queued conversion granted in an ALT mode equal to its
             // granted mode; it would then stay on the convert queue and be
@@ -875,7 +875,7 @@ impl Ctx<'_> {
                 return Err(Errno::EBUSY);
             }
         } else if flags.contains(F::FORCEUNLOCK) && lk.exflags.contains(F::FORCEUNLOCK) {
-            // Spec C.3.5 says EBUSY; the kernel's validate_unlock_args has
+            // docs/semantics.md C.3.5: the kernel's validate_unlock_args has
             // already set EINVAL at this point. Unreachable unless a lock
             // request itself carried FORCEUNLOCK.
             return Err(Errno::EINVAL);

@@ -29,7 +29,7 @@ pub const KNOWN: &[Known] = &[
             "open -> ENOENT",
         ],
         spec_mismatch: false,
-        reason: "deliberate (DESIGN.md): the kernel blocks the remove until the \
+        reason: "deliberate (README's table): the kernel blocks the remove until the \
                  opener closes; the engine (dlmd) answers EBUSY at once",
     },
     Known {
@@ -103,10 +103,10 @@ pub const KNOWN: &[Known] = &[
 ];
 
 /// Scenarios where the engine departs from the spec on purpose
-/// (DESIGN.md's deliberate differences), with the reason.
+/// (README's table of deliberate differences), with the reason.
 pub const ENGINE_DELIBERATE: &[(&str, &str)] = &[(
     "C9",
-    "DESIGN.md: a REMOVE while another opener is open answers EBUSY at once \
+    "README's table: a REMOVE while another opener is open answers EBUSY at once \
      where the kernel blocks until the opener closes",
 )];
 

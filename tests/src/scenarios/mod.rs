@@ -1,4 +1,4 @@
-//! Device-level scenarios of spec Part D (P, E, U, V and C) as scripts
+//! Device-level scenarios of docs/semantics.md Part D (P, E, U, V and C) as scripts
 //! that run against any lock manager behind the [`Target`] trait: the
 //! engine in this process ([`EngineTarget`]), or a [`Control`] of
 //! `dlm_core::transport` ([`TransportTarget`]: the kernel DLM or dlmd).
@@ -105,7 +105,7 @@ pub struct Outcome {
     pub not_applicable: Option<String>,
 }
 
-/// A scenario: an id from spec Part D and the script.
+/// A scenario: an id from docs/semantics.md Part D and the script.
 pub struct Scenario {
     /// Spec id, e.g. `E14`.
     pub id: &'static str,

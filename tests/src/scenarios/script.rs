@@ -1,4 +1,4 @@
-//! The scripts of spec Part D, sections D.1 to D.5, transcribed step by
+//! The scripts of docs/semantics.md Part D, sections D.1 to D.5, transcribed step by
 //! step. Each checks the spec's expectation at every step (a failed one is
 //! a mismatch, not a panic, so a run always shows every scenario's whole
 //! trace). Functions are named after the spec ids.
@@ -1039,7 +1039,7 @@ fn X3(s: &mut Session<'_>) {
     s.conv_lvb(2, w, Nl, F::VALBLK, "A").ok();
     s.expect(2, Exp::CastLvb(0, 0, None));
     let a = s.lock_id(1, "r", Pr, F::VALBLK);
-    // overwrites the lock's buffer (spec V9) before the first cast is read
+    // overwrites the lock's buffer (docs/semantics.md V9) before the first cast is read
     s.conv_lvb(1, a, Cr, NONE, "Z").ok();
     s.expect(1, Exp::CastLvb(0, 0, Some(lvb("A"))));
     s.expect(1, Exp::CastLvb(0, 0, Some(lvb("Z"))));
