@@ -77,6 +77,8 @@ mod lockspace;
 mod mode;
 mod name;
 mod status;
+#[doc(hidden)]
+pub mod sync;
 pub mod transport;
 
 #[cfg(feature = "tokio")]

@@ -54,9 +54,6 @@
 #![allow(unsafe_code)]
 
 mod ast;
-#[cfg(all(test, dlm_loom))]
-mod loom_models;
-mod sync;
 #[cfg(not(dlm_loom))]
 mod threaded;
 
@@ -66,7 +63,7 @@ pub use threaded::ThreadedLockspace;
 #[cfg(not(dlm_loom))]
 mod exports {
     use crate::ast::{Registry, Source, Step};
-    use crate::sync::Arc;
+    use dlm_core::sync::Arc;
     use dlm_core::Errno;
     use dlm_core::cabi::{self, Ls, LsPtr};
     use rustix::event::{EventfdFlags, eventfd};
