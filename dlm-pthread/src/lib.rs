@@ -52,6 +52,8 @@
 //! boundary.
 
 #![allow(unsafe_code)]
+// Under `--cfg dlm_loom` only the AST thread and its models are built.
+#![cfg_attr(dlm_loom, allow(dead_code))]
 
 mod ast;
 #[cfg(not(dlm_loom))]
@@ -63,9 +65,9 @@ pub use threaded::ThreadedLockspace;
 #[cfg(not(dlm_loom))]
 mod exports {
     use crate::ast::{Registry, Source, Step};
-    use dlm_core::sync::Arc;
     use dlm_core::Errno;
     use dlm_core::cabi::{self, Ls, LsPtr};
+    use dlm_core::sync::Arc;
     use rustix::event::{EventfdFlags, eventfd};
     use rustix::fd::{AsFd, OwnedFd};
 

@@ -7,6 +7,7 @@ mod bench;
 mod bindgen;
 mod demo;
 mod host;
+mod loom;
 mod release;
 mod test;
 mod vmtest;
@@ -22,6 +23,8 @@ commands:
                       baselines measured in the same run
   demo                start dlmd (unless a DLM is reachable) and show two
                       processes taking and releasing a lock
+  loom                run the loom models of the lockspace handle and its
+                      AST thread, then check that they catch a mutant
   test [ARGS...]      install what the tests need, then run the whole
                       test suite (`cargo test --workspace ARGS...`)
   bindgen [--check]   regenerate dlm-sys from the system's UAPI headers
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
         },
         Some("release") => release::run(&args[1..]),
         Some("test") => test::run(&args[1..]),
+        Some("loom") => loom::run(&args[1..]),
         Some("demo") => demo::run(),
         Some("bench") => bench::run(&args[1..]),
         Some("vmtest") => vmtest::run(&args[1..]),

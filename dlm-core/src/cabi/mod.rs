@@ -60,11 +60,11 @@ pub use calls::*;
 
 use crate::codec::LockResult;
 use crate::handle::{Deliver, Handle};
+use crate::sync::lock;
 use crate::{Errno, Name, Status};
 use core::ffi::{c_char, c_int, c_void};
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
-use crate::sync::lock;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 /// `struct dlm_lksb`, the application's lock status block (x86_64: 24

@@ -147,8 +147,11 @@ impl ModelLs {
     /// # Errors
     /// As [`Handle::wait`].
     pub fn wait_for(&self, lkid: u32, follow_thread: bool) -> Result<(), Errno> {
-        self.handle
-            .wait(self, |got: &mut Vec<u32>| got.contains(&lkid), follow_thread)
+        self.handle.wait(
+            self,
+            |got: &mut Vec<u32>| got.contains(&lkid),
+            follow_thread,
+        )
     }
 
     /// The lock ids recorded, in order.

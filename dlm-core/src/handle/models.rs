@@ -24,7 +24,11 @@ pub(crate) fn model(f: impl Fn() + Sync + Send + 'static) {
     b.check(f);
 }
 
-fn spawn_wait(ls: &Arc<ModelLs>, lkid: u32, follow_thread: bool) -> thread::JoinHandle<Result<(), Errno>> {
+fn spawn_wait(
+    ls: &Arc<ModelLs>,
+    lkid: u32,
+    follow_thread: bool,
+) -> thread::JoinHandle<Result<(), Errno>> {
     let ls = ls.clone();
     thread::spawn(move || ls.wait_for(lkid, follow_thread))
 }
