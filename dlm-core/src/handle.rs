@@ -22,6 +22,16 @@
 //! state lock, so recording a result, a waiter's check and the owner's
 //! updates take one lock, not two: the C ABI keeps its lock ids in flight
 //! there, the Rust API its table of requests.
+//!
+//! A handle may have a **dispatch thread** (an AST thread of libdlm or
+//! of `dlm::ThreadedLockspace`, [`Handle::set_dispatch_thread`]); the
+//! synchronous calls' [`Handle::wait`] then waits for it to record their
+//! results instead of reading them, and takes over when it stops.
+//!
+//! Results come from a [`Results`] source: the lockspace fd
+//! ([`Device`]) in the libraries; a channel in the loom models (built
+//! with `--cfg dlm_loom`, where [`crate::sync`] is loom's), which check
+//! this very code: `cargo xtask loom`.
 
 use crate::codec::LockResult;
 use crate::sync::{self, AtomicBool, Condvar, Mutex, MutexGuard, Ordering, ThreadKey, this_thread};
@@ -363,13 +373,13 @@ impl<T, S: Results> Handle<T, S> {
     /// Waits until `done` (checked under the state lock, with the owner's
     /// state) returns true: the wait of every synchronous call.
     ///
-    /// Without `follow_thread`, this thread dispatches results itself
-    /// whenever nobody else holds the dispatch role. With it, while a
-    /// dispatch thread runs ([`Handle::set_dispatch_thread`]) this thread
-    /// only waits for that thread to record results (it never reads them
-    /// itself), and takes over dispatching when the thread stops. Either
-    /// way, a thread that holds the role already (a synchronous call
-    /// inside a callback) dispatches further results itself.
+    /// While a dispatch thread runs ([`Handle::set_dispatch_thread`]),
+    /// this thread only waits for it to record results (it never reads
+    /// them itself), and takes over dispatching when the thread stops;
+    /// otherwise it dispatches results itself whenever nobody else holds
+    /// the dispatch role. Either way, a thread that holds the role
+    /// already (a synchronous call inside a callback) dispatches further
+    /// results itself.
     ///
     /// # Errors
     /// ENOTCONN when the lock manager went away.
@@ -378,11 +388,7 @@ impl<T, S: Results> Handle<T, S> {
         &self,
         deliver: &D,
         mut done: impl FnMut(&mut T) -> bool,
-        follow_thread: bool,
     ) -> Result<(), Errno> {
-        if !follow_thread {
-            return self.wait_while(deliver, done, true);
-        }
         loop {
             let threaded = self.has_dispatch_thread();
             let mut finished = false;
@@ -399,6 +405,21 @@ impl<T, S: Results> Handle<T, S> {
                 return Ok(());
             }
         }
+    }
+
+    /// [`Handle::wait`] for a handle that never has a dispatch thread
+    /// (libdlm_lt): dispatches inline whenever nobody else holds the
+    /// role, without checking for a thread.
+    ///
+    /// # Errors
+    /// ENOTCONN when the lock manager went away.
+    #[inline(always)]
+    pub fn wait_inline<D: Deliver<T> + ?Sized>(
+        &self,
+        deliver: &D,
+        done: impl FnMut(&mut T) -> bool,
+    ) -> Result<(), Errno> {
+        self.wait_while(deliver, done, true)
     }
 
     /// [`Handle::wait`] one way: dispatching whenever the role is free

@@ -733,7 +733,7 @@ impl Lockspace {
     /// Waits until `done`: dispatching inline, or, while a dispatcher
     /// thread runs, waiting for it (and taking over if it stops).
     fn wait_for(&self, done: &mut dyn FnMut(&mut Table) -> bool) -> Result<(), Errno> {
-        self.handle.wait(&Shared(&self.handle), done, true)
+        self.handle.wait(&Shared(&self.handle), done)
     }
 
     /// For a thread that dispatches this lockspace (dlm-pthread's

@@ -501,10 +501,12 @@ unsafe fn wait_for(
         }
         false
     };
-    // With an AST thread (libdlm), wait for it to record the completion;
-    // when it stops, or without one, dispatch inline.
-    ls.handle
-        .wait(&CDeliver, done, flavour == WaitFlavour::Threads)?;
+    match flavour {
+        // With an AST thread, wait for it to record the completion; when
+        // it stops, or without one, dispatch inline.
+        WaitFlavour::Threads => ls.handle.wait(&CDeliver, done)?,
+        WaitFlavour::Lt => ls.handle.wait_inline(&CDeliver, done)?,
+    }
     // SAFETY: caller contract.
     let status = unsafe { status_of(lksb) };
     if status == EINPROG && nothing_to_cancel {

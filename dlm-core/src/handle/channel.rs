@@ -140,18 +140,24 @@ impl ModelLs {
         self.handle.device().send(completion(lkid, callback));
     }
 
-    /// A synchronous call's wait for lock `lkid`'s completion (the C
-    /// ABI's `_wait` with `follow_thread` as libdlm, without as
-    /// libdlm_lt).
+    /// A synchronous call's wait for lock `lkid`'s completion, as
+    /// libdlm's `_wait` and the Rust API's blocking calls wait
+    /// ([`Handle::wait`]).
     ///
     /// # Errors
     /// As [`Handle::wait`].
-    pub fn wait_for(&self, lkid: u32, follow_thread: bool) -> Result<(), Errno> {
-        self.handle.wait(
-            self,
-            |got: &mut Vec<u32>| got.contains(&lkid),
-            follow_thread,
-        )
+    pub fn wait_for(&self, lkid: u32) -> Result<(), Errno> {
+        self.handle
+            .wait(self, |got: &mut Vec<u32>| got.contains(&lkid))
+    }
+
+    /// The same, as libdlm_lt's `_wait` waits ([`Handle::wait_inline`]).
+    ///
+    /// # Errors
+    /// As [`Handle::wait`].
+    pub fn wait_inline_for(&self, lkid: u32) -> Result<(), Errno> {
+        self.handle
+            .wait_inline(self, |got: &mut Vec<u32>| got.contains(&lkid))
     }
 
     /// The lock ids recorded, in order.
@@ -188,7 +194,7 @@ impl Deliver<Vec<u32>> for ModelLs {
         }
         if let Some((of, then)) = self.nested {
             if result.lkid == of {
-                self.wait_for(then, false).expect("the nested wait");
+                self.wait_for(then).expect("the nested wait");
             }
         }
         let mut calls = lock(&self.calls);

@@ -3,11 +3,11 @@
 //! in place of the lockspace fd. One question per model. Run them all
 //! (with dlm-pthread's, which add the AST thread) with `cargo xtask loom`.
 //!
-//! Synchronous calls without a dispatch thread (libdlm_lt, the Rust
-//! API's blocking calls) are [`ModelLs::wait_for`] without
-//! `follow_thread`; results are sent without a callback unless a model
-//! needs one, as the C ABI skips the synchronous calls' routine (so only
-//! the role's release wakes the waiters of those).
+//! Synchronous calls are [`ModelLs::wait_inline_for`] (libdlm_lt) or
+//! [`ModelLs::wait_for`] (libdlm, the Rust API); results are sent
+//! without a callback unless a model needs one, as the C ABI skips the
+//! synchronous calls' routine (so only the role's release wakes the
+//! waiters of those).
 
 use super::Dispatched;
 use super::channel::ModelLs;
@@ -24,13 +24,17 @@ pub(crate) fn model(f: impl Fn() + Sync + Send + 'static) {
     b.check(f);
 }
 
-fn spawn_wait(
-    ls: &Arc<ModelLs>,
-    lkid: u32,
-    follow_thread: bool,
-) -> thread::JoinHandle<Result<(), Errno>> {
+/// A thread making a synchronous call that waits for lock `lkid`, as
+/// libdlm and the Rust API wait.
+fn spawn_wait(ls: &Arc<ModelLs>, lkid: u32) -> thread::JoinHandle<Result<(), Errno>> {
     let ls = ls.clone();
-    thread::spawn(move || ls.wait_for(lkid, follow_thread))
+    thread::spawn(move || ls.wait_for(lkid))
+}
+
+/// The same, as libdlm_lt waits.
+fn spawn_wait_inline(ls: &Arc<ModelLs>, lkid: u32) -> thread::JoinHandle<Result<(), Errno>> {
+    let ls = ls.clone();
+    thread::spawn(move || ls.wait_inline_for(lkid))
 }
 
 /// Two synchronous calls of one handle, each waiting for its own
@@ -41,8 +45,8 @@ fn spawn_wait(
 fn two_waits_racing_for_the_role_both_return() {
     model(|| {
         let ls = ModelLs::new(None);
-        let a = spawn_wait(&ls, 1, false);
-        let b = spawn_wait(&ls, 2, false);
+        let a = spawn_wait_inline(&ls, 1);
+        let b = spawn_wait(&ls, 2);
         ls.send(1, false);
         ls.send(2, false);
         assert_eq!(a.join().unwrap(), Ok(()));
@@ -65,7 +69,7 @@ fn a_skipped_notify_loses_no_wakeup() {
                 while ls.handle.dispatch_one(&*ls, false, Some(())) == Ok(Dispatched::One) {}
             })
         };
-        let waiter = spawn_wait(&ls, 1, true);
+        let waiter = spawn_wait(&ls, 1);
         ls.send(1, false);
         assert_eq!(waiter.join().unwrap(), Ok(()));
         ls.handle.device().wake();
@@ -90,7 +94,7 @@ fn a_callback_that_reenters_dispatches_nested() {
             let ls = ls.clone();
             thread::spawn(move || ls.handle.dispatch_one(&*ls, false, None))
         };
-        assert_eq!(ls.wait_for(2, false), Ok(()));
+        assert_eq!(ls.wait_inline_for(2), Ok(()));
         assert_eq!(dispatcher.join().unwrap(), Ok(Dispatched::One));
         let got = ls.delivered();
         assert_eq!(got[..2], [1, 2]);
@@ -105,12 +109,12 @@ fn a_callback_that_reenters_dispatches_nested() {
 fn close_while_waiters_sleep_ends_them_with_enotconn() {
     model(|| {
         let ls = ModelLs::new(None);
-        let a = spawn_wait(&ls, 1, false);
-        let b = spawn_wait(&ls, 2, false);
+        let a = spawn_wait_inline(&ls, 1);
+        let b = spawn_wait(&ls, 2);
         ls.handle.device().hang_up();
         assert_eq!(a.join().unwrap(), Err(Errno::ENOTCONN));
         assert_eq!(b.join().unwrap(), Err(Errno::ENOTCONN));
-        assert_eq!(ls.wait_for(3, false), Err(Errno::ENOTCONN));
+        assert_eq!(ls.wait_for(3), Err(Errno::ENOTCONN));
         assert!(ls.delivered().is_empty());
     });
 }

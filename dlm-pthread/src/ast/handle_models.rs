@@ -7,8 +7,7 @@
 //! the wake-up eventfd; its [`Source`] is what the C library's and
 //! `ThreadedLockspace`'s are: `dispatch_one` with the wake-up, the
 //! wake-up, and `set_dispatch_thread`. A `_wait` is
-//! [`ModelLs::wait_for`] with `follow_thread`, as libdlm's synchronous
-//! calls wait.
+//! [`ModelLs::wait_for`], as libdlm's synchronous calls wait.
 
 use crate::ast::{AstThread, Registry, Source, Step};
 use dlm_core::Errno;
@@ -41,7 +40,7 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
 
 fn spawn_wait(ls: &Arc<ModelLs>, lkid: u32) -> thread::JoinHandle<Result<(), Errno>> {
     let ls = ls.clone();
-    thread::spawn(move || ls.wait_for(lkid, true))
+    thread::spawn(move || ls.wait_for(lkid))
 }
 
 /// A `_wait` that starts as the AST thread starts: it may dispatch
@@ -119,7 +118,7 @@ fn ast_init_twice_starts_one_thread() {
             "{mine:?} {theirs:?}"
         );
         ls.send(3, false);
-        assert_eq!(ls.wait_for(3, true), Ok(()));
+        assert_eq!(ls.wait_for(3), Ok(()));
         reg.stop(1);
         assert!(!ls.handle.has_dispatch_thread());
     });
