@@ -22,14 +22,29 @@
 //! state lock, so recording a result, a waiter's check and the owner's
 //! updates take one lock, not two: the C ABI keeps its lock ids in flight
 //! there, the Rust API its table of requests.
+//!
+//! A handle may have a **dispatch thread** (an AST thread of libdlm or
+//! of `dlm::ThreadedLockspace`, [`Handle::set_dispatch_thread`]); the
+//! synchronous calls' [`Handle::wait`] then waits for it to record their
+//! results instead of reading them, and takes over when it stops.
+//!
+//! Results come from a [`Results`] source: the lockspace fd
+//! ([`Device`]) in the libraries; a channel in the loom models (built
+//! with `--cfg dlm_loom`, where [`crate::sync`] is loom's), which check
+//! this very code: `cargo xtask loom`.
 
 use crate::codec::LockResult;
+use crate::sync::{self, AtomicBool, Condvar, Mutex, MutexGuard, Ordering, ThreadKey, this_thread};
 use crate::transport::Device;
 use crate::{Errno, Request};
 use rustix::event::{PollFd, PollFlags, poll};
 use rustix::fd::BorrowedFd;
-use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Instant;
+
+#[cfg(dlm_loom)]
+pub mod channel;
+#[cfg(all(test, dlm_loom))]
+mod models;
 
 /// How dispatched results reach the application. `T` is the state the
 /// handle's owner keeps under the handle's state lock (see [`Handle`]).
@@ -46,36 +61,64 @@ pub trait Deliver<T> {
     fn call(&self, result: &LockResult);
 }
 
-/// The calling thread, as the holder of the dispatch role: its thread
-/// pointer, unique among live threads (a `ThreadId` costs a TLS lookup
-/// and a reference count, `pthread_self` a call); a thread never exits
-/// while it holds the role, which every path gives back before returning.
-#[cfg(target_arch = "x86_64")]
-#[allow(unsafe_code)]
-#[inline(always)]
-fn this_thread() -> usize {
-    let tp: usize;
-    // SAFETY: the x86-64 TLS ABI keeps the thread pointer itself at
-    // %fs:0 (what `pthread_self` returns); reading it has no side effect.
-    unsafe {
-        core::arch::asm!("mov {}, fs:0", out(reg) tp, options(nostack, readonly, preserves_flags));
-    }
-    tp
+/// Where a handle's results come from: the lockspace fd ([`Device`]), or,
+/// in the loom models, a channel a test thread feeds.
+pub trait Results {
+    /// What else may end a wait for a result: for a [`Device`], the
+    /// wake-up fd an AST thread polls beside the lockspace fd.
+    type Wake<'a>: Copy;
+
+    /// Reads one result (blocking unless `nonblocking`; `None` when
+    /// nothing is queued). Called only by the dispatch role's holder.
+    ///
+    /// # Errors
+    /// ENOTCONN when the lock manager went away; EPROTO for a malformed
+    /// result; EINTR.
+    fn read(&self, nonblocking: bool) -> Result<Option<LockResult>, Errno>;
+
+    /// Blocks until a result is queued ([`Dispatched::One`]) or `wake`
+    /// fires ([`Dispatched::Woken`], which wins when both hold);
+    /// [`Dispatched::Empty`] when interrupted.
+    ///
+    /// # Errors
+    /// The poll's errno.
+    fn wait_readable(&self, wake: Self::Wake<'_>) -> Result<Dispatched, Errno>;
 }
 
-/// The calling thread, as the holder of the dispatch role.
-#[cfg(not(target_arch = "x86_64"))]
-#[allow(unsafe_code)]
-fn this_thread() -> usize {
-    // SAFETY: pthread_self has no preconditions.
-    unsafe { libc::pthread_self() as usize }
+impl Results for Device {
+    type Wake<'a> = BorrowedFd<'a>;
+
+    #[inline(always)]
+    fn read(&self, nonblocking: bool) -> Result<Option<LockResult>, Errno> {
+        Device::read(self, nonblocking)
+    }
+
+    fn wait_readable(&self, wake: BorrowedFd<'_>) -> Result<Dispatched, Errno> {
+        let dev = self.fd();
+        let mut fds = [
+            PollFd::new(&dev, PollFlags::IN),
+            PollFd::new(&wake, PollFlags::IN),
+        ];
+        match poll(&mut fds, None) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => return Ok(Dispatched::Empty),
+            Err(e) => return Err(Errno::from_raw(e.raw_os_error())),
+        }
+        if !fds[1].revents().is_empty() {
+            Ok(Dispatched::Woken)
+        } else if fds[0].revents().is_empty() {
+            Ok(Dispatched::Empty)
+        } else {
+            Ok(Dispatched::One)
+        }
+    }
 }
 
 #[derive(Debug, Default)]
 struct State<T> {
     /// The thread holding the dispatch role ([`this_thread`]), and how
     /// deeply (nested dispatch from inside a callback).
-    dispatcher: Option<(usize, u32)>,
+    dispatcher: Option<(ThreadKey, u32)>,
     /// The lock manager went away (dlmd died): every wait ends.
     dead: Option<Errno>,
     /// Threads waiting on the condvar: a notify is a futex syscall, made
@@ -89,7 +132,7 @@ impl<T> State<T> {
     /// Takes the role for `me` if it is free, or deepens it if `me` holds
     /// it; false when another thread holds it.
     #[inline(always)]
-    fn enter(&mut self, me: usize, may_take: bool) -> bool {
+    fn enter(&mut self, me: ThreadKey, may_take: bool) -> bool {
         match self.dispatcher {
             Some((t, depth)) if t == me => {
                 self.dispatcher = Some((t, depth + 1));
@@ -140,29 +183,32 @@ pub enum Dispatched {
     Woken,
 }
 
-/// An open lockspace: one opener of the lock manager, and its dispatcher.
+/// An open lockspace: one opener of the lock manager (`S`, where its
+/// results come from), and its dispatcher.
 #[derive(Debug)]
-pub struct Handle<T> {
-    device: Device,
+pub struct Handle<T, S = Device> {
+    device: S,
     state: Mutex<State<T>>,
     cond: Condvar,
+    /// A dispatch thread (an AST thread) delivers this handle's results.
+    /// Changed only under the state lock, so a waiter's check, also under
+    /// that lock, sees it change.
+    threaded: AtomicBool,
 }
 
-impl<T: Default> Handle<T> {
+impl<T: Default, S> Handle<T, S> {
     /// Wraps an opened device.
-    pub fn new(device: Device) -> Handle<T> {
+    pub fn new(device: S) -> Handle<T, S> {
         Handle {
             device,
             state: Mutex::default(),
             cond: Condvar::new(),
+            threaded: AtomicBool::new(false),
         }
     }
+}
 
-    /// The underlying device.
-    pub fn device(&self) -> &Device {
-        &self.device
-    }
-
+impl<T> Handle<T, Device> {
     /// The pollable fd: readable when a result is queued.
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.device.fd()
@@ -175,10 +221,17 @@ impl<T: Default> Handle<T> {
     pub fn write(&self, req: &Request) -> Result<u32, Errno> {
         self.device.write(req)
     }
+}
+
+impl<T, S: Results> Handle<T, S> {
+    /// The underlying device.
+    pub fn device(&self) -> &S {
+        &self.device
+    }
 
     #[inline(always)]
     fn lock_state(&self) -> MutexGuard<'_, State<T>> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        sync::lock(&self.state)
     }
 
     /// The owner's state, under the handle's state lock until the guard
@@ -194,10 +247,28 @@ impl<T: Default> Handle<T> {
         f(&mut self.lock_state().owner)
     }
 
+    /// Says whether a dispatch thread (an AST thread) delivers this
+    /// handle's results. While one does, [`Handle::wait`] with
+    /// `follow_thread` waits for it instead of reading results itself;
+    /// when it stops, such waiters take over. Set it to false *before*
+    /// waking the thread to stop: the wake-up that ends the thread's
+    /// dispatch, which gives the dispatch role back and wakes waiters,
+    /// then also ends their wait for it.
+    pub fn set_dispatch_thread(&self, on: bool) {
+        let _st = self.lock_state();
+        self.threaded.store(on, Ordering::SeqCst);
+    }
+
+    /// Whether a dispatch thread delivers this handle's results.
+    #[inline(always)]
+    pub fn has_dispatch_thread(&self) -> bool {
+        self.threaded.load(Ordering::SeqCst)
+    }
+
     /// Waits on the condvar, counted in `waiters`.
     fn wait_cond<'a>(&self, mut st: MutexGuard<'a, State<T>>) -> MutexGuard<'a, State<T>> {
         st.waiters += 1;
-        let mut st = self.cond.wait(st).unwrap_or_else(|e| e.into_inner());
+        let mut st = sync::wait(&self.cond, st);
         st.waiters -= 1;
         st
     }
@@ -213,8 +284,8 @@ impl<T: Default> Handle<T> {
     /// Reads and delivers at most one result, holding the dispatch role.
     ///
     /// Blocking unless `nonblocking`; with `wake`, the wait also ends when
-    /// that fd becomes readable ([`Dispatched::Woken`]), which is how an
-    /// AST thread is stopped without `pthread_cancel`.
+    /// it fires ([`Dispatched::Woken`]), which is how an AST thread is
+    /// stopped without `pthread_cancel`.
     ///
     /// # Errors
     /// ENOTCONN when the lock manager went away (every waiter of the handle
@@ -223,7 +294,7 @@ impl<T: Default> Handle<T> {
         &self,
         deliver: &dyn Deliver<T>,
         nonblocking: bool,
-        wake: Option<BorrowedFd<'_>>,
+        wake: Option<S::Wake<'_>>,
     ) -> Result<Dispatched, Errno> {
         let me = this_thread();
         let mut st = self.lock_state();
@@ -236,7 +307,11 @@ impl<T: Default> Handle<T> {
             return Err(e);
         }
         drop(st);
-        let outcome = match self.wait_readable(nonblocking, wake) {
+        let ready = match (wake, nonblocking) {
+            (Some(wake), false) => self.device.wait_readable(wake),
+            _ => Ok(Dispatched::One),
+        };
+        let outcome = match ready {
             Ok(Dispatched::One) => self.device.read(nonblocking || wake.is_some()),
             Ok(other) => {
                 let mut st = self.lock_state();
@@ -255,35 +330,6 @@ impl<T: Default> Handle<T> {
                 Dispatched::Empty
             }
         })
-    }
-
-    /// With `wake` (and blocking), waits until the device or `wake` is
-    /// readable; [`Dispatched::One`] means "go on and read".
-    fn wait_readable(
-        &self,
-        nonblocking: bool,
-        wake: Option<BorrowedFd<'_>>,
-    ) -> Result<Dispatched, Errno> {
-        let (Some(wake), false) = (wake, nonblocking) else {
-            return Ok(Dispatched::One);
-        };
-        let dev = self.device.fd();
-        let mut fds = [
-            PollFd::new(&dev, PollFlags::IN),
-            PollFd::new(&wake, PollFlags::IN),
-        ];
-        match poll(&mut fds, None) {
-            Ok(_) => {}
-            Err(rustix::io::Errno::INTR) => return Ok(Dispatched::Empty),
-            Err(e) => return Err(Errno::from_raw(e.raw_os_error())),
-        }
-        if !fds[1].revents().is_empty() {
-            Ok(Dispatched::Woken)
-        } else if fds[0].revents().is_empty() {
-            Ok(Dispatched::Empty)
-        } else {
-            Ok(Dispatched::One)
-        }
     }
 
     /// Delivers what a read by the role holder returned and gives one
@@ -317,23 +363,69 @@ impl<T: Default> Handle<T> {
             }
         };
         st.leave();
+        // `cargo xtask loom` checks that a model catches the loss of this
+        // wake-up (waiters for the role would sleep forever).
+        #[cfg(not(dlm_loom_mutant))]
         self.notify(&st);
         (st, got)
     }
 
-    /// Waits until `done` (checked under the state lock, with the
-    /// handle's lock ids in flight) returns true.
+    /// Waits until `done` (checked under the state lock, with the owner's
+    /// state) returns true: the wait of every synchronous call.
     ///
-    /// With `may_dispatch`, this thread dispatches results itself whenever
-    /// nobody else holds the dispatch role (and always when it holds the
-    /// role already: a synchronous call inside a callback); otherwise it
-    /// only waits for the thread that dispatches (an AST thread) to record
-    /// the result it waits for.
+    /// While a dispatch thread runs ([`Handle::set_dispatch_thread`]),
+    /// this thread only waits for it to record results (it never reads
+    /// them itself), and takes over dispatching when the thread stops;
+    /// otherwise it dispatches results itself whenever nobody else holds
+    /// the dispatch role. Either way, a thread that holds the role
+    /// already (a synchronous call inside a callback) dispatches further
+    /// results itself.
     ///
     /// # Errors
     /// ENOTCONN when the lock manager went away.
     #[inline(always)]
     pub fn wait<D: Deliver<T> + ?Sized>(
+        &self,
+        deliver: &D,
+        mut done: impl FnMut(&mut T) -> bool,
+    ) -> Result<(), Errno> {
+        loop {
+            let threaded = self.has_dispatch_thread();
+            let mut finished = false;
+            self.wait_while(
+                deliver,
+                |owner: &mut T| {
+                    finished = done(owner);
+                    // A thread started or stopped: wait the other way.
+                    finished || self.has_dispatch_thread() != threaded
+                },
+                !threaded,
+            )?;
+            if finished {
+                return Ok(());
+            }
+        }
+    }
+
+    /// [`Handle::wait`] for a handle that never has a dispatch thread
+    /// (libdlm_lt): dispatches inline whenever nobody else holds the
+    /// role, without checking for a thread.
+    ///
+    /// # Errors
+    /// ENOTCONN when the lock manager went away.
+    #[inline(always)]
+    pub fn wait_inline<D: Deliver<T> + ?Sized>(
+        &self,
+        deliver: &D,
+        done: impl FnMut(&mut T) -> bool,
+    ) -> Result<(), Errno> {
+        self.wait_while(deliver, done, true)
+    }
+
+    /// [`Handle::wait`] one way: dispatching whenever the role is free
+    /// (`may_dispatch`), or only waiting for its holder.
+    #[inline(always)]
+    fn wait_while<D: Deliver<T> + ?Sized>(
         &self,
         deliver: &D,
         mut done: impl FnMut(&mut T) -> bool,
@@ -389,10 +481,7 @@ impl<T: Default> Handle<T> {
                 return Ok(false);
             }
             st.waiters += 1;
-            let (mut next, _) = self
-                .cond
-                .wait_timeout(st, left)
-                .unwrap_or_else(|e| e.into_inner());
+            let mut next = sync::wait_timeout(&self.cond, st, left);
             next.waiters -= 1;
             st = next;
         }

@@ -78,6 +78,8 @@ mod lockspace;
 mod mode;
 mod name;
 mod status;
+#[doc(hidden)]
+pub mod sync;
 pub mod transport;
 
 #[cfg(feature = "tokio")]

@@ -27,7 +27,6 @@ use dlm_sys::{DLM_USER_LOCK, DLM_USER_UNLOCK};
 use rustix::fd::{AsFd, BorrowedFd};
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Why a lock operation did not succeed.
@@ -381,9 +380,6 @@ pub struct Lockspace {
     /// The handle, with the table of this lockspace's requests under its
     /// state lock.
     handle: Handle<Table>,
-    /// A dispatcher thread delivers this lockspace's results (changed
-    /// only under the handle's state lock, so waiters see it change).
-    threaded: AtomicBool,
 }
 
 impl fmt::Debug for Lockspace {
@@ -405,7 +401,6 @@ impl Lockspace {
             name,
             control,
             handle: Handle::new(device),
-            threaded: AtomicBool::new(false),
         }
     }
 
@@ -710,13 +705,13 @@ impl Lockspace {
                     continue;
                 }
                 if !cancelled {
-                    if self.threaded.load(Ordering::SeqCst) {
+                    if self.handle.has_dispatch_thread() {
                         // The dispatcher thread records it and wakes us (if
                         // the thread stops, the next round dispatches).
                         self.handle.wait_recorded_until(
                             |table: &mut Table| {
                                 completion_in(table, token).is_some()
-                                    || !self.threaded.load(Ordering::SeqCst)
+                                    || !self.handle.has_dispatch_thread()
                             },
                             deadline,
                         )?;
@@ -738,21 +733,7 @@ impl Lockspace {
     /// Waits until `done`: dispatching inline, or, while a dispatcher
     /// thread runs, waiting for it (and taking over if it stops).
     fn wait_for(&self, done: &mut dyn FnMut(&mut Table) -> bool) -> Result<(), Errno> {
-        loop {
-            let threaded = self.threaded.load(Ordering::SeqCst);
-            let mut finished = false;
-            self.handle.wait(
-                &Shared(&self.handle),
-                |table: &mut Table| {
-                    finished = done(table);
-                    finished || self.threaded.load(Ordering::SeqCst) != threaded
-                },
-                !threaded,
-            )?;
-            if finished {
-                return Ok(());
-            }
-        }
+        self.handle.wait(&Shared(&self.handle), done)
     }
 
     /// For a thread that dispatches this lockspace (dlm-pthread's
@@ -761,8 +742,7 @@ impl Lockspace {
     /// results instead of reading the fd themselves; when it stops,
     /// they take over. Set it to false before waking the thread to stop.
     pub fn set_dispatch_thread(&self, on: bool) {
-        self.handle
-            .with_state_lock(|_| self.threaded.store(on, Ordering::SeqCst));
+        self.handle.set_dispatch_thread(on);
     }
 
     /// For a dispatcher thread: waits until a result is queued or `wake`

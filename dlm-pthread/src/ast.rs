@@ -11,11 +11,15 @@
 //! end, and the lockspace fd, owned by the source the thread holds, is
 //! closed only after the join.
 //!
-//! The logic is generic over [`Source`] so that loom can check it with a
-//! channel in place of the fds (`loom_models`).
+//! The logic is generic over [`Source`] so that loom can check it with
+//! dlm-core's real handle fed through a channel in place of the fds
+//! (`handle_models`, run by `cargo xtask loom`).
 
-use crate::sync::{Arc, Mutex, lock, thread};
 use dlm_core::Errno;
+use dlm_core::sync::{Arc, Mutex, lock, thread};
+
+#[cfg(all(test, dlm_loom))]
+mod handle_models;
 
 /// What one dispatch step did.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -42,6 +46,7 @@ impl Step {
 /// Wakes an AST thread waiting in dispatch through its eventfd. A write of
 /// 1 cannot block (the counter is far from overflowing) and the fd stays
 /// readable afterwards.
+#[cfg(not(dlm_loom))]
 pub(crate) fn wake_eventfd(fd: rustix::fd::BorrowedFd<'_>) {
     let _ = rustix::io::write(fd, &1u64.to_ne_bytes());
 }

@@ -52,11 +52,10 @@
 //! boundary.
 
 #![allow(unsafe_code)]
+// Under `--cfg dlm_loom` only the AST thread and its models are built.
+#![cfg_attr(dlm_loom, allow(dead_code))]
 
 mod ast;
-#[cfg(all(test, dlm_loom))]
-mod loom_models;
-mod sync;
 #[cfg(not(dlm_loom))]
 mod threaded;
 
@@ -66,9 +65,9 @@ pub use threaded::ThreadedLockspace;
 #[cfg(not(dlm_loom))]
 mod exports {
     use crate::ast::{Registry, Source, Step};
-    use crate::sync::Arc;
     use dlm_core::Errno;
     use dlm_core::cabi::{self, Ls, LsPtr};
+    use dlm_core::sync::Arc;
     use rustix::event::{EventfdFlags, eventfd};
     use rustix::fd::{AsFd, OwnedFd};
 

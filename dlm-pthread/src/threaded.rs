@@ -10,7 +10,7 @@
 //! before its fd closes.
 
 use crate::ast::{AstThread, Source, Step};
-use crate::sync::Arc;
+use dlm_core::sync::Arc;
 use dlm_core::{Errno, Error, Lockspace};
 use rustix::event::{EventfdFlags, eventfd};
 use rustix::fd::{AsFd, OwnedFd};

@@ -9,6 +9,7 @@ mod bindgen;
 mod deb;
 mod demo;
 mod host;
+mod loom;
 mod man;
 mod release;
 mod test;
@@ -25,6 +26,8 @@ commands:
                       baselines measured in the same run
   demo                start dlmd (unless a DLM is reachable) and show two
                       processes taking and releasing a lock
+  loom                run the loom models of the lockspace handle and its
+                      AST thread, then check that they catch a mutant
   test [ARGS...]      install what the tests need, then run the whole
                       test suite (`cargo test --workspace ARGS...`)
   bindgen [--check]   regenerate dlm-sys from the system's UAPI headers
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         Some("test") => test::run(&args[1..]),
         Some("deb") => deb::run(&args[1..]),
         Some("man") => man::run(&args[1..]),
+        Some("loom") => loom::run(&args[1..]),
         Some("demo") => demo::run(),
         Some("bench") => bench::run(&args[1..]),
         Some("vmtest") => vmtest::run(&args[1..]),

@@ -215,7 +215,7 @@ pub fn ls_get_fd(ls: &Ls) -> c_int {
 /// # Errors
 /// ENOTCONN (not open and `!open`); the open/create errors.
 pub fn default_ls(open: bool) -> Result<Arc<Ls>, Errno> {
-    let mut slot = DEFAULT.lock().unwrap_or_else(|e| e.into_inner());
+    let mut slot = lock(&DEFAULT);
     if let Some(ls) = &*slot {
         return Ok(ls.clone());
     }
@@ -237,7 +237,7 @@ pub fn default_ls(open: bool) -> Result<Arc<Ls>, Errno> {
 /// Forgets the default lockspace (`dlm_pthread_cleanup`); the caller
 /// stops its AST thread and drops it, which closes it.
 pub fn take_default() -> Option<Arc<Ls>> {
-    let ls = DEFAULT.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let ls = lock(&DEFAULT).take();
     if let Some(ls) = &ls {
         unregister(ls);
     }
@@ -246,7 +246,7 @@ pub fn take_default() -> Option<Arc<Ls>> {
 
 /// The default lockspace, if it is open.
 pub fn current_default() -> Option<Arc<Ls>> {
-    DEFAULT.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    lock(&DEFAULT).clone()
 }
 
 /// `dlm_get_fd`: the default lockspace's fd, opening it first.
@@ -483,39 +483,38 @@ unsafe fn wait_for(
         Awaited::Request(id) => Some(id),
         _ => None,
     };
-    loop {
-        let threaded = flavour == WaitFlavour::Threads && ls.is_threaded();
-        let mut nothing_to_cancel = false;
-        let mut done = |in_flight: &mut InFlight| {
-            if let Some(id) = to_note.take() {
-                // SAFETY: caller contract.
-                unsafe { note_in_flight(in_flight, lksb, id) };
-            }
+    let mut nothing_to_cancel = false;
+    let done = |in_flight: &mut InFlight| {
+        if let Some(id) = to_note.take() {
             // SAFETY: caller contract.
-            if unsafe { status_of(lksb) } != EINPROG {
+            unsafe { note_in_flight(in_flight, lksb, id) };
+        }
+        // SAFETY: caller contract.
+        if unsafe { status_of(lksb) } != EINPROG {
+            return true;
+        }
+        if let Awaited::Cancel(id) = awaited {
+            if !in_flight.contains(id) {
+                nothing_to_cancel = true;
                 return true;
             }
-            if let Awaited::Cancel(id) = awaited {
-                if !in_flight.contains(id) {
-                    nothing_to_cancel = true;
-                    return true;
-                }
-            }
-            // The AST thread stopped: dispatch inline from now on.
-            threaded && !ls.is_threaded()
-        };
-        ls.handle.wait(&CDeliver, &mut done, !threaded)?;
-        // SAFETY: caller contract.
-        let status = unsafe { status_of(lksb) };
-        if status != EINPROG {
-            return Ok(Status::from_raw(status));
         }
-        if nothing_to_cancel {
-            // SAFETY: caller contract.
-            unsafe { set_status(lksb, Errno::EBUSY.raw()) };
-            return Ok(Status::from_raw(Errno::EBUSY.raw()));
-        }
+        false
+    };
+    match flavour {
+        // With an AST thread, wait for it to record the completion; when
+        // it stops, or without one, dispatch inline.
+        WaitFlavour::Threads => ls.handle.wait(&CDeliver, done)?,
+        WaitFlavour::Lt => ls.handle.wait_inline(&CDeliver, done)?,
     }
+    // SAFETY: caller contract.
+    let status = unsafe { status_of(lksb) };
+    if status == EINPROG && nothing_to_cancel {
+        // SAFETY: caller contract.
+        unsafe { set_status(lksb, Errno::EBUSY.raw()) };
+        return Ok(Status::from_raw(Errno::EBUSY.raw()));
+    }
+    Ok(Status::from_raw(status))
 }
 
 /// `dlm_ls_lock` (and `dlm_lock`, `dlm_ls_lockx`): an asynchronous

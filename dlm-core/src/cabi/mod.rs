@@ -60,11 +60,11 @@ pub use calls::*;
 
 use crate::codec::LockResult;
 use crate::handle::{Deliver, Handle};
+use crate::sync::lock;
 use crate::{Errno, Name, Status};
 use core::ffi::{c_char, c_int, c_void};
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 /// `struct dlm_lksb`, the application's lock status block (x86_64: 24
@@ -133,18 +133,11 @@ pub fn guard<R>(fail: R, f: impl FnOnce() -> R) -> R {
 pub struct Ls {
     handle: Handle<InFlight>,
     name: Name,
-    /// An AST thread dispatches this handle (threads build). Changed
-    /// only under the handle's state lock, so waiters see it change.
-    threaded: AtomicBool,
 }
 
 impl Ls {
     fn new(handle: Handle<InFlight>, name: Name) -> Ls {
-        Ls {
-            handle,
-            name,
-            threaded: AtomicBool::new(false),
-        }
+        Ls { handle, name }
     }
 
     /// The underlying handle (device and dispatch role).
@@ -162,13 +155,12 @@ impl Ls {
     /// over dispatching. Call with `false` *before* waking the thread, so
     /// the wake-up that ends its dispatch also wakes them.
     pub fn set_threaded(&self, on: bool) {
-        self.handle
-            .with_state_lock(|_| self.threaded.store(on, Ordering::SeqCst));
+        self.handle.set_dispatch_thread(on);
     }
 
     /// Whether an AST thread dispatches this handle.
     pub fn is_threaded(&self) -> bool {
-        self.threaded.load(Ordering::SeqCst)
+        self.handle.has_dispatch_thread()
     }
 }
 
@@ -235,7 +227,7 @@ impl Deliver<InFlight> for CDeliver {
 static OPEN: Mutex<Vec<Weak<Ls>>> = Mutex::new(Vec::new());
 
 fn open_list() -> MutexGuard<'static, Vec<Weak<Ls>>> {
-    OPEN.lock().unwrap_or_else(|e| e.into_inner())
+    lock(&OPEN)
 }
 
 fn register(ls: &Arc<Ls>) {

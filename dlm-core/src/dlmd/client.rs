@@ -3,6 +3,7 @@
 
 use super::proto::{self, Header, Op};
 use crate::codec::{LockResult, RESULT_LVB_LEN, Request, Version};
+use crate::sync::lock;
 use crate::{Errno, Name};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::net::{
@@ -284,10 +285,7 @@ impl Control {
     }
 
     fn call(&self, op: Op, payload: &[&[u8]], extra: &mut [u8]) -> Result<i64, Errno> {
-        self.chan
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .call(op, payload, extra)
+        lock(&self.chan).call(op, payload, extra)
     }
 
     /// The device interface version dlmd speaks.
@@ -318,7 +316,7 @@ impl Control {
     /// # Errors
     /// ENOENT for an unknown lockspace; ENOTCONN if dlmd went away.
     pub fn dump(&self, lockspace: Option<&Name>) -> Result<String, Errno> {
-        let mut chan = self.chan.lock().unwrap_or_else(|e| e.into_inner());
+        let mut chan = lock(&self.chan);
         let name = lockspace.map_or(&[][..], Name::as_bytes);
         ret_u32(chan.call(Op::Dump, &[name], &mut [])?)?;
         let mut text = Vec::new();
@@ -390,7 +388,7 @@ impl Device {
     }
 
     fn chan(&self) -> std::sync::MutexGuard<'_, Channel> {
-        self.req.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.req)
     }
 
     /// Sends one v6 request without waiting for its reply (pipelining:
