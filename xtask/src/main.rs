@@ -3,7 +3,6 @@
 //! Each subcommand lives in its own module; this file only parses the
 //! command line.
 
-mod apt_sources;
 mod bench;
 mod bindgen;
 mod deb;
