@@ -132,9 +132,19 @@ pub fn parse_deb822(text: &str) -> Vec<Source> {
     out
 }
 
-/// The base codename of a suite (`bookworm-backports` → `bookworm`,
-/// `bookworm/updates` → `bookworm`) and whether it is a security suite.
-fn suite_kind(suite: &str) -> Option<bool> {
+/// Which of the two mirrors vmtest needs a Debian suite comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SuiteKind {
+    /// The archive: `bookworm`, `-updates`, `-backports`, ...
+    Archive,
+    /// The security archive: `-security` (or the old `/updates`).
+    Security,
+}
+
+/// Whether a suite is Debian's (its base codename, as in
+/// `bookworm-backports` → `bookworm` or `bookworm/updates` → `bookworm`,
+/// is one of Debian's), and then which mirror it comes from.
+fn suite_kind(suite: &str) -> Option<SuiteKind> {
     let suite = suite.trim_end_matches('/');
     let (base, tail) = match suite.find(['-', '/']) {
         Some(i) => (&suite[..i], &suite[i + 1..]),
@@ -144,9 +154,9 @@ fn suite_kind(suite: &str) -> Option<bool> {
         return None;
     }
     match tail {
-        "" | "updates" if !suite.contains('/') => Some(false),
-        "backports" | "proposed-updates" | "backports-sloppy" => Some(false),
-        "security" | "updates" => Some(true), // `bookworm/updates`: the old security name
+        "" | "updates" if !suite.contains('/') => Some(SuiteKind::Archive),
+        "backports" | "proposed-updates" | "backports-sloppy" => Some(SuiteKind::Archive),
+        "security" | "updates" => Some(SuiteKind::Security), // `bookworm/updates`: the old security name
         _ => None,
     }
 }
@@ -162,8 +172,8 @@ pub fn pick(sources: &[Source]) -> (Option<String>, Option<String>) {
         let uri = uri.trim_end_matches('/').to_string();
         for suite in &s.suites {
             match suite_kind(suite) {
-                Some(false) if archive.is_none() => archive = Some(uri.clone()),
-                Some(true) if security.is_none() => security = Some(uri.clone()),
+                Some(SuiteKind::Archive) if archive.is_none() => archive = Some(uri.clone()),
+                Some(SuiteKind::Security) if security.is_none() => security = Some(uri.clone()),
                 _ => {}
             }
         }

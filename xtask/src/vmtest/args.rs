@@ -245,3 +245,93 @@ fn is_shell_name(s: &str) -> bool {
         && !s.starts_with(|c: char| c.is_ascii_digit())
         && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Opts> {
+        parse_args(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn no_tests_means_the_smoke_test_on_both_kernels_and_node_counts() {
+        let o = parse(&[]).unwrap();
+        assert!(o.smoke);
+        assert_eq!(o.kernels, [Kernel::V61, Kernel::V612]);
+        assert_eq!(o.nodes, [1, 2]);
+        assert_eq!(o.cm_single, Cm::None);
+        assert!(o.dev_misc);
+    }
+
+    #[test]
+    fn given_tests_run_on_one_node_and_kernels_are_deduplicated() {
+        let o = parse(&[
+            "--kernel",
+            "6.12,6.12",
+            "--kernel",
+            "all",
+            "--cargo-test",
+            "-p dlm-tests --test kernel_scenarios",
+            "--file",
+            "target/release/dlmd:/vmtest/dlmd",
+            "--file",
+            "target/release/dlm",
+            "--env",
+            "A_B=c d",
+            "--",
+            "--odd-name",
+        ])
+        .unwrap();
+        assert!(!o.smoke);
+        assert_eq!(o.kernels, [Kernel::V612, Kernel::V61]);
+        assert_eq!(o.nodes, [1]);
+        assert_eq!(
+            o.cargo_test,
+            ["-p", "dlm-tests", "--test", "kernel_scenarios"]
+        );
+        assert_eq!(
+            o.files,
+            [
+                (
+                    PathBuf::from("target/release/dlmd"),
+                    Some("/vmtest/dlmd".to_string())
+                ),
+                (PathBuf::from("target/release/dlm"), None),
+            ]
+        );
+        assert_eq!(o.env, [("A_B".to_string(), "c d".to_string())]);
+        assert_eq!(o.binaries, [PathBuf::from("--odd-name")]);
+    }
+
+    #[test]
+    fn bad_values_are_one_line_errors() {
+        for (args, want) in [
+            (&["--kernel", "5.10"][..], "unknown kernel"),
+            (&["--nodes", "3"], "--nodes \"3\": 1, 2 or all"),
+            (&["--cm", "pacemaker"], "none or corosync"),
+            (&["--file", "a:relative"], "GUEST must be absolute"),
+            (&["--env", "1X=y"], "expected NAME=VALUE"),
+            (&["--test-timeout", "soon"], "takes seconds"),
+            (
+                &["--no-dev-misc", "--nodes", "2", "t"],
+                "--no-dev-misc needs",
+            ),
+            (
+                &["--no-dev-misc", "--cm", "corosync", "t"],
+                "--no-dev-misc needs",
+            ),
+        ] {
+            let e = parse(args)
+                .err()
+                .unwrap_or_else(|| panic!("{args:?} parsed"));
+            assert!(e.starts_with("vmtest: "), "{e}");
+            assert!(e.contains(want), "{args:?}: {e}");
+        }
+        let e = parse(&["--kernel"]).err().unwrap();
+        assert!(
+            e.starts_with("vmtest: --kernel needs a value\n\nusage:"),
+            "{e}"
+        );
+    }
+}

@@ -17,6 +17,16 @@ pub(super) enum Status {
     Skip,
 }
 
+impl Status {
+    fn word(self) -> &'static str {
+        match self {
+            Status::Pass => "PASS",
+            Status::Fail => "FAIL",
+            Status::Skip => "SKIP",
+        }
+    }
+}
+
 pub(super) struct TestReport {
     pub(super) name: String,
     pub(super) status: Status,
@@ -105,95 +115,114 @@ pub(super) fn job_report(
             setup_error = Some(why);
         }
     }
-    let mut tests = Vec::new();
-    for (name, _) in &ctx.payload.tests {
-        let mut per_node = Vec::new();
-        for p in &parsed {
-            per_node.push(p.tests.get(name));
-        }
-        let rcs: Vec<Option<i32>> = per_node.iter().map(|t| t.and_then(|t| t.rc)).collect();
-        let status = if rcs.iter().all(|r| *r == Some(77)) {
-            Status::Skip
-        } else if rcs.iter().all(|r| matches!(r, Some(0) | Some(77))) {
-            Status::Pass
-        } else {
-            Status::Fail
-        };
-        let secs = per_node
-            .iter()
-            .filter_map(|t| t.and_then(|t| Some(t.end? - t.begin)))
-            .fold(0.0, f64::max);
-        let rc_text = if job.nodes == 1 {
-            match rcs[0] {
-                Some(rc) => format!("rc={rc}"),
-                None => "did not finish".into(),
-            }
-        } else {
-            rcs.iter()
-                .enumerate()
-                .map(|(i, r)| match r {
-                    Some(rc) => format!("n{}:rc={rc}", i + 1),
-                    None => format!("n{}:unfinished", i + 1),
-                })
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
-        let word = match status {
-            Status::Pass => "PASS",
-            Status::Fail => "FAIL",
-            Status::Skip => "SKIP",
-        };
-        *out += &format!("  {word}  {name:<40} {secs:6.1} s  {rc_text}\n");
-        if status == Status::Fail {
-            for (i, t) in per_node.iter().enumerate() {
-                let rc = t.and_then(|t| t.rc);
-                if matches!(rc, Some(0) | Some(77)) || parsed[i].ready.is_none() {
-                    continue; // passed, or the setup failure is shown above
-                }
-                let Some(t) = t else {
-                    *out += &format!(
-                        "    --- node {}: not run (the guest stopped before)\n",
-                        i + 1
-                    );
-                    continue;
-                };
-                *out += &format!(
-                    "    --- node {} output ({}):\n",
-                    i + 1,
-                    match rc {
-                        Some(rc) if hit_timeout(t, ctx.test_timeout) => {
-                            format!("exit status {rc}: TIMEOUT after {} s", ctx.test_timeout)
-                        }
-                        Some(rc) => format!("exit status {rc}"),
-                        None => "did not finish; console up to the end of the guest".into(),
-                    }
-                );
-                *out += &indent(&t.output, 200);
-                if rc.is_some() {
-                    // kernel lines from before the test are boot noise
-                    let since = t.uptime.unwrap_or(0.0);
-                    let lines: Vec<String> = parsed[i]
-                        .dmesg
-                        .iter()
-                        .filter(|l| kernel_time(l).is_none_or(|k| k >= since))
-                        .cloned()
-                        .collect();
-                    if !lines.is_empty() {
-                        *out += "    --- dmesg and daemon logs:\n";
-                        *out += &indent(&lines, 120);
-                    }
-                }
-            }
-        }
-        tests.push(TestReport {
-            name: name.clone(),
-            status,
-        });
-    }
+    let tests = ctx
+        .payload
+        .tests
+        .iter()
+        .map(|(name, _)| test_report(name, &parsed, job.nodes, ctx.test_timeout, out))
+        .collect();
     JobReport {
         title: job.title(),
         tests,
         setup_error,
+    }
+}
+
+/// One test over all nodes of a job: its status (SKIP when every node
+/// skipped, PASS when every node passed or skipped), appended to `out` as
+/// one line, with the failure details below it.
+fn test_report(
+    name: &str,
+    parsed: &[Parsed],
+    nodes: u32,
+    test_timeout: u64,
+    out: &mut String,
+) -> TestReport {
+    let per_node: Vec<Option<&TestRun>> = parsed.iter().map(|p| p.tests.get(name)).collect();
+    let rcs: Vec<Option<i32>> = per_node.iter().map(|t| t.and_then(|t| t.rc)).collect();
+    let status = if rcs.iter().all(|r| *r == Some(77)) {
+        Status::Skip
+    } else if rcs.iter().all(|r| matches!(r, Some(0) | Some(77))) {
+        Status::Pass
+    } else {
+        Status::Fail
+    };
+    let secs = per_node
+        .iter()
+        .filter_map(|t| t.and_then(|t| Some(t.end? - t.begin)))
+        .fold(0.0, f64::max);
+    let rc_text = if nodes == 1 {
+        match rcs[0] {
+            Some(rc) => format!("rc={rc}"),
+            None => "did not finish".into(),
+        }
+    } else {
+        rcs.iter()
+            .enumerate()
+            .map(|(i, r)| match r {
+                Some(rc) => format!("n{}:rc={rc}", i + 1),
+                None => format!("n{}:unfinished", i + 1),
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let word = status.word();
+    *out += &format!("  {word}  {name:<40} {secs:6.1} s  {rc_text}\n");
+    if status == Status::Fail {
+        failure_details(&per_node, parsed, test_timeout, out);
+    }
+    TestReport {
+        name: name.to_string(),
+        status,
+    }
+}
+
+/// For each node where a test failed: its output, and the kernel and
+/// daemon log lines from after it began.
+fn failure_details(
+    per_node: &[Option<&TestRun>],
+    parsed: &[Parsed],
+    test_timeout: u64,
+    out: &mut String,
+) {
+    for (i, t) in per_node.iter().enumerate() {
+        let rc = t.and_then(|t| t.rc);
+        if matches!(rc, Some(0) | Some(77)) || parsed[i].ready.is_none() {
+            continue; // passed, or the setup failure is shown above
+        }
+        let Some(t) = t else {
+            *out += &format!(
+                "    --- node {}: not run (the guest stopped before)\n",
+                i + 1
+            );
+            continue;
+        };
+        *out += &format!(
+            "    --- node {} output ({}):\n",
+            i + 1,
+            match rc {
+                Some(rc) if hit_timeout(t, test_timeout) => {
+                    format!("exit status {rc}: TIMEOUT after {test_timeout} s")
+                }
+                Some(rc) => format!("exit status {rc}"),
+                None => "did not finish; console up to the end of the guest".into(),
+            }
+        );
+        *out += &indent(&t.output, 200);
+        if rc.is_some() {
+            // kernel lines from before the test are boot noise
+            let since = t.uptime.unwrap_or(0.0);
+            let lines: Vec<String> = parsed[i]
+                .dmesg
+                .iter()
+                .filter(|l| kernel_time(l).is_none_or(|k| k >= since))
+                .cloned()
+                .collect();
+            if !lines.is_empty() {
+                *out += "    --- dmesg and daemon logs:\n";
+                *out += &indent(&lines, 120);
+            }
+        }
     }
 }
 
@@ -304,4 +333,123 @@ fn tail(lines: &[Line], max: usize) -> String {
         .map(|(t, l)| format!("[{t:7.2}] {l}"))
         .collect();
     indent(&v, max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A console as `xtask/vm/init` prints it, with (host time, line).
+    fn console(text: &str) -> Vec<Line> {
+        text.lines()
+            .enumerate()
+            .map(|(i, l)| (i as f64, l.to_string()))
+            .collect()
+    }
+
+    const NODE: &str = "\
+SeaBIOS noise@@VMTEST BOOT node=1 kernel=6.12 uptime=0.50
+@@VMTEST READY uptime=1.00
+@@VMTEST BEGIN ok uptime=2.00
+running 1 test
+@@VMTEST END ok rc=0 start=2.00 end=3.00
+@@VMTEST BEGIN skipped uptime=3.00
+@@VMTEST END skipped rc=77 start=3.00 end=3.10
+@@VMTEST BEGIN bad uptime=10.00
+assertion failed
+@@VMTEST END bad rc=101 start=10.00 end=11.00
+@@VMTEST DMESG
+[    5.000000] dlm: boot noise
+[   10.500000] dlm: during the test
+dlm_controld: a daemon line
+@@VMTEST DONE uptime=12.00";
+
+    #[test]
+    fn console_protocol() {
+        let p = parse_console(&console(NODE));
+        assert_eq!(p.ready, Some(1.0));
+        assert!(p.done);
+        assert_eq!(p.setup_failed, None);
+        assert_eq!(p.tests["ok"].rc, Some(0));
+        assert_eq!(p.tests["ok"].output, ["running 1 test"]);
+        assert_eq!(p.tests["skipped"].rc, Some(77));
+        assert_eq!(p.tests["bad"].uptime, Some(10.0));
+        assert_eq!(p.tests["bad"].output, ["assertion failed"]);
+        assert_eq!(p.dmesg.len(), 3);
+        let failed = parse_console(&console(
+            "@@VMTEST SETUP_FAILED no /dev/misc/dlm-control uptime=3.0",
+        ));
+        assert_eq!(
+            failed.setup_failed.as_deref(),
+            Some("no /dev/misc/dlm-control uptime=3.0")
+        );
+        assert_eq!(failed.ready, None);
+    }
+
+    #[test]
+    fn one_line_per_test_and_details_of_failures() {
+        let parsed = [parse_console(&console(NODE))];
+        let mut out = String::new();
+        let ok = test_report("ok", &parsed, 1, 300, &mut out);
+        let skipped = test_report("skipped", &parsed, 1, 300, &mut out);
+        assert_eq!((ok.status, skipped.status), (Status::Pass, Status::Skip));
+        assert_eq!(
+            out,
+            format!(
+                "  PASS  {:<40}    2.0 s  rc=0\n  SKIP  {:<40}    1.0 s  rc=77\n",
+                "ok", "skipped"
+            )
+        );
+        let mut out = String::new();
+        let bad = test_report("bad", &parsed, 1, 300, &mut out);
+        assert_eq!(bad.status, Status::Fail);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                &*format!("  FAIL  {:<40}    2.0 s  rc=101", "bad"),
+                "    --- node 1 output (exit status 101):",
+                "    | assertion failed",
+                "    --- dmesg and daemon logs:",
+                "    | [   10.500000] dlm: during the test",
+                "    | dlm_controld: a daemon line",
+            ]
+        );
+    }
+
+    #[test]
+    fn two_nodes_and_a_test_that_never_ended() {
+        let second = "@@VMTEST READY uptime=1.0\n@@VMTEST BEGIN ok uptime=2.0\nhung";
+        let parsed = [
+            parse_console(&console(NODE)),
+            parse_console(&console(second)),
+        ];
+        let mut out = String::new();
+        let r = test_report("ok", &parsed, 2, 300, &mut out);
+        assert_eq!(r.status, Status::Fail);
+        assert!(
+            out.starts_with(&format!(
+                "  FAIL  {:<40}    2.0 s  n1:rc=0 n2:unfinished\n",
+                "ok"
+            )),
+            "{out}"
+        );
+        assert!(out.contains(
+            "    --- node 2 output (did not finish; console up to the end of the guest):\n    | hung\n"
+        ));
+    }
+
+    #[test]
+    fn timeouts_and_kernel_timestamps() {
+        let t = TestRun {
+            begin: 10.0,
+            end: Some(309.7),
+            rc: Some(143),
+            ..Default::default()
+        };
+        assert!(hit_timeout(&t, 300));
+        assert!(!hit_timeout(&TestRun { rc: Some(1), ..t }, 300));
+        assert_eq!(kernel_time("[   12.345678] dlm: joined"), Some(12.345678));
+        assert_eq!(kernel_time("dlm_controld: no time"), None);
+    }
 }
