@@ -57,7 +57,7 @@ use cache::Cache;
 use cluster::Userland;
 use host_tools::{Tool, ensure_host_tools};
 use kernel::KernelImage;
-use payload::{Payload, build_c, cargo_test_binaries};
+use payload::{Payload, build_c};
 use runner::{JobSpec, RunCtx, run_jobs};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -134,46 +134,7 @@ pub fn run(args: &[String]) -> Result<()> {
         kernels.push(KernelImage::prepare(&cache, *k, deb)?);
     }
     let nocmd = build_c(&cache, &vmdir.join("nocmd.c"), "nocmd", &[])?;
-    let mut payload = Payload::default();
-    if opts.smoke {
-        let src = vmdir.join("dlmtest.c");
-        let th = build_c(
-            &cache,
-            &src,
-            "dlmtest",
-            &["-D_REENTRANT", "-pthread", "-ldlm"],
-        )?;
-        let lt = build_c(&cache, &src, "dlmtest_lt", &["-ldlm_lt"])?;
-        payload.files.push((th, "/usr/bin/dlmtest".into()));
-        payload.files.push((lt, "/usr/bin/dlmtest_lt".into()));
-        payload.add_scripts(&vmdir.join("smoke"), "smoke")?;
-    }
-    for (host, guest) in &opts.files {
-        let guest = guest.clone().unwrap_or_else(|| {
-            format!(
-                "/vmtest/bin/{}",
-                host.file_name().unwrap_or_default().to_string_lossy()
-            )
-        });
-        payload.files.push((must_exist(host)?, guest));
-    }
-    for dir in &opts.scripts {
-        let name = must_exist(dir)?
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "scripts".into());
-        payload.add_scripts(dir, &name)?;
-    }
-    let mut binaries = opts.binaries.clone();
-    if !opts.cargo_test.is_empty() {
-        binaries.extend(cargo_test_binaries(&root, &opts.cargo_test)?);
-    }
-    for bin in &binaries {
-        payload.add_binary(&must_exist(bin)?, &opts.bin_args)?;
-    }
-    if payload.tests.is_empty() {
-        return Err("vmtest: nothing to run (no TEST_BINARY, no *.sh in --scripts)".into());
-    }
+    let payload = Payload::assemble(&opts, &root, &vmdir, &cache)?;
     let prep_secs = t_prep.elapsed().as_secs_f64();
     println!(
         "vmtest: packages ready in {fetch_secs:.1} s, kernels and host programs in {prep_secs:.1} s"
@@ -228,10 +189,6 @@ pub fn run(args: &[String]) -> Result<()> {
     } else {
         Ok(())
     }
-}
-
-fn must_exist(p: &Path) -> Result<PathBuf> {
-    fs::canonicalize(p).map_err(|e| format!("vmtest: {}: {e}", p.display()))
 }
 
 /// Runs `cmd`; its stdout, or an error with its stderr.

@@ -4,6 +4,7 @@
 //! gcc (`nocmd`, the smoke test) and Rust tests with `cargo test --no-run`.
 
 use super::Result;
+use super::args::Opts;
 use super::cache::Cache;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -20,7 +21,60 @@ pub(super) struct Payload {
 }
 
 impl Payload {
-    pub(super) fn add_scripts(&mut self, dir: &Path, name: &str) -> Result<()> {
+    /// Everything the run puts in the guests: the smoke test (with
+    /// `--smoke` or no tests given), `--file`s, `--scripts` and the test
+    /// programs (given, or built by `--cargo-test`), each test under its
+    /// own name.
+    pub(super) fn assemble(
+        opts: &Opts,
+        root: &Path,
+        vmdir: &Path,
+        cache: &Cache,
+    ) -> Result<Payload> {
+        let mut payload = Payload::default();
+        if opts.smoke {
+            let src = vmdir.join("dlmtest.c");
+            let th = build_c(
+                cache,
+                &src,
+                "dlmtest",
+                &["-D_REENTRANT", "-pthread", "-ldlm"],
+            )?;
+            let lt = build_c(cache, &src, "dlmtest_lt", &["-ldlm_lt"])?;
+            payload.files.push((th, "/usr/bin/dlmtest".into()));
+            payload.files.push((lt, "/usr/bin/dlmtest_lt".into()));
+            payload.add_scripts(&vmdir.join("smoke"), "smoke")?;
+        }
+        for (host, guest) in &opts.files {
+            let guest = guest.clone().unwrap_or_else(|| {
+                format!(
+                    "/vmtest/bin/{}",
+                    host.file_name().unwrap_or_default().to_string_lossy()
+                )
+            });
+            payload.files.push((must_exist(host)?, guest));
+        }
+        for dir in &opts.scripts {
+            let name = must_exist(dir)?
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "scripts".into());
+            payload.add_scripts(dir, &name)?;
+        }
+        let mut binaries = opts.binaries.clone();
+        if !opts.cargo_test.is_empty() {
+            binaries.extend(cargo_test_binaries(root, &opts.cargo_test)?);
+        }
+        for bin in &binaries {
+            payload.add_binary(&must_exist(bin)?, &opts.bin_args)?;
+        }
+        if payload.tests.is_empty() {
+            return Err("vmtest: nothing to run (no TEST_BINARY, no *.sh in --scripts)".into());
+        }
+        Ok(payload)
+    }
+
+    fn add_scripts(&mut self, dir: &Path, name: &str) -> Result<()> {
         let name = sanitize(name);
         let gdir = format!("/vmtest/scripts/{name}");
         let mut scripts: Vec<String> = fs::read_dir(dir)
@@ -40,7 +94,7 @@ impl Payload {
         Ok(())
     }
 
-    pub(super) fn add_binary(&mut self, bin: &Path, args: &[String]) -> Result<()> {
+    fn add_binary(&mut self, bin: &Path, args: &[String]) -> Result<()> {
         let file = bin
             .file_name()
             .unwrap_or_default()
@@ -172,4 +226,39 @@ pub(super) fn build_c(cache: &Cache, src: &Path, name: &str, args: &[&str]) -> R
     }
     fs::write(&flags_file, flags).map_err(|e| e.to_string())?;
     Ok(out)
+}
+
+fn must_exist(p: &Path) -> Result<PathBuf> {
+    fs::canonicalize(p).map_err(|e| format!("vmtest: {}: {e}", p.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_names_drop_cargos_hash_and_stay_unique() {
+        let mut p = Payload::default();
+        let args = ["--test-threads=1".to_string(), "it's".to_string()];
+        p.add_binary(Path::new("/t/deps/kernel_race-0123456789abcdef"), &args)
+            .unwrap();
+        p.add_binary(Path::new("/u/kernel_race"), &[]).unwrap();
+        p.add_binary(Path::new("/u/a b"), &[]).unwrap();
+        assert_eq!(
+            p.tests,
+            [
+                (
+                    "kernel_race".to_string(),
+                    "/vmtest/bin/kernel_race --test-threads=1 'it'\\''s'".to_string()
+                ),
+                (
+                    "kernel_race-2".to_string(),
+                    "/vmtest/bin/kernel_race-2".to_string()
+                ),
+                ("a_b".to_string(), "/vmtest/bin/a_b".to_string()),
+            ]
+        );
+        assert_eq!(p.files[1].1, "/vmtest/bin/kernel_race-2");
+        assert_eq!(shell_quote(""), "''");
+    }
 }
