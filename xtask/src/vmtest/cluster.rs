@@ -97,3 +97,32 @@ pub(super) fn add_link(cmd: &mut Command, sockdir: &Path, node: u32) {
         "virtio-net-pci,netdev=n0,mac=52:54:00:00:00:{node:02x},romfile="
     ));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_nodes_name_each_other() {
+        assert_eq!(
+            hosts(2),
+            "127.0.0.1 localhost\n::1 localhost\nfd00::1 node1\nfd00::2 node2\n"
+        );
+        let conf = corosync_conf(2);
+        assert!(conf.contains("ring0_addr: fd00::2\n        name: node2\n        nodeid: 2"));
+        assert!(conf.contains("two_node: 1"));
+        assert!(!corosync_conf(1).contains("two_node"));
+        let mut cmd = Command::new("qemu-system-x86_64");
+        add_link(&mut cmd, Path::new("/s"), 2);
+        let args: Vec<_> = cmd.get_args().map(|a| a.to_string_lossy()).collect();
+        assert_eq!(
+            args,
+            [
+                "-netdev",
+                "dgram,id=n0,local.type=unix,local.path=/s/n2.sock,remote.type=unix,remote.path=/s/n1.sock",
+                "-device",
+                "virtio-net-pci,netdev=n0,mac=52:54:00:00:00:02,romfile=",
+            ]
+        );
+    }
+}

@@ -346,3 +346,64 @@ fn pad4<W: Write>(w: &mut Counted<W>) -> io::Result<()> {
     let pad = (4 - (w.n % 4) as usize) % 4;
     w.write_all(&[0u8; 3][..pad])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (name, mode, data) of each member of a newc archive, checking the
+    /// 4-byte alignment the kernel's unpacker needs.
+    fn members(d: &[u8]) -> Vec<(String, u32, Vec<u8>)> {
+        let hex = |o: usize| u32::from_str_radix(std::str::from_utf8(&d[o..o + 8]).unwrap(), 16);
+        let mut o = 0;
+        let mut out = Vec::new();
+        loop {
+            assert_eq!(o % 4, 0);
+            assert_eq!(&d[o..o + 6], b"070701");
+            let mode = hex(o + 14).unwrap();
+            let size = hex(o + 54).unwrap() as usize;
+            let namesize = hex(o + 94).unwrap() as usize;
+            let name = String::from_utf8(d[o + 110..o + 110 + namesize - 1].to_vec()).unwrap();
+            o = (o + 110 + namesize + 3) & !3;
+            let data = d[o..o + size].to_vec();
+            o = (o + size + 3) & !3;
+            if name == "TRAILER!!!" {
+                assert_eq!(o, d.len());
+                return out;
+            }
+            out.push((name, mode, data));
+        }
+    }
+
+    #[test]
+    fn merged_usr_tree_as_newc_cpio() {
+        assert_eq!(
+            usrmerge("/lib/x86_64-linux-gnu/libc.so.6"),
+            "/usr/lib/x86_64-linux-gnu/libc.so.6"
+        );
+        assert_eq!(usrmerge("/sbin"), "/usr/sbin");
+        assert_eq!(usrmerge("/library"), "/library");
+        let mut ir = Initramfs::new();
+        ir.bytes("/sbin/odd", "abcde", 0o755);
+        ir.bytes("/etc/hosts", "x", 0o644);
+        let out = std::env::temp_dir().join(format!("vmtest-cpio-{}", std::process::id()));
+        let size = ir.write(&out).unwrap();
+        let data = fs::read(&out).unwrap();
+        let _ = fs::remove_file(&out);
+        assert_eq!(size, data.len() as u64);
+        let m = members(&data);
+        let find = |n: &str| m.iter().find(|e| e.0 == n).unwrap_or_else(|| panic!("{n}"));
+        assert_eq!(find("usr/sbin/odd").1, 0o100755);
+        assert_eq!(find("usr/sbin/odd").2, b"abcde");
+        assert_eq!(find("etc/hosts").1, 0o100644);
+        assert_eq!(find("usr/sbin").1, 0o040755);
+        assert_eq!(find("sbin").1, 0o120777);
+        assert_eq!(find("sbin").2, b"usr/sbin");
+        assert_eq!(find("var/run").2, b"/run");
+        // sorted by path, so parents come before their children
+        let names: Vec<&str> = m.iter().map(|e| e.0.as_str()).collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted);
+    }
+}

@@ -260,3 +260,22 @@ fn decompress(prog: &str, args: &[&str], input: &[u8]) -> Result<Vec<u8>> {
     }
     Ok(outbuf)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn elf_sections_of_this_test_program() {
+        let me = fs::read(std::env::current_exe().unwrap()).unwrap();
+        assert!(complete_elf(&me));
+        assert!(!complete_elf(&me[..me.len() / 2]));
+        assert!(!complete_elf(
+            b"not an ELF file at all, but long enough to have a header..."
+        ));
+        let text = elf_section(&me, ".text").expect(".text");
+        assert!(!text.is_empty());
+        assert_eq!(elf_section(&me, ".no-such-section"), None);
+        assert_eq!(find(b"abcabd", b"abd"), Some(3));
+    }
+}
