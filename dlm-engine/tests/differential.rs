@@ -10,14 +10,12 @@
 //! invariants. Size it with `DLM_DIFF_CASES` (default 2000) and
 //! `DLM_DIFF_STEPS` (maximum steps per case, default 200).
 
-mod model;
-
 use dlm_core::{
     Errno, LVB_LEN, LockFlags as F, LockParams, LockResult, LsFlags, Mode, Name, RemoveFlags,
     Request, SbFlags, Status,
 };
 use dlm_engine::{Engine, OwnerId as EOwner};
-use model::{Model, OwnerId as MOwner};
+use dlm_model::{Model, OwnerId as MOwner};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use std::fmt;

@@ -19,7 +19,7 @@ mod targets;
 
 pub mod known;
 
-pub use targets::{EngineTarget, TransportTarget};
+pub use targets::{EngineTarget, InProcess, InProcessTarget, ModelTarget, TransportTarget};
 
 use dlm_core::codec::{LockParams, LockResult};
 use dlm_core::{Errno, LockFlags, LsFlags, Lvb, Mode, Name, Request, SbFlags, Status};
