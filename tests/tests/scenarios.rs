@@ -33,8 +33,7 @@ fn part_d_ids() -> Vec<String> {
         .map(str::trim)
         .filter(|c| {
             let mut ch = c.chars();
-            ch.next().is_some_and(|f| f.is_ascii_uppercase())
-                && ch.as_str().parse::<u32>().is_ok()
+            ch.next().is_some_and(|f| f.is_ascii_uppercase()) && ch.as_str().parse::<u32>().is_ok()
         })
         .map(String::from)
         .collect()
@@ -47,7 +46,10 @@ fn each_scenario_is_defined_once() {
         *count.entry(sc.id).or_default() += 1;
     }
     let twice: Vec<_> = count.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(twice.is_empty(), "ids in the table more than once: {twice:?}");
+    assert!(
+        twice.is_empty(),
+        "ids in the table more than once: {twice:?}"
+    );
     let docs = part_d_ids();
     let undefined: Vec<_> = count
         .keys()

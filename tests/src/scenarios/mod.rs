@@ -630,7 +630,9 @@ impl<'t> Session<'t> {
             _ => None,
         };
         if granted.is_none() {
-            self.mismatch(format!("O{k}: probe expected cast(0) or cast(-11) for id {id}"));
+            self.mismatch(format!(
+                "O{k}: probe expected cast(0) or cast(-11) for id {id}"
+            ));
         }
         self.close(k);
         granted.unwrap_or(false)

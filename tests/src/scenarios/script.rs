@@ -157,8 +157,9 @@ fn P4(s: &mut Session<'_>) {
     let r = s.target().create(&name, LsFlags::NEWEXCL);
     s.note(format!("CREATE t NEWEXCL -> {}", super::fmt_ret(&r)));
     s.check("CREATE NEWEXCL", r.err(), Some(Errno::EEXIST));
-    let other = Name::lockspace(format!("{}y", String::from_utf8_lossy(s.ls.as_bytes())).as_bytes())
-        .expect("name");
+    let other =
+        Name::lockspace(format!("{}y", String::from_utf8_lossy(s.ls.as_bytes())).as_bytes())
+            .expect("name");
     let u = s.target().create(&other, LsFlags::NEWEXCL);
     s.note(format!(
         "CREATE u NEWEXCL -> {}",
@@ -286,7 +287,11 @@ fn P8(s: &mut Session<'_>) {
     s.expect_ret(got, Err(Errno::EBUSY));
     s.close(2);
     if let Some(r) = s.expect_id(3, Exp::Cast(0, 0), w) {
-        s.check("pointers after EBUSY", (r.astaddr, r.user_lksb), (0xaaaa, 0xbbbb));
+        s.check(
+            "pointers after EBUSY",
+            (r.astaddr, r.user_lksb),
+            (0xaaaa, 0xbbbb),
+        );
     }
     // A.5: an unlock replaces user_lksb always, castparam only when
     // non-zero, castaddr never
@@ -306,7 +311,11 @@ fn P8(s: &mut Session<'_>) {
     r.p.castparam = 0x6666;
     s.unlock_with(4, r).ok();
     if let Some(r) = s.expect(4, Exp::Cast(EUNLOCK, 0)) {
-        s.check("unlock castparam", (r.astaddr, r.astparam), (0xca04, 0x6666));
+        s.check(
+            "unlock castparam",
+            (r.astaddr, r.astparam),
+            (0xca04, 0x6666),
+        );
     }
 }
 
@@ -1098,11 +1107,19 @@ fn C3(s: &mut Session<'_>) {
     // casts go to O2 with O2's pointers
     let w = s.queued(3, "p", Ex, NONE);
     if let Some(r) = s.expect_id(2, Exp::Bast(Ex), p) {
-        s.check("adopter's bast pointers", (r.astaddr, r.user_lksb), (0xba02, 0x5b02));
+        s.check(
+            "adopter's bast pointers",
+            (r.astaddr, r.user_lksb),
+            (0xba02, 0x5b02),
+        );
     }
     s.unlock(2, p, NONE).ok();
     if let Some(r) = s.expect(2, Exp::Cast(EUNLOCK, 0)) {
-        s.check("adopter's cast pointers", (r.astaddr, r.user_lksb), (0xca02, 0x5b02));
+        s.check(
+            "adopter's cast pointers",
+            (r.astaddr, r.user_lksb),
+            (0xca02, 0x5b02),
+        );
     }
     s.expect_id(3, Exp::Cast(0, 0), w);
 }
@@ -1247,7 +1264,10 @@ fn orphans_keep_lockspace_busy(s: &mut Session<'_>) {
     };
     let req = Request::Lock(s.req(1, b"r", Ex, F::PERSISTENT).p);
     let r = s.target().write(o, &req);
-    s.note(format!("o: LOCK \"r\" EX PERSISTENT -> {}", super::fmt_ret(&r)));
+    s.note(format!(
+        "o: LOCK \"r\" EX PERSISTENT -> {}",
+        super::fmt_ret(&r)
+    ));
     let cast = s.target().read(o);
     s.check(
         "o: the grant",
@@ -1260,11 +1280,17 @@ fn orphans_keep_lockspace_busy(s: &mut Session<'_>) {
     s.note(format!("REMOVE o 0 -> {}", super::fmt_ret(&r.map(|()| 0))));
     s.check("REMOVE with an orphan", r, Err(Errno::EBUSY));
     let r = s.target().remove(m, true);
-    s.note(format!("REMOVE o FORCEFREE -> {}", super::fmt_ret(&r.map(|()| 0))));
+    s.note(format!(
+        "REMOVE o FORCEFREE -> {}",
+        super::fmt_ret(&r.map(|()| 0))
+    ));
     s.check("REMOVE FORCEFREE with an orphan", r, Ok(()));
     // gone: a second remove finds nothing
     let r = s.target().remove(m, false);
-    s.note(format!("REMOVE o again -> {}", super::fmt_ret(&r.map(|()| 0))));
+    s.note(format!(
+        "REMOVE o again -> {}",
+        super::fmt_ret(&r.map(|()| 0))
+    ));
     s.check("REMOVE of a removed lockspace", r, Err(Errno::ENOENT));
 }
 
