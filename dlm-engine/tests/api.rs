@@ -6,12 +6,13 @@
 //! the kernel. What stays here cannot be said through a device: the
 //! engine's own handles and dump, the encoded size of its results, and
 //! the README's deliberate difference after the opener has closed (the
-//! kernel would still be blocked in the remove).
+//! kernel would still be blocked in the remove), and the purge of a
+//! waiting orphan, which oopses the 6.12 kernel (docs/kernel-differences.md).
 
 mod common;
 
 use common::*;
-use dlm_core::{Errno, LockFlags as F, LsFlags, Name, RemoveFlags};
+use dlm_core::{Errno, LockFlags as F, LsFlags, Name, RemoveFlags, Request};
 use dlm_engine::Engine;
 
 #[test]
@@ -84,4 +85,29 @@ fn idle_opener_closed_then_remove_succeeds() {
     let o1 = t.open();
     t.e.close(o1.id);
     assert_eq!(t.e.remove_lockspace(t.minor, RemoveFlags::empty()), Ok(()));
+}
+
+#[test]
+fn purge_of_a_waiting_orphan() {
+    // A.7 / C.11.4: a waiting PERSISTENT request leaves the queue at close
+    // but stays an orphan (scenario C5 shows that much on every target)
+    // until a purge frees it. On the 6.12 kernel that purge hits a
+    // list_del BUG in do_purge (the close already unlinked the lock from
+    // its queue), so only the engine's answer is checked.
+    let mut t = T::new();
+    let (o1, o2) = (t.open(), t.open());
+    let a = t.hold(o1, "r", EX, NONE);
+    t.take(o2, "r", PR, F::PERSISTENT);
+    t.e.close(o2.id);
+    let d = t.e.dump(t.minor).unwrap();
+    assert_eq!(d.locks, 2);
+    assert!(d.resources[0].waiting.is_empty());
+    assert_eq!(d.resources[0].detached.len(), 1);
+    let o3 = t.open();
+    assert_eq!(t.lock(o3, "r", PR, F::ORPHAN), Err(Errno::EAGAIN));
+    assert_eq!(t.write(o3, Request::Purge { nodeid: 0, pid: 0 }), Ok(0));
+    assert_eq!(t.e.dump(t.minor).unwrap().locks, 1);
+    assert_eq!(t.lock(o3, "r", PR, F::ORPHAN), Err(Errno::ENOENT));
+    t.bast(o1, a, PR);
+    t.nothing(o1);
 }

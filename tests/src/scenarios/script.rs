@@ -1143,17 +1143,15 @@ fn C5(s: &mut Session<'_>) {
     s.expect_ret(r, Ok(0));
     s.expect(2, Exp::Cast(0, 0));
     // A.7: a waiting PERSISTENT request leaves the queue at close but
-    // stays an orphan (not adoptable: it holds nothing) until a purge
+    // stays an orphan, not adoptable (it holds nothing). Not purged here:
+    // a purge of it is a kernel BUG on 6.12 (dlm-engine/tests/api.rs
+    // checks the engine's answer; docs/kernel-differences.md)
     s.granted(3, "w", Ex, NONE);
     s.queued(4, "w", Pr, F::PERSISTENT);
     s.expect(3, Exp::Bast(Pr));
     s.close(4);
     let r = s.lock(5, "w", Pr, F::ORPHAN);
     s.expect_ret(r, Err(Errno::EAGAIN));
-    let r = s.purge(5, 0, 0, "0");
-    s.expect_ret(r, Ok(0));
-    let r = s.lock(5, "w", Pr, F::ORPHAN);
-    s.expect_ret(r, Err(Errno::ENOENT));
     s.expect(3, Exp::Nothing);
 }
 
