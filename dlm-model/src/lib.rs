@@ -16,7 +16,7 @@
 //!
 //! The crate root owns the public surface (the same methods as the engine's
 //! API), lockspaces (A.8), openers (A.7) and the device-level routing of
-//! a write (A.4, C.3.1). The lock rules themselves live in [`rules`].
+//! a write (A.4, C.3.1). The lock rules themselves live in the `rules` module.
 
 #![allow(dead_code, missing_docs)]
 
