@@ -4,7 +4,8 @@
 //! (the `dlm-model` crate). dlmd and the kernel run the same table in
 //! `kernel_scenarios` (the kernel in the VM suite, `tests/vm/suite.sh`).
 //!
-//! - Each scenario id is in the table exactly once, and is a row of
+//! - Each scenario id is in the table exactly once, no test elsewhere is
+//!   named after one, and is a row of
 //!   docs/semantics.md Part D or Appendix X; each device-level row is in
 //!   the table.
 //! - The engine meets every spec expectation (but the deliberate
@@ -70,6 +71,61 @@ fn each_scenario_is_defined_once() {
         "device-level Part D rows with no scenario in the table: {missing:?}"
     );
     println!("{} scenarios in the table", count.len());
+}
+
+/// Whether `name` is a test named after a device-level scenario id
+/// (`e14_…`, `model_c3_…`): a second copy of a scenario.
+fn named_after_a_scenario(name: &str) -> bool {
+    let name = name.strip_prefix("model_").unwrap_or(name);
+    let mut ch = name.chars();
+    let first = ch.next().unwrap_or(' ');
+    let rest = ch.as_str();
+    let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    "peuvcx".contains(first) && digits > 0 && rest[digits..].starts_with('_')
+}
+
+#[test]
+fn no_scenario_is_written_twice() {
+    // The table is the only copy: no Rust test elsewhere is named after a
+    // scenario id (the L rows are the C API's and live in tests/c).
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut copies = Vec::new();
+    let mut dirs = vec![root.clone()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || name == "target" {
+                continue;
+            }
+            if path.is_dir() {
+                dirs.push(path);
+            } else if name.ends_with(".rs") {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                let mut lines = text.lines().map(str::trim);
+                while let Some(l) = lines.next() {
+                    if l != "#[test]" {
+                        continue;
+                    }
+                    let Some(f) = lines.next().and_then(|f| f.strip_prefix("fn ")) else {
+                        continue;
+                    };
+                    let f = f.split('(').next().unwrap_or(f);
+                    if named_after_a_scenario(f) {
+                        copies.push(format!("{}: {f}", path.display()));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        copies.is_empty(),
+        "scenarios written outside the table (tests/src/scenarios/script.rs):\n{}",
+        copies.join("\n")
+    );
 }
 
 fn engine_run() -> Vec<Outcome> {
