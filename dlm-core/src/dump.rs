@@ -333,9 +333,7 @@ mod tests {
             (pid == 42).then(|| "sh -c \"x\" \u{e9}".to_string())
         });
         assert!(
-            text.contains(
-                "flags PERSISTENT|0x40000000 command \"sh -c \\\"x\\\" \\xc3\\xa9\"\n"
-            ),
+            text.contains("flags PERSISTENT|0x40000000 command \"sh -c \\\"x\\\" \\xc3\\xa9\"\n"),
             "{text}"
         );
         let json = to_json(&text).unwrap();

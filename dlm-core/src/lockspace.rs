@@ -773,9 +773,7 @@ impl Lockspace {
                             )?;
                         }
                         (true, None) => {
-                            self.wait_for(&mut |table| {
-                                completion_in(table, token).is_some()
-                            })?;
+                            self.wait_for(&mut |table| completion_in(table, token).is_some())?;
                         }
                         (false, _) => {
                             woken = wait_readable_or(self.handle.fd(), wake, left)?;
