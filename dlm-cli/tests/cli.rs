@@ -107,6 +107,8 @@ fn dump(dlmd: &Dlmd) -> String {
 
 /// A `dlm lock` whose command ignores SIGTERM, says "held", and runs until
 /// `dir/stop` exists; it then writes `dir/ended` and exits with status 5.
+/// (It gives up waiting after a minute or more, so that a failed test
+/// leaves no process behind for long.)
 fn stubborn_holder(
     dlmd: &Dlmd,
     dir: &std::path::Path,
@@ -114,7 +116,9 @@ fn stubborn_holder(
     extra: &[&str],
 ) -> std::process::Child {
     let script = format!(
-        "trap '' TERM; echo held; while [ ! -e {d}/stop ]; do sleep 0.02; done; touch {d}/ended; exit 5",
+        "trap '' TERM; echo held; n=0; \
+         while [ ! -e {d}/stop ] && [ $n -lt 3000 ]; do sleep 0.02; n=$((n+1)); done; \
+         touch {d}/ended; exit 5",
         d = dir.display()
     );
     let mut child = dlm(dlmd)
@@ -170,7 +174,7 @@ fn signals_to_dlm_reach_the_command_pid() {
     let script = format!(
         "trap 'echo TERM >> {d}/got' TERM; trap 'echo HUP >> {d}/got' HUP; \
          trap 'echo INT >> {d}/got; exit 0' INT; echo held; \
-         while :; do sleep 0.02; done",
+         n=0; while [ $n -lt 3000 ]; do sleep 0.02; n=$((n+1)); done",
         d = dir.display()
     );
     let mut held = dlm(&dlmd)
@@ -257,7 +261,7 @@ fn a_signal_while_waiting_cancels_the_request_and_exits_128_plus_the_signal() {
     let dlmd = Dlmd::start("cli-wait-signal");
     let held = holder(&dlmd, "r");
     for (sig, code) in [(Signal::TERM, 143), (Signal::INT, 130), (Signal::HUP, 129)] {
-        let mut waiter = dlm(&dlmd)
+        let waiter = dlm(&dlmd)
             .args(["lock", "-l", "cli", "r", "--", "echo", "never"])
             .stdout(Stdio::piped())
             .spawn()
@@ -647,4 +651,72 @@ fn lockspaces_create_release_and_the_lock_dump() {
     );
     let list = dlm(&dlmd).arg("lockspaces").output().unwrap();
     assert!(!String::from_utf8_lossy(&list.stdout).contains("adm"));
+}
+
+#[test]
+fn a_terminal_interrupt_reaches_the_command_once() {
+    // dlm and its command in the foreground process group of a terminal of
+    // their own: ^C sends SIGINT to both (si_code SI_KERNEL); dlm must not
+    // send it again.
+    use std::ffi::CString;
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let dlmd = Dlmd::start("cli-tty");
+    let dir = dlm_tests::scratch_dir("cli-tty-files");
+    // SAFETY: posix_openpt returns a new fd (or -1) that we own.
+    let master = unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY) };
+    assert!(
+        master >= 0,
+        "posix_openpt: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: a fresh fd that nothing else owns.
+    let master = unsafe { OwnedFd::from_raw_fd(master) };
+    let mfd = std::os::fd::AsRawFd::as_raw_fd(&master);
+    // SAFETY: grantpt/unlockpt/ptsname on our pty master; ptsname's
+    // static buffer is copied at once (no other thread calls it).
+    let slave = unsafe {
+        assert_eq!(libc::grantpt(mfd), 0);
+        assert_eq!(libc::unlockpt(mfd), 0);
+        std::ffi::CStr::from_ptr(libc::ptsname(mfd)).to_owned()
+    };
+    let slave: CString = slave;
+    let script = format!(
+        "trap 'echo INT >> {d}/got' INT; touch {d}/ready; n=0; \
+         while [ ! -e {d}/stop ] && [ $n -lt 3000 ]; do sleep 0.02; n=$((n+1)); done",
+        d = dir.display()
+    );
+    let mut cmd = dlm(&dlmd);
+    cmd.args(["lock", "-l", "cli", "r", "-c", &script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: runs in the child before exec: setsid, open and ioctl are
+    // async-signal-safe, and `slave` was prepared before the fork.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let fd = libc::open(slave.as_ptr(), libc::O_RDWR);
+            if fd < 0 || libc::ioctl(fd, libc::TIOCSCTTY, 0) < 0 || libc::dup2(fd, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut held = cmd.spawn().unwrap();
+    wait_for_file(&dir.join("ready"));
+    // ^C on the terminal.
+    let mut m = std::fs::File::from(master);
+    std::io::Write::write_all(&mut m, b"\x03").unwrap();
+    wait_for_file(&dir.join("got"));
+    // Time for a second, forwarded SIGINT to arrive if dlm sent one.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(try_lock(&dlmd, "r"), Some(1), "dlm let go on ^C");
+    std::fs::write(dir.join("stop"), "").unwrap();
+    assert_eq!(held.wait().unwrap().code(), Some(0));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("got")).unwrap(),
+        "INT\n",
+        "the command got the terminal's SIGINT twice"
+    );
 }
