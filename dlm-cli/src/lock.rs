@@ -49,7 +49,7 @@ pub fn parse_timeout(s: &str) -> Result<Duration, Fail> {
         .trim()
         .parse()
         .map_err(|_| Fail(format!("timeout {s:?}: not a number of seconds")))?;
-    if !secs.is_finite() || secs < 0.0 || secs > MAX_TIMEOUT_SECS {
+    if !(0.0..=MAX_TIMEOUT_SECS).contains(&secs) {
         return Err(Fail(format!(
             "timeout {s:?}: give 0 to {MAX_TIMEOUT_SECS} seconds (one year)"
         )));
@@ -104,9 +104,8 @@ impl Signals {
             )));
         }
         // SAFETY: signalfd returned a new fd that nothing else owns.
-        Ok(Signals {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Signals { fd })
     }
 
     /// The next queued signal: its number and `si_code`.
