@@ -159,6 +159,9 @@ fn main() -> ExitCode {
     ) {
         return skip;
     }
+    sigterm_keeps_the_lock();
+    sigkill_leaves_the_lock_with_the_command();
+
     // `dlm locks` must leave no debugfs mount behind: start without one
     // (in the guest only; a host's mount is left alone).
     let in_guest = std::env::var_os("DLM_VMTEST_NODE").is_some();
@@ -256,8 +259,6 @@ fn main() -> ExitCode {
     let out = dlm(&["lock", "-n", "-l", "kcli", "cli-res", "--", "true"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 
-    sigterm_keeps_the_lock();
-    sigkill_leaves_the_lock_with_the_command();
     println!(
         "kernel_cli: dlm lock, lock -n, lockspaces, locks (text and JSON, command lines, no \
          debugfs left mounted), SIGTERM and SIGKILL of dlm while the command runs ok"
