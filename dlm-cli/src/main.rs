@@ -23,7 +23,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run a command while holding a lock (a cluster-wide flock).
+    /// Run a command while holding a lock (a cluster-wide flock)
     ///
     /// `dlm lock [OPTIONS] NAME [--] COMMAND [ARGS...]`, or `-c STRING`
     /// for `sh -c STRING`. The lock is held until the command exits, then
@@ -81,7 +81,8 @@ enum Cmd {
         )]
         command: Vec<String>,
     },
-    /// Show the lock dump: resources, queues, modes, owners, LVBs.
+    /// Show the lock dump: resources, queues, modes, owners (with their
+    /// command lines where visible), LVBs.
     Locks {
         /// Only this lockspace.
         lockspace: Option<String>,
@@ -237,6 +238,9 @@ fn run() -> Result<ExitCode, Fail> {
             })
         }
         Cmd::Locks { lockspace, json } => {
+            if let Some(name) = &lockspace {
+                lock::check_name_len("lockspace", name)?;
+            }
             let ctl = control()?;
             let name = lockspace
                 .as_deref()
@@ -259,6 +263,7 @@ fn run() -> Result<ExitCode, Fail> {
             mode,
             exclusive,
         } => {
+            lock::check_name_len("lockspace", &lockspace)?;
             let made = if exclusive {
                 Lockspace::new_exclusive(&lockspace, mode)
             } else {
@@ -276,6 +281,7 @@ fn run() -> Result<ExitCode, Fail> {
             }
         }
         Cmd::Release { lockspace, force } => {
+            lock::check_name_len("lockspace", &lockspace)?;
             let ls = Lockspace::open(&lockspace)
                 .map_err(|e| describe(e, &format!("lockspace {lockspace}")))?;
             match ls.release(force) {
@@ -291,6 +297,7 @@ fn run() -> Result<ExitCode, Fail> {
             pid,
             nodeid,
         } => {
+            lock::check_name_len("lockspace", &lockspace)?;
             let ls = Lockspace::open(&lockspace)
                 .map_err(|e| describe(e, &format!("lockspace {lockspace}")))?;
             ls.purge(nodeid, pid).map_err(|e| describe(e, "purge"))?;

@@ -498,6 +498,15 @@ fn names_longer_than_64_bytes_are_refused_with_their_length() {
         String::from_utf8_lossy(&out.stderr),
         "dlm: lockspace name is 65 bytes; at most 64\n"
     );
+    for sub in ["create", "release", "purge", "locks"] {
+        let out = dlm(&dlmd).args([sub, &"l".repeat(70)]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{sub}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            "dlm: lockspace name is 70 bytes; at most 64\n",
+            "{sub}"
+        );
+    }
     let ok = "r".repeat(64);
     let status = dlm(&dlmd)
         .args(["lock", "-l", "cli", &ok, "--", "true"])
