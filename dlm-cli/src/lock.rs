@@ -213,7 +213,11 @@ pub fn run(req: Request) -> Result<ExitCode, Fail> {
             } else {
                 126
             };
-            eprintln!("dlm: {}: {e}", req.argv[0]);
+            let why = match e.raw_os_error() {
+                Some(raw) => dlm_core::Errno::from_raw(raw).to_string(),
+                None => e.to_string(),
+            };
+            eprintln!("dlm: {}: {why}", req.argv[0]);
             return Ok(ExitCode::from(code));
         }
     };
