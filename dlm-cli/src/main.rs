@@ -5,14 +5,14 @@
 //! Every failure prints one readable line and exits non-zero.
 
 mod dump;
+mod lock;
 
 use clap::Parser;
 use dlm_cli::{Cli, Cmd};
 use dlm_core::transport::{Backend, Control};
-use dlm_core::{Errno, Error, LockOptions, Lockspace, Name};
+use dlm_core::{Errno, Error, Lockspace, Mode, Name};
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
-use std::time::Duration;
 
 /// A failure, already phrased for the user.
 struct Fail(String);
@@ -84,40 +84,42 @@ fn run() -> Result<ExitCode, Fail> {
     match cli.command {
         Cmd::Lock {
             lockspace,
+            shared,
+            exclusive: _,
             mode,
             nonblock,
-            wait,
+            timeout,
+            conflict_exit_code,
+            close,
+            shell_command,
             name,
             command,
         } => {
-            let ls = open_or_create(&lockspace)?;
-            let opts = LockOptions::new();
-            let what = format!("lock {name}");
-            let lock = if nonblock {
-                ls.try_lock(name.as_bytes(), mode, opts)
-            } else if let Some(secs) = wait {
-                ls.lock_timeout(
-                    name.as_bytes(),
-                    mode,
-                    opts,
-                    Duration::from_secs_f64(secs.max(0.0)),
-                )
-            } else {
-                ls.lock(name.as_bytes(), mode, opts)
+            let timeout = timeout.as_deref().map(lock::parse_timeout).transpose()?;
+            let argv = match shell_command {
+                Some(s) => vec!["sh".into(), "-c".into(), s],
+                None => command,
             };
-            let lock = match lock {
-                Ok(lock) => lock,
-                Err(Error::WouldBlock | Error::TimedOut) => return Ok(ExitCode::from(1)),
-                Err(e) => return Err(describe(e, &what)),
+            let mode = match (shared, mode) {
+                (true, _) => Mode::Pr,
+                (false, Some(m)) => m,
+                (false, None) => Mode::Ex,
             };
-            let status = Command::new(&command[0])
-                .args(&command[1..])
-                .status()
-                .map_err(|e| Fail(format!("{}: {e}", command[0])))?;
-            drop(lock);
-            Ok(exit_code(status))
+            lock::run(lock::Request {
+                lockspace,
+                name,
+                mode,
+                nonblock,
+                timeout,
+                conflict_exit_code,
+                close,
+                argv,
+            })
         }
         Cmd::Locks { lockspace, json } => {
+            if let Some(name) = &lockspace {
+                lock::check_name_len("lockspace", name)?;
+            }
             let ctl = control()?;
             let name = lockspace
                 .as_deref()
@@ -140,6 +142,7 @@ fn run() -> Result<ExitCode, Fail> {
             mode,
             exclusive,
         } => {
+            lock::check_name_len("lockspace", &lockspace)?;
             let made = if exclusive {
                 Lockspace::new_exclusive(&lockspace, mode)
             } else {
@@ -157,6 +160,7 @@ fn run() -> Result<ExitCode, Fail> {
             }
         }
         Cmd::Release { lockspace, force } => {
+            lock::check_name_len("lockspace", &lockspace)?;
             let ls = Lockspace::open(&lockspace)
                 .map_err(|e| describe(e, &format!("lockspace {lockspace}")))?;
             match ls.release(force) {
@@ -172,21 +176,13 @@ fn run() -> Result<ExitCode, Fail> {
             pid,
             nodeid,
         } => {
+            lock::check_name_len("lockspace", &lockspace)?;
             let ls = Lockspace::open(&lockspace)
                 .map_err(|e| describe(e, &format!("lockspace {lockspace}")))?;
             ls.purge(nodeid, pid).map_err(|e| describe(e, "purge"))?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Daemon => daemon(),
-    }
-}
-
-fn exit_code(status: std::process::ExitStatus) -> ExitCode {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => ExitCode::from(code as u8),
-        (None, Some(sig)) => ExitCode::from(128 + sig as u8),
-        _ => ExitCode::FAILURE,
     }
 }
 
