@@ -403,10 +403,8 @@ unsafe fn send_lock(ls: &Ls, a: &LockArgs, castaddr: u64) -> Result<Option<u32>,
         return Err(Errno::EINVAL);
     }
     if a.mode > 5 {
-        // The C library sets EINPROG before the kernel refuses the mode.
         // SAFETY: `lksb` is valid (checked non-NULL; caller contract).
-        unsafe { set_status(lksb, EINPROG) };
-        return Err(Errno::EINVAL);
+        return Err(unsafe { refuse_mode(lksb) });
     }
     let name: &[u8] = if convert || a.namelen == 0 {
         &[]
@@ -440,6 +438,20 @@ unsafe fn send_lock(ls: &Ls, a: &LockArgs, castaddr: u64) -> Result<Option<u32>,
     }
     let adoption = flags.contains(LockFlags::ORPHAN) && !convert;
     Ok((!adoption).then_some(if id > 0 { id } else { lkid }))
+}
+
+/// A mode above EX: EINVAL, after EINPROG in the lksb as the C library
+/// leaves it (it sets EINPROG, then the kernel refuses the mode). Out of
+/// line, so the hot path's code stays as it was.
+///
+/// # Safety
+/// `lksb` is valid.
+#[cold]
+#[inline(never)]
+unsafe fn refuse_mode(lksb: *mut Lksb) -> Errno {
+    // SAFETY: caller contract.
+    unsafe { set_status(lksb, EINPROG) };
+    Errno::EINVAL
 }
 
 /// Notes `lkid` in flight unless its completion was already recorded.

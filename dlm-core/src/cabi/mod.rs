@@ -109,7 +109,9 @@ pub enum WaitFlavour {
 /// NULL one, and the caller learns the outcome from its lksb.
 pub extern "C" fn sync_ast(_arg: *mut c_void) {}
 
-/// Sets the calling thread's `errno`.
+/// Sets the calling thread's `errno`. Inlined: libdlm_lt sets it on
+/// every synchronous unlock (EUNLOCK), part of the hot path.
+#[inline(always)]
 pub fn set_errno(e: Errno) {
     // SAFETY: `__errno_location` returns the calling thread's errno
     // slot, valid for the thread's lifetime.
