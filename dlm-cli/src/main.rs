@@ -209,17 +209,24 @@ fn daemon() -> Result<ExitCode, Fail> {
     let mut cmd = Command::new(&program);
     cmd.arg("--daemon");
     // The daemon must not hold our caller's terminal or pipes: its log
-    // goes to a file.
+    // goes to a file, for an ordinary user beside the socket, inside the
+    // private directory (never a predictable name in /tmp).
     let log = if is_root {
         PathBuf::from("/var/log/dlmd.log")
     } else {
-        std::env::temp_dir().join(format!("dlmd-{}.log", rustix::process::getuid().as_raw()))
+        user_log_dir(&socket)?.join("dlmd.log")
     };
-    let log_file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)
-        .map_err(|e| Fail(format!("{}: {e}", log.display())))?;
+    let log_file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            // Never through a symbolic link.
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(&log)
+            .map_err(|e| Fail(format!("{}: {e}", log.display())))?
+    };
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log_file);
@@ -239,6 +246,40 @@ fn daemon() -> Result<ExitCode, Fail> {
         log.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The directory of an ordinary user's dlmd socket, where `dlm daemon`
+/// puts the log. The per-user default (`$XDG_RUNTIME_DIR`, else
+/// `/tmp/dlmd-$UID`) is created 0700 if missing and must be a real
+/// directory of ours that nobody else can enter; a `$DLMD_SOCKET`
+/// directory is the user's choice.
+fn user_log_dir(socket: &std::path::Path) -> Result<PathBuf, Fail> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let dir = socket
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."))
+        .to_path_buf();
+    if std::env::var_os("DLMD_SOCKET").is_some_and(|p| !p.is_empty()) {
+        return Ok(dir);
+    }
+    let uid = rustix::process::getuid().as_raw();
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| Fail(format!("{}: {e}", dir.display())))?,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(Fail(format!("cannot create {}: {e}", dir.display()))),
+    }
+    let meta =
+        std::fs::symlink_metadata(&dir).map_err(|e| Fail(format!("{}: {e}", dir.display())))?;
+    if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o077 != 0 {
+        return Err(Fail(format!(
+            "{} must be a 0700 directory owned by uid {uid} (it is owned by uid {}); refusing to use it",
+            dir.display(),
+            meta.uid()
+        )));
+    }
+    Ok(dir)
 }
 
 fn main() -> ExitCode {
