@@ -19,31 +19,66 @@ pub struct Cli {
 /// The subcommands of `dlm`.
 #[derive(Subcommand)]
 pub enum Cmd {
-    /// Run a command while holding a lock (a cluster-wide flock).
+    /// Run a command while holding a lock (a cluster-wide flock)
     ///
-    /// Exit status: the command's own, or 1 when -n finds the lock held
-    /// or -w times out (as flock(1)). The lock is released when the
-    /// command ends or when `dlm` is killed.
+    /// `dlm lock [OPTIONS] NAME [--] COMMAND [ARGS...]`, or `-c STRING`
+    /// for `sh -c STRING`. The lock is held until the command exits, then
+    /// released before `dlm` returns; the exit status is the command's
+    /// (128+N if signal N killed it). With -n or -w, a lock held elsewhere
+    /// gives the conflict exit code (-E, default 1).
+    ///
+    /// Signals: SIGTERM, SIGINT, SIGHUP or SIGQUIT while waiting cancel
+    /// the request (exit 128+N); while the command runs they are passed
+    /// on to the command's pid only (not again if the terminal already
+    /// sent them to it), and the lock stays held until it exits. The
+    /// command inherits the lock's file descriptors, so it keeps the lock
+    /// even if `dlm` is killed (-o: it does not). It finds DLM_LOCKSPACE,
+    /// DLM_RESOURCE and DLM_MODE in its environment.
+    #[command(verbatim_doc_comment)]
     Lock {
         /// Lockspace (created, mode 0600, if it does not exist).
         #[arg(short, long, default_value = "default")]
         lockspace: String,
-        /// Lock mode: NL, CR, CW, PR, PW or EX.
-        #[arg(short, long, default_value = "EX", value_parser = parse_mode)]
-        mode: Mode,
-        /// Fail (exit 1) instead of waiting if the lock is held.
-        #[arg(short = 'n', long, conflicts_with = "wait")]
+        /// Shared lock (mode PR).
+        #[arg(short, long, conflicts_with_all = ["exclusive", "mode"])]
+        shared: bool,
+        /// Exclusive lock (mode EX, the default).
+        #[arg(short = 'x', long, conflicts_with = "mode")]
+        exclusive: bool,
+        /// Any DLM lock mode: NL, CR, CW, PR, PW or EX.
+        #[arg(short, long, value_parser = parse_mode)]
+        mode: Option<Mode>,
+        /// Fail with the conflict exit code instead of waiting if the
+        /// lock is held.
+        #[arg(short = 'n', long, conflicts_with = "timeout")]
         nonblock: bool,
-        /// Wait at most SECONDS for the lock, then fail (exit 1).
-        #[arg(short, long, value_name = "SECONDS")]
-        wait: Option<f64>,
-        /// The resource name.
+        /// Wait at most SECONDS (fractions allowed, at most one year),
+        /// then fail with the conflict exit code.
+        #[arg(short = 'w', long, value_name = "SECONDS", allow_hyphen_values = true)]
+        timeout: Option<String>,
+        /// The exit status when -n finds the lock held or -w times out.
+        #[arg(short = 'E', long, value_name = "N", default_value_t = 1)]
+        conflict_exit_code: u8,
+        /// Do not pass the lock's file descriptors to the command (it
+        /// then loses the lock if `dlm` is killed).
+        #[arg(short = 'o', long)]
+        close: bool,
+        /// Run STRING with `sh -c` instead of a COMMAND.
+        #[arg(short = 'c', long = "command", value_name = "STRING")]
+        shell_command: Option<String>,
+        /// The resource name (at most 64 bytes).
         name: String,
-        /// The command to run, after `--`.
-        #[arg(last = true, required = true, value_name = "COMMAND")]
+        /// The command to run and its arguments.
+        #[arg(
+            trailing_var_arg = true,
+            value_name = "COMMAND",
+            required_unless_present = "shell_command",
+            conflicts_with = "shell_command"
+        )]
         command: Vec<String>,
     },
-    /// Show the lock dump: resources, queues, modes, owners, LVBs.
+    /// Show the lock dump: resources, queues, modes, owners (with their
+    /// command lines where visible), LVBs.
     Locks {
         /// Only this lockspace.
         lockspace: Option<String>,

@@ -5,14 +5,14 @@
 //! Every failure prints one readable line and exits non-zero.
 
 mod dump;
+mod lock;
 
 use clap::Parser;
 use dlm_cli::{Cli, Cmd};
 use dlm_core::transport::{Backend, Control};
-use dlm_core::{Errno, Error, LockOptions, Lockspace, Name};
+use dlm_core::{Errno, Error, Lockspace, Mode, Name};
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
-use std::time::Duration;
 
 /// A failure, already phrased for the user.
 struct Fail(String);
@@ -84,40 +84,42 @@ fn run() -> Result<ExitCode, Fail> {
     match cli.command {
         Cmd::Lock {
             lockspace,
+            shared,
+            exclusive: _,
             mode,
             nonblock,
-            wait,
+            timeout,
+            conflict_exit_code,
+            close,
+            shell_command,
             name,
             command,
         } => {
-            let ls = open_or_create(&lockspace)?;
-            let opts = LockOptions::new();
-            let what = format!("lock {name}");
-            let lock = if nonblock {
-                ls.try_lock(name.as_bytes(), mode, opts)
-            } else if let Some(secs) = wait {
-                ls.lock_timeout(
-                    name.as_bytes(),
-                    mode,
-                    opts,
-                    Duration::from_secs_f64(secs.max(0.0)),
-                )
-            } else {
-                ls.lock(name.as_bytes(), mode, opts)
+            let timeout = timeout.as_deref().map(lock::parse_timeout).transpose()?;
+            let argv = match shell_command {
+                Some(s) => vec!["sh".into(), "-c".into(), s],
+                None => command,
             };
-            let lock = match lock {
-                Ok(lock) => lock,
-                Err(Error::WouldBlock | Error::TimedOut) => return Ok(ExitCode::from(1)),
-                Err(e) => return Err(describe(e, &what)),
+            let mode = match (shared, mode) {
+                (true, _) => Mode::Pr,
+                (false, Some(m)) => m,
+                (false, None) => Mode::Ex,
             };
-            let status = Command::new(&command[0])
-                .args(&command[1..])
-                .status()
-                .map_err(|e| Fail(format!("{}: {e}", command[0])))?;
-            drop(lock);
-            Ok(exit_code(status))
+            lock::run(lock::Request {
+                lockspace,
+                name,
+                mode,
+                nonblock,
+                timeout,
+                conflict_exit_code,
+                close,
+                argv,
+            })
         }
         Cmd::Locks { lockspace, json } => {
+            if let Some(name) = &lockspace {
+                lock::check_name_len("lockspace", name)?;
+            }
             let ctl = control()?;
             let name = lockspace
                 .as_deref()
@@ -140,6 +142,7 @@ fn run() -> Result<ExitCode, Fail> {
             mode,
             exclusive,
         } => {
+            lock::check_name_len("lockspace", &lockspace)?;
             let made = if exclusive {
                 Lockspace::new_exclusive(&lockspace, mode)
             } else {
@@ -157,6 +160,7 @@ fn run() -> Result<ExitCode, Fail> {
             }
         }
         Cmd::Release { lockspace, force } => {
+            lock::check_name_len("lockspace", &lockspace)?;
             let ls = Lockspace::open(&lockspace)
                 .map_err(|e| describe(e, &format!("lockspace {lockspace}")))?;
             match ls.release(force) {
@@ -172,21 +176,13 @@ fn run() -> Result<ExitCode, Fail> {
             pid,
             nodeid,
         } => {
+            lock::check_name_len("lockspace", &lockspace)?;
             let ls = Lockspace::open(&lockspace)
                 .map_err(|e| describe(e, &format!("lockspace {lockspace}")))?;
             ls.purge(nodeid, pid).map_err(|e| describe(e, "purge"))?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Daemon => daemon(),
-    }
-}
-
-fn exit_code(status: std::process::ExitStatus) -> ExitCode {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => ExitCode::from(code as u8),
-        (None, Some(sig)) => ExitCode::from(128 + sig as u8),
-        _ => ExitCode::FAILURE,
     }
 }
 
@@ -213,17 +209,24 @@ fn daemon() -> Result<ExitCode, Fail> {
     let mut cmd = Command::new(&program);
     cmd.arg("--daemon");
     // The daemon must not hold our caller's terminal or pipes: its log
-    // goes to a file.
+    // goes to a file, for an ordinary user beside the socket, inside the
+    // private directory (never a predictable name in /tmp).
     let log = if is_root {
         PathBuf::from("/var/log/dlmd.log")
     } else {
-        std::env::temp_dir().join(format!("dlmd-{}.log", rustix::process::getuid().as_raw()))
+        user_log_dir(&socket)?.join("dlmd.log")
     };
-    let log_file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)
-        .map_err(|e| Fail(format!("{}: {e}", log.display())))?;
+    let log_file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            // Never through a symbolic link.
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(&log)
+            .map_err(|e| Fail(format!("{}: {e}", log.display())))?
+    };
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log_file);
@@ -243,6 +246,40 @@ fn daemon() -> Result<ExitCode, Fail> {
         log.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The directory of an ordinary user's dlmd socket, where `dlm daemon`
+/// puts the log. The per-user default (`$XDG_RUNTIME_DIR`, else
+/// `/tmp/dlmd-$UID`) is created 0700 if missing and must be a real
+/// directory of ours that nobody else can enter; a `$DLMD_SOCKET`
+/// directory is the user's choice.
+fn user_log_dir(socket: &std::path::Path) -> Result<PathBuf, Fail> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let dir = socket
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."))
+        .to_path_buf();
+    if std::env::var_os("DLMD_SOCKET").is_some_and(|p| !p.is_empty()) {
+        return Ok(dir);
+    }
+    let uid = rustix::process::getuid().as_raw();
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| Fail(format!("{}: {e}", dir.display())))?,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(Fail(format!("cannot create {}: {e}", dir.display()))),
+    }
+    let meta =
+        std::fs::symlink_metadata(&dir).map_err(|e| Fail(format!("{}: {e}", dir.display())))?;
+    if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o077 != 0 {
+        return Err(Fail(format!(
+            "{} must be a 0700 directory owned by uid {uid} (it is owned by uid {}); refusing to use it",
+            dir.display(),
+            meta.uid()
+        )));
+    }
+    Ok(dir)
 }
 
 fn main() -> ExitCode {

@@ -11,6 +11,10 @@
 //!     granted lkid 0x00000001 grmode EX rqmode EX pid 4242 owner 3 flags PERSISTENT
 //!     waiting lkid 0x00000002 grmode -- rqmode PR pid 4243 owner 4 flags -
 //! ```
+//!
+//! dlmd never reads other processes' `/proc`; a client adds each owner's
+//! command line itself ([`with_commands`]), as a last pair `command
+//! "argv joined by spaces"` on the lock lines whose pid it can see.
 
 use std::fmt::Write as _;
 
@@ -24,6 +28,77 @@ pub fn lockspace_names(text: &str) -> Vec<String> {
             _ => None,
         })
         .collect()
+}
+
+/// The command line of process `pid` as one string (its arguments joined
+/// by spaces), read from `/proc/PID/cmdline`; `None` when the process is
+/// gone, not visible to the caller, or has no command line (a kernel
+/// thread, a zombie).
+pub fn command_line(pid: u32) -> Option<String> {
+    if pid == 0 {
+        return None;
+    }
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let args: Vec<String> = raw
+        .split(|&b| b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    // A trailing NUL ends the last argument.
+    let args = match args.split_last() {
+        Some((last, rest)) if last.is_empty() => rest,
+        _ => &args[..],
+    };
+    (!args.is_empty()).then(|| args.join(" "))
+}
+
+/// Appends `command "…"` to each lock line of dlmd's dump `text` whose
+/// owner pid has a command line this process can read
+/// ([`command_line`]); other lines stay as they are. dlmd serves one
+/// host, so its pids are this host's (in dlmd's pid namespace).
+pub fn with_commands(text: &str) -> String {
+    with_commands_from(text, command_line)
+}
+
+fn with_commands_from(text: &str, lookup: impl Fn(u32) -> Option<String>) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        out.push_str(line);
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let is_lock = words
+            .first()
+            .is_some_and(|w| QUEUES.contains(w) && !line.contains('"'));
+        if is_lock {
+            let pid = words
+                .windows(2)
+                .find(|kv| kv[0] == "pid")
+                .and_then(|kv| kv[1].parse::<u32>().ok());
+            if let Some(cmd) = pid.and_then(&lookup) {
+                out.push_str(" command ");
+                quote_bytes(&mut out, cmd.as_bytes());
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// A dump name: printable ASCII as is, `"` and `\\` escaped, other
+/// bytes `\xHH`, in quotes.
+fn quote_bytes(out: &mut String, bytes: &[u8]) {
+    out.push('"');
+    for &b in bytes {
+        match b {
+            b'"' | b'\\' => {
+                out.push('\\');
+                out.push(b as char);
+            }
+            0x20..=0x7e => out.push(b as char),
+            _ => {
+                let _ = write!(out, "\\x{b:02x}");
+            }
+        }
+    }
+    out.push('"');
 }
 
 /// One token of a dump line.
@@ -251,6 +326,27 @@ mod tests {
     use super::*;
 
     const SAMPLE: &str = "lockspace \"a\" minor 1 created 1 openers 2\n  resource \"r\\x01\" lvb_valid no lvb 00ff\n    granted lkid 0x00000001 grmode EX rqmode EX pid 42 owner 3 flags PERSISTENT|0x40000000\nlockspace \"b\" minor 2\n";
+
+    #[test]
+    fn commands() {
+        let text = with_commands_from(SAMPLE, |pid| {
+            (pid == 42).then(|| "sh -c \"x\" \u{e9}".to_string())
+        });
+        assert!(
+            text.contains("flags PERSISTENT|0x40000000 command \"sh -c \\\"x\\\" \\xc3\\xa9\"\n"),
+            "{text}"
+        );
+        let json = to_json(&text).unwrap();
+        assert!(
+            json.contains("\"command\":\"sh -c \\\"x\\\" \\u00c3\\u00a9\""),
+            "{json}"
+        );
+        // Lines without a visible pid stay as they were.
+        assert_eq!(with_commands_from(SAMPLE, |_| None), SAMPLE);
+        let me = command_line(std::process::id()).unwrap();
+        assert!(!me.is_empty() && !me.contains('\0'), "{me}");
+        assert_eq!(command_line(0), None);
+    }
 
     #[test]
     fn names() {

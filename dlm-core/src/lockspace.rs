@@ -53,6 +53,10 @@ pub enum Error {
     Cancelled,
     /// The wait timed out; the request was cancelled.
     TimedOut,
+    /// The wait was interrupted (the `wake` fd of
+    /// [`Lockspace::lock_until`] became readable); the request was
+    /// cancelled (`EINTR`).
+    Interrupted,
     /// The lock or lockspace is busy (`EBUSY`): a conversion is already
     /// pending, or the lockspace still has locks or openers.
     Busy,
@@ -78,6 +82,7 @@ impl Error {
             Error::Deadlock => Errno::EDEADLK,
             Error::Cancelled => Errno::from_raw(Status::CANCELLED.raw()),
             Error::TimedOut => Errno::ETIMEDOUT,
+            Error::Interrupted => Errno::EINTR,
             Error::Busy => Errno::EBUSY,
             Error::Sys(e) => e,
         }
@@ -101,6 +106,7 @@ impl fmt::Display for Error {
             Error::Deadlock => f.write_str("conversion deadlock"),
             Error::Cancelled => f.write_str("request cancelled"),
             Error::TimedOut => f.write_str("timed out waiting for the lock"),
+            Error::Interrupted => f.write_str("interrupted while waiting for the lock"),
             Error::Busy => f.write_str("busy"),
             Error::Sys(e) => e.fmt(f),
         }
@@ -526,6 +532,31 @@ impl Lockspace {
         )
     }
 
+    /// Requests a lock and waits for it until `deadline` (if any) passes
+    /// or `wake` becomes readable (a signalfd or a self-pipe: an event
+    /// loop's way to give up); then the request is cancelled, so nothing
+    /// stays queued. A grant that wins the race with the cancel is
+    /// returned as a [`Lock`]. `wake` is not read. It is watched only
+    /// while this call dispatches the lockspace itself, not while a
+    /// dispatcher thread ([`Lockspace::set_dispatch_thread`]) runs.
+    ///
+    /// # Errors
+    /// [`Error::TimedOut`] at the deadline, [`Error::Interrupted`] when
+    /// `wake` became readable; otherwise as [`Lockspace::lock`].
+    pub fn lock_until(
+        &self,
+        name: &[u8],
+        mode: Mode,
+        opts: LockOptions,
+        deadline: Option<Instant>,
+        wake: BorrowedFd<'_>,
+    ) -> Result<Lock<'_>, Error> {
+        let flags = opts.flags - LockFlags::CONVERT - LockFlags::WAIT;
+        let (token, lkid) = self.submit(name, mode, flags, &opts, None)?;
+        let completion = self.wait_token_or_wake(token, deadline, lkid, Some(wake));
+        self.finish(token, mode, flags, completion)
+    }
+
     fn lock_flags(
         &self,
         name: &[u8],
@@ -678,19 +709,37 @@ impl Lockspace {
         deadline: Option<Instant>,
         lkid: u32,
     ) -> Result<Completion, Error> {
-        if let Some(deadline) = deadline {
-            let mut cancelled = false;
+        self.wait_token_or_wake(token, deadline, lkid, None)
+    }
+
+    /// As [`Lockspace::wait_token`], and cancels the request when `wake`
+    /// becomes readable (then the error is [`Error::Interrupted`]).
+    fn wait_token_or_wake(
+        &self,
+        token: u64,
+        deadline: Option<Instant>,
+        lkid: u32,
+        wake: Option<BorrowedFd<'_>>,
+    ) -> Result<Completion, Error> {
+        if deadline.is_some() || wake.is_some() {
+            // Why the request was cancelled, once it was.
+            let mut cancelled: Option<Error> = None;
+            let mut woken = false;
             loop {
                 if let Some(c) = self.completion(token) {
-                    return if cancelled && c.status == Status::CANCELLED {
-                        Err(Error::TimedOut)
-                    } else {
-                        Ok(c)
+                    return match cancelled {
+                        Some(why) if c.status == Status::CANCELLED => Err(why),
+                        _ => Ok(c),
                     };
                 }
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() && !cancelled {
-                    cancelled = true;
+                let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                let expired = left.is_some_and(|l| l.is_zero());
+                if (expired || woken) && cancelled.is_none() {
+                    cancelled = Some(if woken {
+                        Error::Interrupted
+                    } else {
+                        Error::TimedOut
+                    });
                     let cancel = Request::Unlock(LockParams {
                         lkid,
                         flags: LockFlags::CANCEL,
@@ -704,20 +753,27 @@ impl Lockspace {
                     self.wait_for(&mut |table| completion_in(table, token).is_some())?;
                     continue;
                 }
-                if !cancelled {
-                    if self.handle.has_dispatch_thread() {
-                        // The dispatcher thread records it and wakes us (if
-                        // the thread stops, the next round dispatches).
-                        self.handle.wait_recorded_until(
-                            |table: &mut Table| {
-                                completion_in(table, token).is_some()
-                                    || !self.handle.has_dispatch_thread()
-                            },
-                            deadline,
-                        )?;
-                    } else {
-                        wait_readable(self.handle.fd(), Some(left))?;
-                        self.handle.drain(&Shared(&self.handle))?;
+                if cancelled.is_none() {
+                    match (self.handle.has_dispatch_thread(), deadline) {
+                        (true, Some(deadline)) => {
+                            // The dispatcher thread records it and wakes us
+                            // (if the thread stops, the next round
+                            // dispatches).
+                            self.handle.wait_recorded_until(
+                                |table: &mut Table| {
+                                    completion_in(table, token).is_some()
+                                        || !self.handle.has_dispatch_thread()
+                                },
+                                deadline,
+                            )?;
+                        }
+                        (true, None) => {
+                            self.wait_for(&mut |table| completion_in(table, token).is_some())?;
+                        }
+                        (false, _) => {
+                            woken = wait_readable_or(self.handle.fd(), wake, left)?;
+                            self.handle.drain(&Shared(&self.handle))?;
+                        }
                     }
                 }
             }
@@ -880,11 +936,51 @@ impl Lockspace {
     }
 }
 
+impl Lockspace {
+    /// The file descriptors whose open files hold this handle's locks:
+    /// the kernel lockspace device, or the request and callback sockets
+    /// of dlmd. They are close-on-exec; a program that clears that flag
+    /// (`fcntl(F_SETFD)` in the child before `exec`) lets the new program
+    /// inherit them, and the locks then last until the last process
+    /// holding them closes them, as a child keeps a `flock(2)` lock of an
+    /// inherited file (`dlm lock` does this for its command).
+    pub fn owner_fds(&self) -> Vec<BorrowedFd<'_>> {
+        self.handle.device().owner_fds()
+    }
+}
+
 impl AsFd for Lockspace {
     /// The fd to poll: readable when a callback is queued; then call
     /// [`Lockspace::dispatch`].
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.handle.fd()
+    }
+}
+
+/// Waits until `fd` or `wake` is readable or the timeout passes; returns
+/// whether `wake` is readable.
+fn wait_readable_or(
+    fd: BorrowedFd<'_>,
+    wake: Option<BorrowedFd<'_>>,
+    timeout: Option<Duration>,
+) -> Result<bool, Errno> {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let Some(wake) = wake else {
+        wait_readable(fd, timeout)?;
+        return Ok(false);
+    };
+    let mut fds = [
+        PollFd::new(&fd, PollFlags::IN),
+        PollFd::new(&wake, PollFlags::IN),
+    ];
+    let ts = timeout.map(|t| Timespec {
+        tv_sec: t.as_secs() as i64,
+        tv_nsec: i64::from(t.subsec_nanos()),
+    });
+    match poll(&mut fds, ts.as_ref()) {
+        Ok(_) => Ok(!fds[1].revents().is_empty()),
+        Err(rustix::io::Errno::INTR) => Ok(false),
+        Err(e) => Err(Errno::from_raw(e.raw_os_error())),
     }
 }
 

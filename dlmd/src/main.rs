@@ -173,7 +173,7 @@ fn main() -> ExitCode {
         }
     };
     if args.daemon {
-        return daemonize(&path, args.level);
+        return daemonize(&path, kind, args.level);
     }
     raise_fd_limit();
     let listening = match startup::listen(&path, kind) {
@@ -231,7 +231,12 @@ fn raise_fd_limit() {
 /// `--daemon`: starts `dlmd --foreground` detached (own process group,
 /// no stdin/stdout) and returns once its socket accepts connections, or
 /// fails with its exit status.
-fn daemonize(path: &std::path::Path, level: log::Level) -> ExitCode {
+///
+/// The child is given `--socket` only when the path was explicit: a
+/// default path is found again by the child (same environment), so it
+/// keeps its kind and its directory is prepared as documented (created
+/// on first run).
+fn daemonize(path: &std::path::Path, kind: PathKind, level: log::Level) -> ExitCode {
     use std::os::unix::process::CommandExt;
     let exe = match std::env::current_exe() {
         Ok(e) => e,
@@ -246,10 +251,12 @@ fn daemonize(path: &std::path::Path, level: log::Level) -> ExitCode {
         log::Level::Info => "info",
         log::Level::Debug => "debug",
     };
-    let mut child = match std::process::Command::new(exe)
-        .arg("--foreground")
-        .arg("--socket")
-        .arg(path)
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("--foreground");
+    if kind == PathKind::Explicit {
+        cmd.arg("--socket").arg(path);
+    }
+    let mut child = match cmd
         .arg("--log-level")
         .arg(level)
         .stdin(std::process::Stdio::null())

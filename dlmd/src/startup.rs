@@ -16,7 +16,7 @@ pub enum PathKind {
     /// `--socket` or `$DLMD_SOCKET`: the directory must already exist.
     Explicit,
     /// `/run/dlmd/dlmd.sock`: the directory is created 0755 if missing
-    /// (systemd's `RuntimeDirectory=` normally does it).
+    /// (a fresh machine; systemd's `RuntimeDirectory=` may have made it).
     System,
     /// `$XDG_RUNTIME_DIR/dlmd.sock`: the directory must exist.
     Runtime,
@@ -154,7 +154,10 @@ fn prepare_dir(dir: &Path, kind: PathKind) -> Result<(), String> {
     };
     if let Some(mode) = create_mode {
         match std::fs::DirBuilder::new().mode(mode).create(dir) {
-            Ok(()) => {}
+            // The umask may have taken bits away: a 0700 directory would
+            // lock other users out of the system socket.
+            Ok(()) => fs::chmod(dir, Mode::from_raw_mode(mode))
+                .map_err(|e| format!("cannot chmod {}: {e}", dir.display()))?,
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(format!("cannot create {}: {e}", dir.display())),
         }

@@ -65,6 +65,10 @@ static void unlock_sync(dlm_lshandle_t h, uint32_t id)
 	struct dlm_lksb lksb = { 0 };
 	OK(dlm_ls_unlock_wait(h, id, 0, &lksb));
 	EXPECT_EQ(lksb.sb_status, EUNLOCK);
+#ifndef _REENTRANT
+	/* As C's lt build: errno is the status, EUNLOCK, after success. */
+	EXPECT_EQ(errno, EUNLOCK);
+#endif
 }
 
 static void l5_before_default(void)
@@ -170,7 +174,14 @@ static void l4(void)
 	FAILS_WITH(dlm_ls_lock(ls, LKM_NLMODE, &lksb, 0, name, 65, 0, ast, NULL, NULL, NULL), EINVAL);
 	/* Deliberate: a mode above EX is refused, not truncated to 8 bits. */
 	FAILS_WITH(dlm_ls_lock(ls, 261, &lksb, 0, "r", 1, 0, ast, NULL, NULL, NULL), EINVAL);
+	/* As C: EINPROG is set before the mode is refused (C: by the
+	 * kernel), in both the asynchronous and the synchronous call. */
+	lksb.sb_status = 4242;
 	FAILS_WITH(dlm_ls_lock_wait(ls, 6, &lksb, 0, "r", 1, 0, NULL, NULL, NULL), EINVAL);
+	EXPECT_EQ(lksb.sb_status, EINPROG);
+	lksb.sb_status = 4242;
+	FAILS_WITH(dlm_ls_lock(ls, 6, &lksb, 0, "r", 1, 0, ast, NULL, NULL, NULL), EINVAL);
+	EXPECT_EQ(lksb.sb_status, EINPROG);
 	printf("L4 ok\n");
 }
 
@@ -184,25 +195,31 @@ static void l6_l7(void)
 	EXPECT_EQ(errno, EEXIST);
 	printf("L6 ok\n");
 
-	uint32_t id = lock_sync(a, LKM_EXMODE, 0, "held");
-	/* Deliberate: with another handle of this process open, release
-	 * reports EBUSY at once (C: 0, or a hang without locks). */
-	FAILS_WITH(dlm_release_lockspace("x", b, 0), EBUSY);
-	dlm_lshandle_t c = dlm_open_lockspace("x");
-	EXPECT(c != NULL);
-	unlock_sync(a, id);
-	OK(dlm_close_lockspace(c));
-	OK(dlm_close_lockspace(a));
-	/* Created twice, one release closed: this drops a count, then the
-	 * last release removes the lockspace. */
-	dlm_lshandle_t d = dlm_open_lockspace("x");
-	EXPECT(d != NULL);
-	OK(dlm_release_lockspace("x", d, 0));
-	d = dlm_open_lockspace("x");
-	EXPECT(d != NULL);
-	OK(dlm_release_lockspace("x", d, 0));
+	/* Created twice, released on both handles, as C: each release
+	 * drops one creation count (the first while the other created
+	 * handle is open, even with a lock held through it) and the
+	 * lockspace is gone after the second. */
+	uint32_t id = lock_sync(b, LKM_EXMODE, 0, "held");
+	OK(dlm_release_lockspace("x", a, 0));
+	unlock_sync(b, id);
+	OK(dlm_release_lockspace("x", b, 0));
 	errno = 0;
 	EXPECT(dlm_open_lockspace("x") == NULL);
+	EXPECT_EQ(errno, ENOENT);
+
+	/* Deliberate: the last creation count's release while a handle of
+	 * this process from dlm_open_lockspace is open reports EBUSY at
+	 * once (C blocks forever); the lockspace stays. */
+	dlm_lshandle_t c = dlm_create_lockspace("y", 0600);
+	dlm_lshandle_t d = dlm_open_lockspace("y");
+	EXPECT(c && d);
+	FAILS_WITH(dlm_release_lockspace("y", c, 0), EBUSY);
+	OK(dlm_close_lockspace(d));
+	d = dlm_open_lockspace("y");
+	EXPECT(d != NULL);
+	OK(dlm_release_lockspace("y", d, 0));
+	errno = 0;
+	EXPECT(dlm_open_lockspace("y") == NULL);
 	EXPECT_EQ(errno, ENOENT);
 	printf("L7 ok\n");
 }

@@ -1,5 +1,6 @@
 //! Debian's libdlm3 against ours on the kernel DLM: the same C program
-//! (`tests/vm/kclib.c`, docs/semantics.md D.6 L1, L2, L3, L7, L9, L12, L13) linked
+//! (`tests/vm/kclib.c`, docs/semantics.md D.6 L1, L2, L3, L7, L9, L12, L13, and L15
+//! a bad mode, L16 a lockspace created and released twice) linked
 //! once against each, in each flavour (lt and threads), must print the
 //! same lines, except where README's table says ours differs on
 //! purpose (listed in [`DELIBERATE`]).
@@ -65,6 +66,18 @@ fn main() -> ExitCode {
         if !deb.0.ends_with("done\n") || !ours.0.ends_with("done\n") {
             println!("FAIL {flavour}: a program did not finish");
             fails += 1;
+        }
+        // L16's lockspace, created twice and released twice, must not
+        // outlive the program in the kernel (with either library).
+        for ls in [format!("kcd{flavour}d"), format!("kco{flavour}d")] {
+            if !Path::new("/sys/kernel/dlm").exists() {
+                println!("{flavour}: no /sys/kernel/dlm; L16's kernel check not made");
+            } else if Path::new("/sys/kernel/dlm").join(&ls).exists() {
+                println!("FAIL {flavour}: lockspace {ls} is still in the kernel after L16");
+                fails += 1;
+            } else {
+                println!("{flavour}: lockspace {ls} is gone from /sys/kernel/dlm");
+            }
         }
         let (d, o): (Vec<&str>, Vec<&str>) = (deb.0.lines().collect(), ours.0.lines().collect());
         for i in 0..d.len().max(o.len()) {

@@ -1,5 +1,6 @@
-//! docs/semantics.md Part D's device-level scenarios (P, E, U, V, C) against every
-//! lock manager there is, with their traces compared.
+//! docs/semantics.md Part D's device-level scenarios (P, E, U, V, C, X), the
+//! one table of `dlm_tests::scenarios`, against every lock manager there
+//! is, with their traces compared.
 //!
 //! - With the kernel DLM (in a `cargo xtask vmtest` guest): the scenarios
 //!   run on the kernel and on the engine in this process; every spec
@@ -12,12 +13,14 @@
 //! - Without it (the host): the engine must meet every spec expectation,
 //!   and a real dlmd (started on its own socket) must give the engine's
 //!   traces.
+//! - Both: the reference model (`dlm-model`) must give the engine's
+//!   traces.
 //!
 //! A plain `main` (harness = false): exit 0 pass, 1 fail, 77 skip (a
 //! guest with two nodes).
 
 use dlm_core::transport::{Control, kernel};
-use dlm_tests::scenarios::{self, EngineTarget, Outcome, TransportTarget, known};
+use dlm_tests::scenarios::{self, EngineTarget, ModelTarget, Outcome, TransportTarget, known};
 use std::process::ExitCode;
 
 fn release() -> String {
@@ -73,6 +76,26 @@ fn same_as_engine(
     fails
 }
 
+/// The reference model on the same table: its traces must be the
+/// engine's, raw bytes included (`tests/tests/scenarios.rs` checks the same
+/// on the host; here it puts all four targets in one log).
+fn model_as_engine(engine: &[Outcome], prefix: &str) -> Vec<String> {
+    let model = scenarios::run_all(&mut ModelTarget::new(), prefix, None);
+    let mut fails = Vec::new();
+    for (e, m) in engine.iter().zip(&model) {
+        let d = scenarios::diff(&m.trace, &e.trace);
+        if !d.is_empty() {
+            fails.push(format!(
+                "{}: model (-) differs from the engine (+):\n  {}",
+                e.id,
+                d.join("\n  ")
+            ));
+        }
+    }
+    println!("model: {} scenarios compared with the engine", model.len());
+    fails
+}
+
 fn engine_meets_spec(engine: &[Outcome]) -> Vec<String> {
     engine
         .iter()
@@ -103,6 +126,7 @@ fn kernel_run() -> Vec<String> {
     println!("@@TRACE end");
 
     let mut fails = engine_meets_spec(&eout);
+    fails.extend(model_as_engine(&eout, "k"));
     let mut listed = 0;
     for (k, e) in kout.iter().zip(&eout) {
         let d = scenarios::diff(&k.trace, &e.trace);
@@ -164,6 +188,7 @@ fn host_run() -> Vec<String> {
     let mut et = EngineTarget::new();
     let eout = scenarios::run_all(&mut et, "h", None);
     let mut fails = engine_meets_spec(&eout);
+    fails.extend(model_as_engine(&eout, "h"));
     let dlmd = dlm_tests::Dlmd::start("scenarios");
     let control = Control::connect_dlmd(dlmd.socket().to_path_buf()).expect("dlmd");
     let mut dt = TransportTarget::new(control, "dlmd");

@@ -113,7 +113,10 @@ fn completions_know_every_subcommand_and_option() {
         "daemon",
         "--lockspace",
         "--nonblock",
-        "--wait",
+        "--timeout",
+        "--shared",
+        "--conflict-exit-code",
+        "--close",
         "--exclusive",
         "--force",
     ] {

@@ -206,6 +206,63 @@ fn lock_timeout_cancels_the_request() {
 }
 
 #[test]
+fn lock_until_gives_up_when_woken_or_at_the_deadline_and_leaves_nothing_queued() {
+    use std::os::fd::AsFd;
+    let (a, _dlmd) = fresh("until");
+    let b = Lockspace::open("until").unwrap();
+    let held = a.lock(b"r", Mode::Ex, LockOptions::new()).unwrap();
+    let (rx, tx) = rustix::pipe::pipe().unwrap();
+    // A wake fd that is readable already: the request is cancelled.
+    rustix::io::write(&tx, b"x").unwrap();
+    assert_eq!(
+        b.lock_until(b"r", Mode::Ex, LockOptions::new(), None, rx.as_fd())
+            .unwrap_err(),
+        Error::Interrupted
+    );
+    assert_eq!(Error::Interrupted.errno(), Errno::EINTR);
+    // Woken while waiting, from another thread.
+    let t = std::time::Instant::now();
+    std::thread::scope(|s| {
+        let mut buf = [0u8; 1];
+        rustix::io::read(&rx, &mut buf).unwrap();
+        let tx = &tx;
+        s.spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            rustix::io::write(tx, b"x").unwrap();
+        });
+        assert_eq!(
+            b.lock_until(b"r", Mode::Ex, LockOptions::new(), None, rx.as_fd())
+                .unwrap_err(),
+            Error::Interrupted
+        );
+    });
+    assert!(t.elapsed() >= Duration::from_millis(100));
+    let mut buf = [0u8; 1];
+    rustix::io::read(&rx, &mut buf).unwrap();
+    // Not woken: the deadline.
+    let deadline = std::time::Instant::now() + Duration::from_millis(100);
+    assert_eq!(
+        b.lock_until(
+            b"r",
+            Mode::Ex,
+            LockOptions::new(),
+            Some(deadline),
+            rx.as_fd()
+        )
+        .unwrap_err(),
+        Error::TimedOut
+    );
+    drop(held);
+    // Nothing of the cancelled requests is left: granted at once.
+    let got = b
+        .lock_until(b"r", Mode::Ex, LockOptions::new(), None, rx.as_fd())
+        .unwrap();
+    assert_eq!(got.mode(), Mode::Ex);
+    drop(got);
+    drop(a.try_lock(b"r", Mode::Ex, LockOptions::new()).unwrap());
+}
+
+#[test]
 fn orphans_are_adopted_and_purged() {
     let (a, _dlmd) = fresh("orphan");
     {

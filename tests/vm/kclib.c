@@ -1,5 +1,6 @@
 /*
- * kclib: libdlm API scenarios (docs/semantics.md D.6: L1, L2, L3, L7, L9, L12, L13)
+ * kclib: libdlm API scenarios (docs/semantics.md D.6: L1, L2, L3, L7, L9, L12, L13;
+ * L15 a bad mode, L16 a lockspace created twice and released twice)
  * and a lock/unlock timing loop, for the kernel DLM in a vmtest guest.
  *
  * Built four times on the host by tests/vm/suite.sh: against Debian's
@@ -104,6 +105,51 @@ static void l2(void)
 	errno = 0;
 	int u = dlm_ls_unlock_wait(ls, a.sb_lkid, 0, &a);
 	printf("L2 lock=%d unlock=%d errno=%d sb_status=%d\n", r, u, u ? errno : 0, a.sb_status);
+#ifndef _REENTRANT
+	/* lt: errno is the unlock's status after success (EUNLOCK). */
+	printf("L2 errno after unlock_wait=%d\n", errno);
+#endif
+}
+
+/* A mode above EX: EINPROG is in the lksb before the kernel's EINVAL. */
+static void l15(void)
+{
+	struct dlm_lksb a;
+	memset(&a, 0, sizeof(a));
+	errno = 0;
+	int r = dlm_ls_lock_wait(ls, 6, &a, 0, RES("r15"), 0, NULL, NULL, NULL);
+	printf("L15 bad mode wait=%d errno=%d sb_status=%d\n", r, errno, a.sb_status);
+	memset(&a, 0, sizeof(a));
+	errno = 0;
+	r = dlm_ls_lock(ls, 6, &a, 0, RES("r15"), 0, ast, (void *)15, NULL, NULL);
+	printf("L15 bad mode async=%d errno=%d sb_status=%d\n", r, errno, a.sb_status);
+}
+
+/* A lockspace created twice by this process, released on both handles
+ * (the first while the second is open): both releases return 0 and the
+ * lockspace is gone, in the kernel too (kernel_clib.rs checks sysfs
+ * after the program). */
+static void l16(const char *name)
+{
+	char twice[64];
+	snprintf(twice, sizeof(twice), "%sd", name);
+	dlm_lshandle_t a = dlm_create_lockspace(twice, 0600);
+	dlm_lshandle_t b = dlm_create_lockspace(twice, 0600);
+	printf("L16 created twice=%d\n", a != NULL && b != NULL && a != b);
+	if (!a || !b)
+		return;
+	errno = 0;
+	int r1 = dlm_release_lockspace(twice, a, 0);
+	int e1 = r1 ? errno : 0;
+	errno = 0;
+	int r2 = dlm_release_lockspace(twice, b, 0);
+	int e2 = r2 ? errno : 0;
+	printf("L16 release=%d errno=%d release=%d errno=%d\n", r1, e1, r2, e2);
+	errno = 0;
+	dlm_lshandle_t again = dlm_open_lockspace(twice);
+	printf("L16 open after=%d errno=%d\n", again != NULL, again ? 0 : errno);
+	if (again)
+		dlm_close_lockspace(again);
 }
 
 static void l3(void)
@@ -256,6 +302,8 @@ int main(int argc, char **argv)
 #ifndef _REENTRANT
 	l13();
 #endif
+	l15();
+	l16(name);
 	l7(name);
 	printf("done\n");
 	return 0;

@@ -71,8 +71,8 @@ unsafe fn c_str<'a>(name: *const c_char) -> Result<&'a [u8], Errno> {
     Ok(unsafe { CStr::from_ptr(name) }.to_bytes())
 }
 
-fn into_ptr(dev: Device, name: Name) -> LsPtr {
-    let ls = Arc::new(Ls::new(Handle::new(dev), name));
+fn into_ptr(dev: Device, name: Name, created: bool) -> LsPtr {
+    let ls = Arc::new(Ls::new(Handle::new(dev), name, created));
     register(&ls);
     Arc::into_raw(ls).cast_mut().cast()
 }
@@ -122,7 +122,7 @@ pub unsafe fn new_lockspace(name: *const c_char, mode: u32, flags: u32) -> Resul
     // SAFETY: forwarded caller contract.
     let name = Name::lockspace(unsafe { c_str(name) }?)?;
     let dev = control()?.create_lockspace(&name, mode, LsFlags::from_bits_retain(flags))?;
-    Ok(into_ptr(dev, name))
+    Ok(into_ptr(dev, name, true))
 }
 
 /// `dlm_open_lockspace`.
@@ -138,7 +138,7 @@ pub unsafe fn open_lockspace(name: *const c_char) -> Result<LsPtr, Errno> {
     // A name no lockspace can have is simply not found, as in C.
     let name = Name::lockspace(bytes).map_err(|_| Errno::ENOENT)?;
     let dev = control()?.open_lockspace(&name)?;
-    Ok(into_ptr(dev, name))
+    Ok(into_ptr(dev, name, false))
 }
 
 /// Takes a handle back from C: it is no longer registered.
@@ -174,10 +174,12 @@ pub unsafe fn close_lockspace(ls: LsPtr) -> Result<(), Errno> {
 /// `dlm_release_lockspace`: closes the handle, then drops one creation
 /// count of its lockspace (removing it when it was the last).
 ///
-/// Unlike C, the lock manager's answer is returned, and a release while
-/// another handle of this process has the lockspace open fails with
-/// EBUSY at once instead of blocking forever. The handle is closed
-/// either way.
+/// A lockspace created twice by this process is released twice, each
+/// release dropping one count, as in C. Unlike C, the lock manager's
+/// answer is returned, and a release that would wait for a handle of
+/// this process from `dlm_open_lockspace` (no other handle of the
+/// process carries a creation count) fails with EBUSY at once instead of
+/// blocking forever. The handle is closed either way.
 ///
 /// # Errors
 /// ENOTCONN for NULL; EBUSY (locks or other openers remain); EPERM or
@@ -196,7 +198,7 @@ pub unsafe fn release_lockspace(
     // SAFETY: forwarded caller contract.
     let ls = unsafe { take(ls) };
     let minor = ls.handle.device().minor();
-    let busy = others_open(&ls.name, Arc::as_ptr(&ls));
+    let busy = release_would_wait_for_self(&ls.name, Arc::as_ptr(&ls));
     drop(ls);
     if busy {
         return Err(Errno::EBUSY);
@@ -224,11 +226,11 @@ pub fn default_ls(open: bool) -> Result<Arc<Ls>, Errno> {
     }
     let name = Name::lockspace(b"default")?;
     let ctl = control()?;
-    let dev = match ctl.open_lockspace(&name) {
-        Ok(dev) => dev,
-        Err(_) => ctl.create_lockspace(&name, 0o600, LsFlags::empty())?,
+    let (dev, created) = match ctl.open_lockspace(&name) {
+        Ok(dev) => (dev, false),
+        Err(_) => (ctl.create_lockspace(&name, 0o600, LsFlags::empty())?, true),
     };
-    let ls = Arc::new(Ls::new(Handle::new(dev), name));
+    let ls = Arc::new(Ls::new(Handle::new(dev), name, created));
     register(&ls);
     *slot = Some(ls.clone());
     Ok(ls)
@@ -401,7 +403,8 @@ unsafe fn send_lock(ls: &Ls, a: &LockArgs, castaddr: u64) -> Result<Option<u32>,
         return Err(Errno::EINVAL);
     }
     if a.mode > 5 {
-        return Err(Errno::EINVAL);
+        // SAFETY: `lksb` is valid (checked non-NULL; caller contract).
+        return Err(unsafe { refuse_mode(lksb) });
     }
     let name: &[u8] = if convert || a.namelen == 0 {
         &[]
@@ -435,6 +438,20 @@ unsafe fn send_lock(ls: &Ls, a: &LockArgs, castaddr: u64) -> Result<Option<u32>,
     }
     let adoption = flags.contains(LockFlags::ORPHAN) && !convert;
     Ok((!adoption).then_some(if id > 0 { id } else { lkid }))
+}
+
+/// A mode above EX: EINVAL, after EINPROG in the lksb as the C library
+/// leaves it (it sets EINPROG, then the kernel refuses the mode). Out of
+/// line, so the hot path's code stays as it was.
+///
+/// # Safety
+/// `lksb` is valid.
+#[cold]
+#[inline(never)]
+unsafe fn refuse_mode(lksb: *mut Lksb) -> Errno {
+    // SAFETY: caller contract.
+    unsafe { set_status(lksb, EINPROG) };
+    Errno::EINVAL
 }
 
 /// Notes `lkid` in flight unless its completion was already recorded.
@@ -686,12 +703,17 @@ pub fn purge(ls: &Ls, nodeid: c_int, pid: c_int) -> Result<(), Errno> {
 
 /// The return value of a lock or unlock call in each flavour: libdlm_lt
 /// reports a synchronous outcome other than 0 or EUNLOCK as -1 with
-/// errno = the status; libdlm returns 0 and leaves it in the lksb.
-/// Failures are -1 with errno in both.
+/// errno = the status, and leaves errno at EUNLOCK after an unlock as C
+/// does; libdlm returns 0 and leaves it in the lksb. Failures are -1
+/// with errno in both.
 #[inline(always)]
 pub fn wait_ret(flavour: WaitFlavour, r: Result<Status, Errno>) -> c_int {
     match r {
-        Ok(s) if flavour == WaitFlavour::Threads || s.is_granted() || s == Status::UNLOCKED => 0,
+        Ok(s) if flavour == WaitFlavour::Threads || s.is_granted() => 0,
+        Ok(s) if s == Status::UNLOCKED => {
+            set_errno(Errno::from_raw(s.raw()));
+            0
+        }
         Ok(s) => {
             set_errno(Errno::from_raw(s.raw()));
             -1

@@ -28,9 +28,10 @@
 //! non-NULL `sb_lvbptr`; synchronous calls watch for the completion
 //! addressed to the caller's lksb instead of substituting a waiter as
 //! `castparam`; a synchronous cancel with nothing to cancel returns EBUSY
-//! instead of hanging; `dlm_release_lockspace` reports EBUSY (and refuses
-//! while another handle of this process has the lockspace open) instead
-//! of blocking or hiding it; errno is never left at 0.
+//! instead of hanging; `dlm_release_lockspace` reports EBUSY instead of
+//! hiding it, and refuses (EBUSY) instead of blocking forever when the
+//! release would wait for a handle of this same process that came from
+//! `dlm_open_lockspace`; errno is never left at 0.
 //!
 //! # Safety
 //!
@@ -108,7 +109,9 @@ pub enum WaitFlavour {
 /// NULL one, and the caller learns the outcome from its lksb.
 pub extern "C" fn sync_ast(_arg: *mut c_void) {}
 
-/// Sets the calling thread's `errno`.
+/// Sets the calling thread's `errno`. Inlined: libdlm_lt sets it on
+/// every synchronous unlock (EUNLOCK), part of the hot path.
+#[inline(always)]
 pub fn set_errno(e: Errno) {
     // SAFETY: `__errno_location` returns the calling thread's errno
     // slot, valid for the thread's lifetime.
@@ -133,11 +136,18 @@ pub fn guard<R>(fail: R, f: impl FnOnce() -> R) -> R {
 pub struct Ls {
     handle: Handle<InFlight>,
     name: Name,
+    /// The handle came from a create (it carries one creation count of
+    /// the lockspace), not from `dlm_open_lockspace`.
+    created: bool,
 }
 
 impl Ls {
-    fn new(handle: Handle<InFlight>, name: Name) -> Ls {
-        Ls { handle, name }
+    fn new(handle: Handle<InFlight>, name: Name, created: bool) -> Ls {
+        Ls {
+            handle,
+            name,
+            created,
+        }
     }
 
     /// The underlying handle (device and dispatch role).
@@ -249,13 +259,24 @@ fn find_by_fd(fd: c_int) -> Option<Arc<Ls>> {
         .find(|ls| ls.handle.fd().as_raw_fd() == fd)
 }
 
-/// Whether another open handle of this process (other than `me`) has
-/// lockspace `name` open.
-fn others_open(name: &Name, me: *const Ls) -> bool {
-    open_list()
-        .iter()
-        .filter_map(Weak::upgrade)
-        .any(|ls| ls.name == *name && !core::ptr::eq(Arc::as_ptr(&ls), me))
+/// Whether releasing `me` would make the lock manager wait for this
+/// very process: no other handle of this process carries a creation
+/// count of the lockspace (so this release may be the last one, which
+/// waits until every opener has closed), but one that came from
+/// `dlm_open_lockspace` is still open. Another created handle means the
+/// release only drops a count, as the kernel does, and returns at once.
+fn release_would_wait_for_self(name: &Name, me: *const Ls) -> bool {
+    let (mut created, mut opened) = (false, false);
+    for ls in open_list().iter().filter_map(Weak::upgrade) {
+        if ls.name == *name && !core::ptr::eq(Arc::as_ptr(&ls), me) {
+            if ls.created {
+                created = true;
+            } else {
+                opened = true;
+            }
+        }
+    }
+    opened && !created
 }
 
 /// The lock ids of a handle with a request or conversion in flight

@@ -319,4 +319,14 @@ impl Device {
             Device::Dlmd(d, _) => d.fd(),
         }
     }
+
+    /// Every fd whose open file keeps this opener's locks: the kernel
+    /// lockspace device, or dlmd's request and callback sockets. The lock
+    /// manager ends the opener (and its locks) at their last close.
+    pub fn owner_fds(&self) -> Vec<BorrowedFd<'_>> {
+        match self {
+            Device::Kernel(d) => vec![d.fd()],
+            Device::Dlmd(d, _) => vec![d.request_fd(), d.fd()],
+        }
+    }
 }

@@ -19,7 +19,7 @@ mod targets;
 
 pub mod known;
 
-pub use targets::{EngineTarget, TransportTarget};
+pub use targets::{EngineTarget, InProcess, InProcessTarget, ModelTarget, TransportTarget};
 
 use dlm_core::codec::{LockParams, LockResult};
 use dlm_core::{Errno, LockFlags, LsFlags, Lvb, Mode, Name, Request, SbFlags, Status};
@@ -601,6 +601,51 @@ impl<'t> Session<'t> {
                 "write: got {}, expected {}",
                 fmt_ret(&got),
                 fmt_ret(&want)
+            ));
+        }
+    }
+
+    /// Whether opener `k` polls readable (traced).
+    pub fn poll(&mut self, k: usize) -> bool {
+        let o = self.op(k);
+        let p = self.target.poll(o);
+        self.trace.push(format!("O{k} poll -> {p}"));
+        p
+    }
+
+    /// Whether `mode` on `name` would be granted at once, asked by opener
+    /// `k` (one the scenario uses for nothing else): a NOQUEUE LOCK, its
+    /// cast read, the opener closed (which frees the probe's lock). A
+    /// state check any target can answer (there is no lock dump on the
+    /// kernel's device).
+    pub fn probe(&mut self, k: usize, name: &str, mode: Mode) -> bool {
+        let id = self.lock_id(k, name, mode, LockFlags::NOQUEUE);
+        let got = self.read(k);
+        let granted = match &got {
+            Some(r) if r.bast_mode.is_none() && r.lkid == id => match r.status {
+                Status::GRANTED => Some(true),
+                Status::AGAIN => Some(false),
+                _ => None,
+            },
+            _ => None,
+        };
+        if granted.is_none() {
+            self.mismatch(format!(
+                "O{k}: probe expected cast(0) or cast(-11) for id {id}"
+            ));
+        }
+        self.close(k);
+        granted.unwrap_or(false)
+    }
+
+    /// A [`Session::probe`] that must answer `want`.
+    pub fn expect_probe(&mut self, k: usize, name: &str, mode: Mode, want: bool) {
+        let got = self.probe(k, name, mode);
+        if got != want {
+            self.mismatch(format!(
+                "{name:?} {} {}",
+                mode.name(),
+                if want { "not grantable" } else { "grantable" }
             ));
         }
     }

@@ -1,43 +1,129 @@
-//! The [`Target`] implementations: the engine in this process, and the
-//! kernel DLM or dlmd through `dlm_core::transport`.
+//! The [`Target`] implementations: the engine and the reference model in
+//! this process, and the kernel DLM or dlmd through `dlm_core::transport`.
 
 use super::{Opener, Target};
 use dlm_core::codec::{LockParams, LockResult, VERSION_LEN, Version};
 use dlm_core::transport::{Control, Device, kernel};
 use dlm_core::{Errno, LockFlags, LsFlags, Mode, Name, RemoveFlags, Request};
-use dlm_engine::{Engine, OwnerId};
+use dlm_engine::Engine;
+use dlm_model::Model;
 use rustix::event::{PollFd, PollFlags, poll};
 use rustix::fd::BorrowedFd;
 use std::collections::HashMap;
 use std::time::Duration;
 
-/// The engine, in this process: what dlmd runs, without the socket.
-pub struct EngineTarget {
-    engine: Engine,
-    openers: Vec<Option<OwnerId>>,
+/// A lock manager that runs in this process: the engine's API, which the
+/// reference model copies.
+pub trait InProcess {
+    /// An opener.
+    type Owner: Copy;
+    /// A short label for reports.
+    const LABEL: &'static str;
+    /// A fresh lock manager.
+    fn fresh() -> Self;
+    /// CREATE_LOCKSPACE.
+    ///
+    /// # Errors
+    /// The errno a device write would give.
+    fn create_lockspace(&mut self, name: Name, flags: LsFlags) -> Result<u32, Errno>;
+    /// REMOVE_LOCKSPACE.
+    ///
+    /// # Errors
+    /// The errno a device write would give.
+    fn remove_lockspace(&mut self, minor: u32, flags: RemoveFlags) -> Result<(), Errno>;
+    /// The minor of lockspace `name`.
+    fn find_lockspace(&self, name: &Name) -> Option<u32>;
+    /// Opens lockspace `minor`.
+    ///
+    /// # Errors
+    /// ENOENT when it does not exist.
+    fn open(&mut self, minor: u32) -> Result<Self::Owner, Errno>;
+    /// Closes an opener.
+    fn close(&mut self, owner: Self::Owner);
+    /// One device write of `owner` made by thread `tid`.
+    ///
+    /// # Errors
+    /// What the device's `write()` fails with.
+    fn write(&mut self, owner: Self::Owner, req: &Request, tid: u32) -> Result<u32, Errno>;
+    /// The next callback of `owner`.
+    fn pop_callback(&mut self, owner: Self::Owner) -> Option<LockResult>;
+    /// How many callbacks `owner` has queued.
+    fn pending_callbacks(&self, owner: Self::Owner) -> usize;
 }
 
-/// The thread id the engine target's writes claim.
+macro_rules! in_process {
+    ($t:ty, $o:ty, $label:literal) => {
+        impl InProcess for $t {
+            type Owner = $o;
+            const LABEL: &'static str = $label;
+            fn fresh() -> $t {
+                <$t>::new()
+            }
+            fn create_lockspace(&mut self, name: Name, flags: LsFlags) -> Result<u32, Errno> {
+                <$t>::create_lockspace(self, name, flags)
+            }
+            fn remove_lockspace(&mut self, minor: u32, flags: RemoveFlags) -> Result<(), Errno> {
+                <$t>::remove_lockspace(self, minor, flags)
+            }
+            fn find_lockspace(&self, name: &Name) -> Option<u32> {
+                <$t>::find_lockspace(self, name)
+            }
+            fn open(&mut self, minor: u32) -> Result<$o, Errno> {
+                <$t>::open(self, minor)
+            }
+            fn close(&mut self, owner: $o) {
+                <$t>::close(self, owner)
+            }
+            fn write(&mut self, owner: $o, req: &Request, tid: u32) -> Result<u32, Errno> {
+                <$t>::write(self, owner, req, tid)
+            }
+            fn pop_callback(&mut self, owner: $o) -> Option<LockResult> {
+                <$t>::pop_callback(self, owner)
+            }
+            fn pending_callbacks(&self, owner: $o) -> usize {
+                <$t>::pending_callbacks(self, owner)
+            }
+        }
+    };
+}
+
+in_process!(Engine, dlm_engine::OwnerId, "engine");
+in_process!(Model, dlm_model::OwnerId, "model");
+
+/// A lock manager in this process as a [`Target`]: device writes go to
+/// its API directly, reads pop its callback queues.
+pub struct InProcessTarget<D: InProcess> {
+    engine: D,
+    openers: Vec<Option<D::Owner>>,
+}
+
+/// The engine, in this process: what dlmd runs, without the socket.
+pub type EngineTarget = InProcessTarget<Engine>;
+
+/// The reference model (the `dlm-model` crate), in this process.
+pub type ModelTarget = InProcessTarget<Model>;
+
+/// The thread id the in-process targets' writes claim.
 const ENGINE_TID: u32 = 1000;
-/// The thread id of the engine target's other thread.
+/// The thread id of the in-process targets' other thread.
 const ENGINE_OTHER_TID: u32 = 2000;
 
-impl Default for EngineTarget {
-    fn default() -> EngineTarget {
-        EngineTarget::new()
+impl<D: InProcess> Default for InProcessTarget<D> {
+    fn default() -> InProcessTarget<D> {
+        InProcessTarget::new()
     }
 }
 
-impl EngineTarget {
-    /// A fresh engine.
-    pub fn new() -> EngineTarget {
-        EngineTarget {
-            engine: Engine::new(),
+impl<D: InProcess> InProcessTarget<D> {
+    /// A fresh lock manager.
+    pub fn new() -> InProcessTarget<D> {
+        InProcessTarget {
+            engine: D::fresh(),
             openers: Vec::new(),
         }
     }
 
-    fn owner(&self, o: Opener) -> OwnerId {
+    fn owner(&self, o: Opener) -> D::Owner {
         self.openers[o].expect("open opener")
     }
 
@@ -52,9 +138,9 @@ impl EngineTarget {
     }
 }
 
-impl Target for EngineTarget {
+impl<D: InProcess> Target for InProcessTarget<D> {
     fn label(&self) -> String {
-        "engine".into()
+        D::LABEL.into()
     }
 
     fn create(&mut self, name: &Name, flags: LsFlags) -> Result<u32, Errno> {

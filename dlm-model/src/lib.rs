@@ -9,11 +9,16 @@
 //! line; where the spec is silent, the kernel function the rule comes from
 //! (`fs/dlm/lock.c`, `user.c`, `ast.c`) is named instead.
 //!
-//! This module owns the public surface (the same methods as the engine's
+//! It is a crate of its own (not published) so that both the engine's
+//! differential test (`dlm-engine/tests/differential.rs`) and the scenario
+//! table of the `dlm-tests` crate (`tests/src/scenarios`), which runs every
+//! Part D scenario on it, can use it.
+//!
+//! The crate root owns the public surface (the same methods as the engine's
 //! API), lockspaces (A.8), openers (A.7) and the device-level routing of
-//! a write (A.4, C.3.1). The lock rules themselves live in [`rules`].
+//! a write (A.4, C.3.1). The lock rules themselves live in the `rules` module.
 
-#![allow(dead_code)]
+#![allow(dead_code, missing_docs)]
 
 mod rules;
 
@@ -138,6 +143,11 @@ impl Model {
 
     /// CREATE_LOCKSPACE (A.8).
     pub fn create_lockspace(&mut self, name: Name, flags: LsFlags) -> Result<u32, Errno> {
+        // A.8: the name is 1-64 bytes (the device takes it as a C string,
+        // so a NUL byte ends it: a name holding one is not the one given).
+        if name.is_empty() || name.as_bytes().contains(&0) {
+            return Err(Errno::EINVAL);
+        }
         if let Some(ls) = self.lockspaces.iter_mut().find(|l| l.name == name) {
             // A.8: an existing lockspace: EEXIST with NEWEXCL, else count + 1.
             if flags.contains(LsFlags::NEWEXCL) {
