@@ -138,10 +138,10 @@ fn main() -> ExitCode {
     };
     log::set_level(args.level);
     if let Some(lockspace) = &args.dump {
-        let path = args
-            .socket
-            .clone()
-            .unwrap_or_else(dlm_core::dlmd::proto::client_socket_path);
+        let path = args.socket.clone().map_or_else(
+            dlm_core::dlmd::proto::client_socket_path,
+            dlm_core::dlmd::proto::SocketPath::explicit,
+        );
         return match client::fetch_dump(&path, lockspace.as_deref()) {
             Ok(text) if args.json => match dlm_core::dump::to_json(&text) {
                 Ok(json) => {
