@@ -60,7 +60,7 @@ pub enum Control {
     /// The kernel's `dlm-control` device.
     Kernel(kernel::Control),
     /// A control connection to dlmd, and the socket it used.
-    Dlmd(client::Control, Version, proto::SocketPath),
+    Dlmd(Box<client::Control>, Version, proto::SocketPath),
 }
 
 impl Control {
@@ -87,7 +87,7 @@ impl Control {
         let path = path.into();
         let ctl = client::Control::connect(&path)?;
         let version = ctl.version()?;
-        Ok(Control::Dlmd(ctl, version, path))
+        Ok(Control::Dlmd(Box::new(ctl), version, path))
     }
 
     /// Which backend this is.
