@@ -115,6 +115,9 @@ fn describe(e: Error, what: &str) -> Fail {
         Error::Sys(Errno::EACCES) | Error::Sys(Errno::EPERM) => {
             match dlm_core::transport::dlmd_refusal() {
                 Some(why) => why.to_string(),
+                None if e.errno() == Errno::EPERM => format!(
+                    "{what}: not permitted: creating and removing lockspaces needs root (or dlmd's --admin-group)"
+                ),
                 None => format!("{what}: permission denied"),
             }
         }

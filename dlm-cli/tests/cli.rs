@@ -237,6 +237,19 @@ fn a_lockspace_only_root_may_create_is_named_with_the_command_to_run() {
             && err.contains("`sg GROUP -c 'dlm create team --mode 0660'`"),
         "{err}"
     );
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_dlm"))
+        .args(["create", "team", "--mode", "666"])
+        .envs(dlmd.env())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "dlm: lockspace team: not permitted: creating and removing lockspaces needs root \
+         (or dlmd's --admin-group)"
+    );
 }
 
 #[test]
