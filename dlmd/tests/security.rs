@@ -199,20 +199,33 @@ fn fake_server(path: &Path) {
     }
 }
 
+/// A child process killed when the test ends, even by a panic (so that
+/// no daemon outlives its test).
+struct Kill(Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The attacker's fake lock manager on `path`, started as `ATTACKER`.
 struct FakeServer {
-    child: Child,
+    child: Kill,
     path: PathBuf,
 }
 
 impl FakeServer {
     fn start(path: &Path) -> FakeServer {
-        let mut child = helper_as(ATTACKER, &[], "fake-server")
-            .env("DLMD_TEST_SOCKET", path)
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(child.stdout.as_mut().unwrap());
+        let mut child = Kill(
+            helper_as(ATTACKER, &[], "fake-server")
+                .env("DLMD_TEST_SOCKET", path)
+                .stderr(Stdio::inherit())
+                .spawn()
+                .unwrap(),
+        );
+        let mut out = BufReader::new(child.0.stdout.as_mut().unwrap());
         let mut line = String::new();
         while !line.contains("helper: listening") {
             line.clear();
@@ -231,12 +244,13 @@ impl FakeServer {
         send(&fd, b"END");
         let mut out = String::new();
         self.child
+            .0
             .stdout
             .take()
             .unwrap()
             .read_to_string(&mut out)
             .unwrap();
-        assert!(self.child.wait().unwrap().success());
+        assert!(self.child.0.wait().unwrap().success());
         assert!(out.contains("helper: done"), "{out}");
         out.lines()
             .filter_map(|l| l.strip_prefix("helper: received "))
@@ -393,14 +407,15 @@ fn the_victims_own_dlmd_is_trusted() {
     }
     let _serial = VICTIM_DIR.lock().unwrap_or_else(|e| e.into_inner());
     clean_victim_dir();
-    let mut child = as_user(VICTIM, &[], Path::new(env!("CARGO_BIN_EXE_dlmd")))
-        .args(["--foreground", "--log-level", "warn"])
-        .spawn()
-        .unwrap();
+    let child = Kill(
+        as_user(VICTIM, &[], Path::new(env!("CARGO_BIN_EXE_dlmd")))
+            .args(["--foreground", "--log-level", "warn"])
+            .spawn()
+            .unwrap(),
+    );
     wait_listening(&victim_dir().join("dlmd.sock"));
     let (errno, why) = victim();
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     clean_victim_dir();
     assert_eq!((errno, why.as_str()), (0, "none"));
 }
@@ -503,12 +518,14 @@ fn the_admin_group_may_create_and_group_bits_honour_supplementary_groups() {
     }
     let dir = temp_dir();
     let path = dir.join("dlmd.sock");
-    let mut child = dlmd_command(&path)
-        .arg("--admin-group")
-        .arg(ADMIN_GROUP.to_string())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    let child = Kill(
+        dlmd_command(&path)
+            .arg("--admin-group")
+            .arg(ADMIN_GROUP.to_string())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
     wait_listening(&path);
     let mut ctl = Control::connect(&path);
     let root_ls = ctl.create("rootls", LsFlags::empty(), 0);
@@ -543,8 +560,7 @@ fn the_admin_group_may_create_and_group_bits_honour_supplementary_groups() {
         c
     });
     assert_eq!(r["create"], "0");
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -555,11 +571,13 @@ fn a_per_user_dlmd_serves_only_its_user_and_root() {
     }
     let dir = temp_dir();
     let path = dir.join("dlmd.sock");
-    let mut child = as_user(ATTACKER, &[], Path::new(env!("CARGO_BIN_EXE_dlmd")))
-        .args(["--foreground", "--log-level", "warn", "--socket"])
-        .arg(&path)
-        .spawn()
-        .unwrap();
+    let child = Kill(
+        as_user(ATTACKER, &[], Path::new(env!("CARGO_BIN_EXE_dlmd")))
+            .args(["--foreground", "--log-level", "warn", "--socket"])
+            .arg(&path)
+            .spawn()
+            .unwrap(),
+    );
     wait_listening(&path);
     let version = |uid: u32| {
         let mut c = helper_as(uid, &[], "version");
@@ -573,8 +591,7 @@ fn a_per_user_dlmd_serves_only_its_user_and_root() {
         "another user: closed without a reply"
     );
     assert_eq!(Control::connect(&path).version().0, 0, "root");
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
