@@ -955,10 +955,11 @@ impl Server {
                 Request::CreateLockspace { flags, name } => {
                     let existing = self.engine.find_lockspace(&name);
                     let meta = existing.and_then(|minor| self.lockspaces.get(&minor));
+                    self.policy.check_create(&peer, meta)?;
                     if existing.is_some() && meta.is_none() && !peer.is_root() {
+                        // Unknown permissions: root only.
                         return Err(Errno::EACCES);
                     }
-                    self.policy.check_create(&peer, meta)?;
                     let minor = self.engine.create_lockspace(name, flags)?;
                     if existing.is_none() {
                         let meta = LsMeta::new(name, &peer, mode);
