@@ -422,4 +422,53 @@ mod tests {
         assert_eq!(Op::from_raw(Op::DumpChunk as u32), Some(Op::DumpChunk));
         assert_eq!(Op::from_raw(99), None);
     }
+
+    #[test]
+    fn a_per_user_directory_must_be_a_real_0700_directory_of_the_caller() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = std::env::temp_dir().join(format!("dlm-proto-trust-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let dir = base.join("d");
+        std::fs::create_dir_all(&dir).unwrap();
+        let at = |d: &std::path::Path, trust| SocketPath {
+            path: d.join("dlmd.sock"),
+            trust,
+        };
+        let refused = |sp: &SocketPath| match sp.check_dir() {
+            Err(ConnectError::Untrusted(u)) => u.0,
+            other => panic!("{other:?}"),
+        };
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert_eq!(at(&dir, Trust::PerUser).check_dir(), Ok(()));
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o750)).unwrap();
+        let why = refused(&at(&dir, Trust::PerUser));
+        assert!(
+            why.ends_with("has mode 0750 (open to group or others; it must be 0700)"),
+            "{why}"
+        );
+        assert_eq!(at(&dir, Trust::Explicit).check_dir(), Ok(()));
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let link = base.join("link");
+        std::os::unix::fs::symlink(&dir, &link).unwrap();
+        let why = refused(&at(&link, Trust::PerUser));
+        assert!(why.ends_with("is a symlink"), "{why}");
+        let gone = base.join("missing");
+        assert_eq!(
+            at(&gone, Trust::PerUser).check_dir(),
+            Err(ConnectError::Sys(Errno::ENOENT))
+        );
+        // The server: the caller or root for a per-user path, root for
+        // the system one.
+        let me = rustix::process::geteuid().as_raw();
+        assert!(at(&dir, Trust::PerUser).check_server(me).is_ok());
+        assert!(at(&dir, Trust::PerUser).check_server(0).is_ok());
+        assert!(at(&dir, Trust::System).check_server(0).is_ok());
+        assert!(at(&dir, Trust::System).check_server(me.max(1)).is_err());
+        assert!(
+            at(&dir, Trust::PerUser)
+                .check_server(me.wrapping_add(12345))
+                .is_err()
+        );
+        let _ = std::fs::remove_dir_all(&base);
+    }
 }
