@@ -27,7 +27,13 @@ fn describe(e: Error, what: &str) -> Fail {
         }
         Error::Sys(Errno::ECONNREFUSED) => format!("{what}: {}", no_dlm(Errno::ECONNREFUSED)),
         Error::Sys(Errno::EACCES) | Error::Sys(Errno::EPERM) => {
-            format!("{what}: permission denied")
+            match dlm_core::transport::dlmd_refusal() {
+                Some(why) => why.to_string(),
+                None if e.errno() == Errno::EPERM => format!(
+                    "{what}: not permitted: creating and removing lockspaces needs root (or dlmd's --admin-group)"
+                ),
+                None => format!("{what}: permission denied"),
+            }
         }
         Error::Sys(Errno::ENOTCONN) => format!("{what}: the lock manager went away"),
         e => format!("{what}: {e}"),
@@ -45,12 +51,12 @@ fn no_dlm(e: Errno) -> String {
         Errno::ECONNREFUSED => {
             format!(
                 "no dlmd answers on {} (stale socket); start it with `dlm daemon`",
-                socket.display()
+                socket.path.display()
             )
         }
         _ => format!(
             "no DLM reachable: no kernel DLM and no dlmd socket at {}; start it with `dlm daemon`",
-            socket.display()
+            socket.path.display()
         ),
     }
 }
@@ -63,6 +69,15 @@ fn open_or_create(name: &str) -> Result<Lockspace, Fail> {
             Err(e @ Error::Sys(Errno::ENOENT | Errno::ECONNREFUSED)) => {
                 Err(Fail(no_dlm(e.errno())))
             }
+            Err(Error::Sys(Errno::EPERM | Errno::EACCES))
+                if dlm_core::transport::dlmd_refusal().is_none() =>
+            {
+                Err(Fail(format!(
+                    "lockspace {name} does not exist, and only root (or dlmd's --admin-group) may create it: \
+                     ask root to run `dlm create {name} --mode 0666` (anyone may lock in it) \
+                     or `sg GROUP -c 'dlm create {name} --mode 0660'` (the members of GROUP may)"
+                )))
+            }
             Err(e) => Err(describe(e, &format!("lockspace {name}"))),
         },
         Err(e @ Error::Sys(Errno::ECONNREFUSED)) => Err(Fail(no_dlm(e.errno()))),
@@ -74,7 +89,10 @@ fn control() -> Result<Control, Fail> {
     Control::connect().map_err(|e| {
         Fail(match e {
             Errno::ENOENT | Errno::ECONNREFUSED => no_dlm(e),
-            e => format!("cannot reach the lock manager: {e}"),
+            e => match dlm_core::transport::dlmd_refusal() {
+                Some(why) if e == Errno::EACCES => why.to_string(),
+                _ => format!("cannot reach the lock manager: {e}"),
+            },
         })
     })
 }
@@ -188,12 +206,20 @@ fn run() -> Result<ExitCode, Fail> {
 
 /// Starts dlmd in the background unless a lock manager answers already.
 fn daemon() -> Result<ExitCode, Fail> {
-    if let Ok(ctl) = Control::connect() {
-        match ctl.backend() {
-            Backend::Kernel => println!("the kernel DLM is in use; no dlmd needed"),
-            Backend::Dlmd => println!("dlmd is already running"),
+    match Control::connect() {
+        Ok(ctl) => {
+            match ctl.backend() {
+                Backend::Kernel => println!("the kernel DLM is in use; no dlmd needed"),
+                Backend::Dlmd => println!("dlmd is already running"),
+            }
+            return Ok(ExitCode::SUCCESS);
         }
-        return Ok(ExitCode::SUCCESS);
+        Err(Errno::EACCES) => {
+            if let Some(why) = dlm_core::transport::dlmd_refusal() {
+                return Err(Fail(why.to_string()));
+            }
+        }
+        Err(_) => {}
     }
     let exe = std::env::current_exe().ok();
     let beside = exe
@@ -233,7 +259,8 @@ fn daemon() -> Result<ExitCode, Fail> {
     let status = cmd
         .status()
         .map_err(|e| Fail(format!("cannot start {}: {e}", program.display())))?;
-    if !status.success() || dlm_core::dlmd::client::connect(&socket).is_err() {
+    let sock = dlm_core::dlmd::proto::SocketPath::explicit(&socket);
+    if !status.success() || dlm_core::dlmd::client::connect(&sock).is_err() {
         return Err(Fail(format!(
             "dlmd did not come up on {} ({status}); see {}",
             socket.display(),

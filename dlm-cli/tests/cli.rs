@@ -729,3 +729,72 @@ fn a_terminal_interrupt_reaches_the_command_once() {
         "the command got the terminal's SIGINT twice"
     );
 }
+
+#[test]
+fn a_lockspace_only_root_may_create_is_named_with_the_command_to_run() {
+    if !rustix::process::geteuid().is_root() {
+        println!("skipped: needs root to run dlm as another user");
+        return;
+    }
+    // dlmd runs as root here: ordinary users may not create lockspaces.
+    let dlmd = Dlmd::start("cli-create-perm");
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_dlm"))
+        .args(["lock", "-l", "team", "r", "--", "true"])
+        .envs(dlmd.env())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("dlm: lockspace team does not exist, and only root")
+            && err.contains("`dlm create team --mode 0666`")
+            && err.contains("`sg GROUP -c 'dlm create team --mode 0660'`"),
+        "{err}"
+    );
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_dlm"))
+        .args(["create", "team", "--mode", "666"])
+        .envs(dlmd.env())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "dlm: lockspace team: not permitted: creating and removing lockspaces needs root \
+         (or dlmd's --admin-group)"
+    );
+}
+
+#[test]
+fn an_untrusted_discovered_socket_is_refused_with_its_reason() {
+    if std::path::Path::new(dlm_core::dlmd::proto::SYSTEM_SOCKET).exists() {
+        println!("skipped: a system dlmd socket is discovered first");
+        return;
+    }
+    // $XDG_RUNTIME_DIR open to everyone: not trusted, nothing connects.
+    let dir = std::env::temp_dir().join(format!("dlm-cli-xdg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_dlm"))
+        .args(["lock", "r", "--", "true"])
+        .env("DLM_BACKEND", "dlmd")
+        .env_remove("DLMD_SOCKET")
+        .env("XDG_RUNTIME_DIR", &dir)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.trim(),
+        format!(
+            "dlm: not trusting the dlmd socket {0}/dlmd.sock: its directory {0} has mode 0777 \
+             (open to group or others; it must be 0700)",
+            dir.display()
+        )
+    );
+}

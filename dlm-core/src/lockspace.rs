@@ -421,7 +421,10 @@ impl Lockspace {
     ///
     /// # Errors
     /// [`Error::Sys`] with ENOENT or ECONNREFUSED when no lock manager is
-    /// reachable, EACCES when not permitted, EINVAL for a bad name.
+    /// reachable, EPERM when the caller may not create lockspaces (on the
+    /// kernel and on a dlmd run by root: only root and dlmd's admin
+    /// group may), EACCES when it may not open an existing one or the
+    /// discovered dlmd socket is not trusted, EINVAL for a bad name.
     pub fn create(name: &str, mode: u32) -> Result<Lockspace, Error> {
         Lockspace::create_with(name, mode, LsFlags::empty())
     }
@@ -444,7 +447,8 @@ impl Lockspace {
     /// Opens an existing lockspace.
     ///
     /// # Errors
-    /// [`Error::Sys`]`(ENOENT)` when it does not exist; EACCES.
+    /// [`Error::Sys`]`(ENOENT)` when it does not exist; EACCES when not
+    /// permitted or the discovered dlmd socket is not trusted.
     pub fn open(name: &str) -> Result<Lockspace, Error> {
         let name = ls_name(name)?;
         let control = Control::connect()?;

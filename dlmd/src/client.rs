@@ -1,26 +1,26 @@
 //! `dlmd --dump`: a client of a running dlmd that asks for the lock dump
 //! and prints it (as text, or converted to JSON).
 
-use crate::startup::seqpacket;
-use dlm_core::dlmd::proto::{self, Header, Op};
-use rustix::net::{self, RecvFlags, SendFlags, SocketAddrUnix};
-use std::path::Path;
+use dlm_core::dlmd::client::connect_checked;
+use dlm_core::dlmd::proto::{self, ConnectError, Header, Op, SocketPath};
+use rustix::net::{self, RecvFlags, SendFlags};
 use std::time::Duration;
 
 /// Fetches the dump of `lockspace` (or of every lockspace the caller may
-/// open) from the dlmd listening on `path`.
+/// open) from the dlmd listening on `path` (a discovered socket is
+/// checked before anything is sent, see `dlm_core::dlmd::client`).
 ///
 /// # Errors
-/// A message for the user: no dlmd, a refused connection, an error reply
-/// (ENOENT: no such lockspace; EACCES) or a protocol error.
-pub fn fetch_dump(path: &Path, lockspace: Option<&str>) -> Result<String, String> {
-    let fd = seqpacket().map_err(|e| format!("socket: {e}"))?;
-    let addr = SocketAddrUnix::new(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    net::connect(&fd, &addr)
-        .map_err(|e| format!("cannot reach dlmd at {}: {e}", path.display()))?;
-    // Blocking from here on, with a generous limit so that a wedged
-    // daemon cannot hang the caller forever.
-    rustix::io::ioctl_fionbio(&fd, false).map_err(|e| format!("fionbio: {e}"))?;
+/// A message for the user: no dlmd, an untrusted or refused connection,
+/// an error reply (ENOENT: no such lockspace; EACCES) or a protocol
+/// error.
+pub fn fetch_dump(path: &SocketPath, lockspace: Option<&str>) -> Result<String, String> {
+    let fd = connect_checked(path).map_err(|e| match e {
+        ConnectError::Untrusted(u) => u.to_string(),
+        ConnectError::Sys(e) => format!("cannot reach dlmd at {}: {e}", path.path.display()),
+    })?;
+    // A generous limit so that a wedged daemon cannot hang the caller
+    // forever.
     let limit = Some(Duration::from_secs(30));
     let _ = net::sockopt::set_socket_timeout(&fd, net::sockopt::Timeout::Recv, limit);
     let _ = net::sockopt::set_socket_timeout(&fd, net::sockopt::Timeout::Send, limit);

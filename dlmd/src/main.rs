@@ -3,7 +3,7 @@
 //! `SOCK_SEQPACKET` Unix socket, speaking the protocol of `PROTOCOL.md`.
 //!
 //! ```text
-//! dlmd [--foreground | --daemon] [--socket PATH] [--log-level LEVEL]
+//! dlmd [--foreground | --daemon] [--socket PATH] [--log-level LEVEL] [--admin-group GROUP]
 //! dlmd --dump [LOCKSPACE] [--json] [--socket PATH]
 //! ```
 //!
@@ -37,6 +37,7 @@ use std::process::ExitCode;
 
 const USAGE: &str = "\
 usage: dlmd [--foreground | --daemon] [--socket PATH] [--log-level LEVEL]
+            [--admin-group GROUP]
        dlmd --dump [LOCKSPACE] [--json] [--socket PATH]
 
   --foreground        run in the foreground (the default; for systemd)
@@ -45,6 +46,8 @@ usage: dlmd [--foreground | --daemon] [--socket PATH] [--log-level LEVEL]
                       /run/dlmd/dlmd.sock as root, else
                       $XDG_RUNTIME_DIR/dlmd.sock, else /tmp/dlmd-$UID/dlmd.sock)
   --log-level LEVEL   error, warn, info (default) or debug; logs go to stderr
+  --admin-group GROUP as root: members of GROUP (a name or a gid) may create
+                      and remove lockspaces, as root may (others: EPERM)
   --dump [LOCKSPACE]  print the lock dump of a running dlmd and exit
   --json              with --dump: print JSON instead of text
 ";
@@ -55,6 +58,7 @@ struct Args {
     level: log::Level,
     dump: Option<Option<String>>,
     json: bool,
+    admin_group: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -64,6 +68,7 @@ fn parse_args() -> Result<Args, String> {
         level: log::Level::Info,
         dump: None,
         json: false,
+        admin_group: None,
     };
     let mut it = std::env::args_os().skip(1).peekable();
     while let Some(arg) = it.next() {
@@ -102,6 +107,10 @@ fn parse_args() -> Result<Args, String> {
                 args.dump = Some(ls);
             }
             "--json" => args.json = true,
+            "--admin-group" | "-g" => {
+                let v = value("--admin-group")?;
+                args.admin_group = Some(v.to_string_lossy().into_owned());
+            }
             "--help" | "-h" => {
                 print!("{USAGE}");
                 std::process::exit(0);
@@ -129,10 +138,10 @@ fn main() -> ExitCode {
     };
     log::set_level(args.level);
     if let Some(lockspace) = &args.dump {
-        let path = args
-            .socket
-            .clone()
-            .unwrap_or_else(dlm_core::dlmd::proto::client_socket_path);
+        let path = args.socket.clone().map_or_else(
+            dlm_core::dlmd::proto::client_socket_path,
+            dlm_core::dlmd::proto::SocketPath::explicit,
+        );
         return match client::fetch_dump(&path, lockspace.as_deref()) {
             Ok(text) if args.json => match dlm_core::dump::to_json(&text) {
                 Ok(json) => {
@@ -172,8 +181,21 @@ fn main() -> ExitCode {
             (p, kind)
         }
     };
+    let admin_gid = match args.admin_group.as_deref().map(perm::group_id) {
+        None => None,
+        Some(Ok(gid)) => Some(gid),
+        Some(Err(e)) => {
+            error!("--admin-group: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if admin_gid.is_some() && !is_root {
+        log::warning!(
+            "--admin-group has no effect: a dlmd not run by root serves only its own user and root"
+        );
+    }
     if args.daemon {
-        return daemonize(&path, kind, args.level);
+        return daemonize(&path, kind, args.level, args.admin_group.as_deref());
     }
     raise_fd_limit();
     let listening = match startup::listen(&path, kind) {
@@ -199,6 +221,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(gid) = admin_gid {
+        server.set_admin_group(gid);
+    }
     info!(
         "listening on {} (pid {})",
         path.display(),
@@ -236,7 +261,12 @@ fn raise_fd_limit() {
 /// default path is found again by the child (same environment), so it
 /// keeps its kind and its directory is prepared as documented (created
 /// on first run).
-fn daemonize(path: &std::path::Path, kind: PathKind, level: log::Level) -> ExitCode {
+fn daemonize(
+    path: &std::path::Path,
+    kind: PathKind,
+    level: log::Level,
+    admin_group: Option<&str>,
+) -> ExitCode {
     use std::os::unix::process::CommandExt;
     let exe = match std::env::current_exe() {
         Ok(e) => e,
@@ -259,6 +289,12 @@ fn daemonize(path: &std::path::Path, kind: PathKind, level: log::Level) -> ExitC
     let mut child = match cmd
         .arg("--log-level")
         .arg(level)
+        .args(
+            admin_group
+                .map(|g| ["--admin-group", g])
+                .into_iter()
+                .flatten(),
+        )
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .process_group(0)

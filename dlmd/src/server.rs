@@ -20,8 +20,8 @@
 //! errors become `-errno` replies, and no input panics.
 
 use crate::dump;
-use crate::log::{debug, info, warning};
-use crate::perm::{LsMeta, Peer};
+use crate::log::{debug, warning};
+use crate::perm::{LsMeta, Peer, Policy};
 use crate::recv::{BATCH, RecvBatch};
 use crate::signals;
 use dlm_core::codec::{RESULT_LVB_LEN, ResultBuf};
@@ -185,6 +185,8 @@ pub struct Server {
     owners: HashMap<OwnerId, u64>,
     /// What dlmd knows about each lockspace (by minor).
     lockspaces: HashMap<u32, LsMeta>,
+    /// Who may connect, create and remove.
+    policy: Policy,
     next_id: u64,
     /// Connections to close once the current event is handled.
     dead: Vec<Tok>,
@@ -287,12 +289,19 @@ impl Server {
             pending_attach: HashMap::new(),
             owners: HashMap::new(),
             lockspaces: HashMap::new(),
+            policy: Policy::new(rustix::process::geteuid().as_raw(), None),
             next_id: 1,
             dead: Vec::new(),
             dirty: false,
             rx: Some(RecvBatch::new()),
             ended: Vec::new(),
         })
+    }
+
+    /// Lets the members of group `gid` create and remove lockspaces
+    /// (`--admin-group`; it matters only when dlmd runs as root).
+    pub fn set_admin_group(&mut self, gid: u32) {
+        self.policy.admin_gid = Some(gid);
     }
 
     /// Serves until a stop signal arrives; returns its number.
@@ -389,17 +398,21 @@ impl Server {
                     return;
                 }
             };
-            let peer = match net::sockopt::socket_peercred(&fd) {
-                Ok(c) => Peer {
-                    pid: c.pid.as_raw_nonzero().get() as u32,
-                    uid: c.uid.as_raw(),
-                    gid: c.gid.as_raw(),
-                },
+            let peer = match Peer::of(&fd) {
+                Ok(p) => p,
                 Err(e) => {
-                    warning!("SO_PEERCRED: {e}; dropping the connection");
+                    warning!("peer credentials: {e}; dropping the connection");
                     continue;
                 }
             };
+            if !self.policy.may_connect(&peer) {
+                // A per-user dlmd serves its own user and root only.
+                debug!(
+                    "refusing pid {} uid {}: this dlmd serves uid {} and root",
+                    peer.pid, peer.uid, self.policy.daemon_uid
+                );
+                continue;
+            }
             let slot = match self.free.pop() {
                 Some(s) => s,
                 None => {
@@ -840,7 +853,7 @@ impl Server {
     }
 
     fn open(&mut self, tok: Tok, hdr: Header, payload: &[u8]) {
-        let Some(peer) = self.conn(tok).map(|c| c.peer) else {
+        let Some(peer) = self.conn(tok).map(|c| c.peer.clone()) else {
             return;
         };
         let opened = (|| {
@@ -883,7 +896,7 @@ impl Server {
     }
 
     fn attach(&mut self, tok: Tok, hdr: Header, payload: &[u8]) {
-        let Some(peer) = self.conn(tok).map(|c| c.peer) else {
+        let Some(peer) = self.conn(tok).map(|c| c.peer.clone()) else {
             return;
         };
         let target = (|| {
@@ -932,7 +945,7 @@ impl Server {
     }
 
     fn control(&mut self, tok: Tok, hdr: Header, payload: &[u8]) {
-        let Some(peer) = self.conn(tok).map(|c| c.peer) else {
+        let Some(peer) = self.conn(tok).map(|c| c.peer.clone()) else {
             return;
         };
         let ret = (|| -> Result<i64, Errno> {
@@ -941,19 +954,16 @@ impl Server {
             match Request::decode(bytes)?.1 {
                 Request::CreateLockspace { flags, name } => {
                     let existing = self.engine.find_lockspace(&name);
-                    if let Some(minor) = existing {
-                        let allowed = match self.lockspaces.get(&minor) {
-                            Some(meta) => meta.may_open(&peer),
-                            None => peer.is_root(),
-                        };
-                        if !allowed {
-                            return Err(Errno::EACCES);
-                        }
+                    let meta = existing.and_then(|minor| self.lockspaces.get(&minor));
+                    self.policy.check_create(&peer, meta)?;
+                    if existing.is_some() && meta.is_none() && !peer.is_root() {
+                        // Unknown permissions: root only.
+                        return Err(Errno::EACCES);
                     }
                     let minor = self.engine.create_lockspace(name, flags)?;
                     if existing.is_none() {
                         let meta = LsMeta::new(name, &peer, mode);
-                        info!(
+                        debug!(
                             "lockspace {:?} created (minor {minor}, uid {}, mode {:04o})",
                             String::from_utf8_lossy(name.as_bytes()),
                             meta.uid,
@@ -964,17 +974,13 @@ impl Server {
                     Ok(i64::from(minor))
                 }
                 Request::RemoveLockspace { flags, minor } => {
-                    self.settle_hangups(minor);
                     let meta = self.lockspaces.get(&minor).copied();
-                    if let Some(meta) = meta {
-                        if !meta.may_remove(&peer) {
-                            return Err(Errno::EACCES);
-                        }
-                    }
+                    self.policy.check_remove(&peer, meta.as_ref())?;
+                    self.settle_hangups(minor);
                     self.engine.remove_lockspace(minor, flags)?;
                     if let Some(meta) = meta {
                         if self.engine.find_lockspace(&meta.name) != Some(minor) {
-                            info!(
+                            debug!(
                                 "lockspace {:?} removed",
                                 String::from_utf8_lossy(meta.name.as_bytes())
                             );
@@ -991,7 +997,7 @@ impl Server {
     }
 
     fn dump(&mut self, tok: Tok, hdr: Header, payload: &[u8]) {
-        let Some(peer) = self.conn(tok).map(|c| c.peer) else {
+        let Some(peer) = self.conn(tok).map(|c| c.peer.clone()) else {
             return;
         };
         let may = |meta: Option<&LsMeta>| meta.map_or(peer.is_root(), |m| m.may_open(&peer));

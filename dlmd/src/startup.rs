@@ -18,7 +18,8 @@ pub enum PathKind {
     /// `/run/dlmd/dlmd.sock`: the directory is created 0755 if missing
     /// (a fresh machine; systemd's `RuntimeDirectory=` may have made it).
     System,
-    /// `$XDG_RUNTIME_DIR/dlmd.sock`: the directory must exist.
+    /// `$XDG_RUNTIME_DIR/dlmd.sock`: the directory must exist, be ours
+    /// and 0700.
     Runtime,
     /// `/tmp/dlmd-$UID/dlmd.sock`: the directory is created 0700, and
     /// must be ours and 0700, so no other user can reach the socket.
@@ -167,7 +168,9 @@ fn prepare_dir(dir: &Path, kind: PathKind) -> Result<(), String> {
     if !meta.is_dir() {
         return Err(format!("{} is not a directory", dir.display()));
     }
-    if kind == PathKind::PerUserTmp {
+    // Clients trust a per-user directory only if it is ours and 0700
+    // (dlm_core's `SocketPath::check_dir`): refuse what they would.
+    if matches!(kind, PathKind::PerUserTmp | PathKind::Runtime) {
         let uid = rustix::process::geteuid().as_raw();
         if meta.uid() != uid || meta.mode() & 0o077 != 0 {
             return Err(format!(

@@ -9,6 +9,7 @@ use dlm_core::dlmd::proto::{self, Header, Op};
 use dlm_core::{LockFlags, LsFlags, Mode, RemoveFlags, Request, Status};
 use rustix::net::{self, SendFlags};
 use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -477,13 +478,11 @@ fn helper() {
             );
             let all = ctl.dump(None).unwrap();
             println!("helper: dumpall-has-600 {}", all.contains("\"ls600\""));
-            let mine = ctl.create("mine", LsFlags::empty(), 0);
-            println!("helper: createmine {}", i64::from(mine >= 0));
-            println!("helper: openmine {}", open("mine"));
             println!(
-                "helper: removemine {}",
-                ctl.remove(mine as u32, RemoveFlags::empty())
+                "helper: createmine {}",
+                ctl.create("mine", LsFlags::empty(), 0)
             );
+            println!("helper: openmine {}", open("mine"));
         }
         other => panic!("unknown helper mode {other}"),
     }
@@ -545,26 +544,22 @@ fn permissions_for_another_uid() {
             .as_str()
     };
     let eacces = EACCES.to_string();
+    let eperm = (-i64::from(libc::EPERM)).to_string();
     assert_eq!(get("open600"), eacces);
     assert_eq!(get("open660"), eacces, "not in the group");
     assert_eq!(get("open666"), "0");
-    assert_eq!(
-        get("create600"),
-        eacces,
-        "creating an existing one needs open permission"
-    );
-    assert_eq!(get("create666"), m666.to_string());
-    assert_eq!(get("remove666"), eacces, "only the creator or root removes");
+    // On a dlmd run by root, CREATE and REMOVE need root (or the admin
+    // group), as CAP_SYS_ADMIN on the kernel: existing or not.
+    assert_eq!(get("create600"), eperm);
+    assert_eq!(get("create666"), eperm);
+    assert_eq!(get("remove666"), eperm);
     assert_eq!(get("dump600"), eacces);
     assert_eq!(get("dumpall-has-600"), "false");
-    assert_eq!(get("createmine"), "1");
-    assert_eq!(get("openmine"), "0");
-    assert_eq!(get("removemine"), "0");
-    // Root may open anything; the create by the other user raised the
-    // count of ls666, so it takes two removes.
+    assert_eq!(get("createmine"), eperm);
+    assert_eq!(get("openmine"), ENOENT.to_string());
+    // Root may open anything; ls666 kept its single creation count.
     drop(Handle::open(&d.path, "ls600"));
     wait_no_openers(&mut ctl, "ls600");
-    assert_eq!(ctl.remove(m666 as u32, RemoveFlags::empty()), 0);
     assert_eq!(ctl.remove(m666 as u32, RemoveFlags::empty()), 0);
     assert_eq!(open_raw(&d.path, "ls666").0, ENOENT);
 }
@@ -785,8 +780,11 @@ fn daemon_mode_returns_once_listening() {
 
 #[test]
 fn a_user_daemon_listens_in_its_runtime_dir() {
-    // Not root, no DLMD_SOCKET: $XDG_RUNTIME_DIR/dlmd.sock.
+    // Not root, no DLMD_SOCKET: $XDG_RUNTIME_DIR/dlmd.sock, in a 0700
+    // directory of the user's own (clients trust no other).
     let dir = temp_dir();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_dlmd"))
         .args(["--log-level", "warn"])
         .env_remove("DLMD_SOCKET")

@@ -98,7 +98,8 @@ impl Dlmd {
             .expect("start dlmd");
         let dlmd = Dlmd { child, dir, socket };
         let start = std::time::Instant::now();
-        while dlm_core::dlmd::client::connect(&dlmd.socket).is_err() {
+        let sock = dlm_core::dlmd::proto::SocketPath::explicit(&dlmd.socket);
+        while dlm_core::dlmd::client::connect(&sock).is_err() {
             assert!(start.elapsed().as_secs() < 10, "dlmd did not come up");
             std::thread::sleep(std::time::Duration::from_millis(5));
         }

@@ -1,7 +1,7 @@
 //! The client side of the dlmd protocol: a control connection and the two
 //! sockets of a lockspace handle (see `PROTOCOL.md`).
 
-use super::proto::{self, Header, Op};
+use super::proto::{self, ConnectError, Header, Op, SocketPath, Trust};
 use crate::codec::{LockResult, RESULT_LVB_LEN, Request, Version};
 use crate::sync::lock;
 use crate::{Errno, Name};
@@ -10,7 +10,6 @@ use rustix::net::{
     self, AddressFamily, RecvFlags, SendFlags, SocketAddrUnix, SocketFlags, SocketType,
 };
 use std::fmt;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 /// Maps a socket error to what callers see: a vanished daemon is ENOTCONN.
@@ -23,27 +22,46 @@ fn conn_err(e: rustix::io::Errno) -> Errno {
     }
 }
 
-/// Connects a SEQPACKET socket to dlmd at `path`.
+/// Connects a SEQPACKET socket to dlmd at `sock`, checking a discovered
+/// socket first ([`SocketPath::check_dir`] before connecting,
+/// [`SocketPath::check_server`] on the server's `SO_PEERCRED` before
+/// anything is sent).
 ///
 /// # Errors
-/// ENOENT when no socket file exists, ECONNREFUSED when nothing listens on
-/// it, or the errno of the failed call.
-pub fn connect(path: &Path) -> Result<OwnedFd, Errno> {
-    let addr = SocketAddrUnix::new(path).map_err(|e| Errno::from_raw(e.raw_os_error()))?;
+/// EACCES for an untrusted socket, ENOENT when no socket file exists,
+/// ECONNREFUSED when nothing listens on it, or the errno of the failed
+/// call.
+pub fn connect(sock: &SocketPath) -> Result<OwnedFd, Errno> {
+    connect_checked(sock).map_err(|e| e.errno())
+}
+
+/// [`connect`], with the reason when the socket is not trusted.
+///
+/// # Errors
+/// As [`connect`]; an untrusted socket is [`ConnectError::Untrusted`].
+pub fn connect_checked(sock: &SocketPath) -> Result<OwnedFd, ConnectError> {
+    let sys = |e: rustix::io::Errno| ConnectError::Sys(Errno::from_raw(e.raw_os_error()));
+    sock.check_dir()?;
+    let addr = SocketAddrUnix::new(&sock.path).map_err(sys)?;
     let fd = net::socket_with(
         AddressFamily::UNIX,
         SocketType::SEQPACKET,
         SocketFlags::CLOEXEC,
         None,
     )
-    .map_err(|e| Errno::from_raw(e.raw_os_error()))?;
+    .map_err(sys)?;
     loop {
         match net::connect(&fd, &addr) {
-            Ok(()) => return Ok(fd),
+            Ok(()) => break,
             Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(Errno::from_raw(e.raw_os_error())),
+            Err(e) => return Err(sys(e)),
         }
     }
+    if sock.trust != Trust::Explicit {
+        let cred = net::sockopt::socket_peercred(&fd).map_err(sys)?;
+        sock.check_server(cred.uid.as_raw())?;
+    }
+    Ok(fd)
 }
 
 thread_local! {
@@ -278,7 +296,7 @@ impl Control {
     ///
     /// # Errors
     /// As [`connect`].
-    pub fn connect(path: &Path) -> Result<Control, Errno> {
+    pub fn connect(path: &SocketPath) -> Result<Control, Errno> {
         Ok(Control {
             chan: Mutex::new(Channel::new(connect(path)?)),
         })
@@ -351,7 +369,7 @@ impl Device {
     /// # Errors
     /// ENOENT (no such lockspace, or no dlmd), EACCES, ECONNREFUSED,
     /// ENOTCONN.
-    pub fn open(path: &Path, name: &Name) -> Result<Device, Errno> {
+    pub fn open(path: &SocketPath, name: &Name) -> Result<Device, Errno> {
         let mut req = Channel::new(connect(path)?);
         let mut ids = [0u8; 16];
         let minor = ret_u32(req.call(Op::Open, &[name.as_bytes()], &mut ids)?)?;

@@ -178,17 +178,211 @@ pub fn parse_reply(msg: &[u8], seq: u32) -> Result<(i64, &[u8]), Errno> {
 /// root, shared by all users).
 pub const SYSTEM_SOCKET: &str = "/run/dlmd/dlmd.sock";
 
-/// Where a client looks for dlmd, in order: `$DLMD_SOCKET`; the system
-/// socket if it exists; `$XDG_RUNTIME_DIR/dlmd.sock`;
-/// `/tmp/dlmd-$UID/dlmd.sock`. The first candidate is the one used.
-pub fn client_socket_path() -> PathBuf {
+/// How a client found a dlmd socket, which decides what it checks before
+/// trusting it (README "Security model").
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Trust {
+    /// `$DLMD_SOCKET`, or a path a program gave: the user's choice,
+    /// used as it is.
+    Explicit,
+    /// [`SYSTEM_SOCKET`]: its directory must be a root-owned directory
+    /// that group and others cannot write, and the server must run as
+    /// root.
+    System,
+    /// `$XDG_RUNTIME_DIR/dlmd.sock` or `/tmp/dlmd-$UID/dlmd.sock`: the
+    /// directory must be a real directory (not a symlink) owned by the
+    /// caller, with no access for group or others (0700), and the server
+    /// must run as the caller or root.
+    PerUser,
+}
+
+/// A dlmd socket path and how far it is trusted.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct SocketPath {
+    /// The socket file.
+    pub path: PathBuf,
+    /// What must hold before the client uses it.
+    pub trust: Trust,
+}
+
+impl SocketPath {
+    /// A path the user chose: not checked.
+    pub fn explicit(path: impl Into<PathBuf>) -> SocketPath {
+        SocketPath {
+            path: path.into(),
+            trust: Trust::Explicit,
+        }
+    }
+
+    /// The socket's directory.
+    pub fn dir(&self) -> &std::path::Path {
+        self.path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."))
+    }
+
+    /// Checks the socket's directory (`lstat`, so a symlink is refused),
+    /// before anything connects.
+    ///
+    /// # Errors
+    /// [`ConnectError::Untrusted`] when the directory must not be
+    /// trusted; [`ConnectError::Sys`] when it cannot be examined (ENOENT:
+    /// nothing there).
+    pub fn check_dir(&self) -> Result<(), ConnectError> {
+        use std::os::unix::fs::MetadataExt;
+        let caller = rustix::process::geteuid().as_raw();
+        let (owner, forbidden) = match self.trust {
+            Trust::Explicit => return Ok(()),
+            Trust::System => (0, 0o022),
+            Trust::PerUser => (caller, 0o077),
+        };
+        let dir = self.dir();
+        let meta = std::fs::symlink_metadata(dir).map_err(|e| {
+            ConnectError::Sys(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
+        })?;
+        let problem = if meta.file_type().is_symlink() {
+            Some("is a symlink".to_string())
+        } else if !meta.is_dir() {
+            Some("is not a directory".to_string())
+        } else if meta.uid() != owner {
+            Some(format!(
+                "is owned by {}, not {}",
+                who(meta.uid()),
+                who(owner)
+            ))
+        } else if meta.mode() & forbidden != 0 {
+            Some(format!(
+                "has mode {:04o} ({})",
+                meta.mode() & 0o7777,
+                if self.trust == Trust::System {
+                    "writable by group or others"
+                } else {
+                    "open to group or others; it must be 0700"
+                }
+            ))
+        } else {
+            None
+        };
+        match problem {
+            None => Ok(()),
+            Some(p) => Err(ConnectError::Untrusted(Untrusted(format!(
+                "not trusting the dlmd socket {}: its directory {} {p}",
+                self.path.display(),
+                dir.display()
+            )))),
+        }
+    }
+
+    /// Checks the uid of the server that accepted the connection
+    /// (`SO_PEERCRED`), before anything is sent.
+    ///
+    /// # Errors
+    /// [`ConnectError::Untrusted`]: why the server must not be trusted.
+    pub fn check_server(&self, server_uid: u32) -> Result<(), ConnectError> {
+        let caller = rustix::process::geteuid().as_raw();
+        let ok = match self.trust {
+            Trust::Explicit => true,
+            Trust::System => server_uid == 0,
+            Trust::PerUser => server_uid == 0 || server_uid == caller,
+        };
+        if ok {
+            return Ok(());
+        }
+        let expected = if self.trust == Trust::System || caller == 0 {
+            "root".to_string()
+        } else {
+            format!("{} or root", who(caller))
+        };
+        Err(ConnectError::Untrusted(Untrusted(format!(
+            "not trusting the dlmd socket {}: the server runs as {}, not {expected}",
+            self.path.display(),
+            who(server_uid)
+        ))))
+    }
+}
+
+impl From<PathBuf> for SocketPath {
+    fn from(path: PathBuf) -> SocketPath {
+        SocketPath::explicit(path)
+    }
+}
+
+impl From<&std::path::Path> for SocketPath {
+    fn from(path: &std::path::Path) -> SocketPath {
+        SocketPath::explicit(path)
+    }
+}
+
+/// Why a discovered socket was refused: one line naming the path and
+/// its owner. Callers of the C API see EACCES.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Untrusted(pub String);
+
+impl std::fmt::Display for Untrusted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Untrusted {}
+
+/// Why a connection to dlmd was not made.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum ConnectError {
+    /// A system call failed (ENOENT: no socket, ECONNREFUSED: nobody
+    /// listens).
+    Sys(Errno),
+    /// The socket was found but is not trusted; nothing was sent.
+    Untrusted(Untrusted),
+}
+
+impl ConnectError {
+    /// The errno callers of the C API see: EACCES for an untrusted
+    /// socket, as `connect(2)` answers a socket the caller may not use.
+    pub fn errno(&self) -> Errno {
+        match self {
+            ConnectError::Sys(e) => *e,
+            ConnectError::Untrusted(_) => Errno::EACCES,
+        }
+    }
+}
+
+/// `uid N (name)`, or `uid N` when the user database has no name.
+fn who(uid: u32) -> String {
+    let name = std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|l| {
+                let mut f = l.split(':');
+                let name = f.next()?;
+                (f.nth(1)?.parse::<u32>().ok()? == uid).then(|| name.to_string())
+            })
+        });
+    match name {
+        Some(n) => format!("uid {uid} ({n})"),
+        None => format!("uid {uid}"),
+    }
+}
+
+/// Where a client looks for dlmd, in order: `$DLMD_SOCKET` (trusted as
+/// the user's choice); the system socket if it exists; then
+/// `$XDG_RUNTIME_DIR/dlmd.sock`, else `/tmp/dlmd-$UID/dlmd.sock`. The
+/// first candidate is the one used, with the [`Trust`] of its kind.
+pub fn client_socket_path() -> SocketPath {
     if let Some(p) = std::env::var_os("DLMD_SOCKET").filter(|p| !p.is_empty()) {
-        return p.into();
+        return SocketPath::explicit(p);
     }
     if std::path::Path::new(SYSTEM_SOCKET).exists() {
-        return SYSTEM_SOCKET.into();
+        return SocketPath {
+            path: SYSTEM_SOCKET.into(),
+            trust: Trust::System,
+        };
     }
-    per_user_socket_path()
+    SocketPath {
+        path: per_user_socket_path(),
+        trust: Trust::PerUser,
+    }
 }
 
 /// Where a daemon listens: `$DLMD_SOCKET`; the system socket when running
@@ -227,5 +421,54 @@ mod tests {
         assert_eq!(parse_reply(&r, 8), Err(Errno::EPROTO));
         assert_eq!(Op::from_raw(Op::DumpChunk as u32), Some(Op::DumpChunk));
         assert_eq!(Op::from_raw(99), None);
+    }
+
+    #[test]
+    fn a_per_user_directory_must_be_a_real_0700_directory_of_the_caller() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = std::env::temp_dir().join(format!("dlm-proto-trust-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let dir = base.join("d");
+        std::fs::create_dir_all(&dir).unwrap();
+        let at = |d: &std::path::Path, trust| SocketPath {
+            path: d.join("dlmd.sock"),
+            trust,
+        };
+        let refused = |sp: &SocketPath| match sp.check_dir() {
+            Err(ConnectError::Untrusted(u)) => u.0,
+            other => panic!("{other:?}"),
+        };
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert_eq!(at(&dir, Trust::PerUser).check_dir(), Ok(()));
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o750)).unwrap();
+        let why = refused(&at(&dir, Trust::PerUser));
+        assert!(
+            why.ends_with("has mode 0750 (open to group or others; it must be 0700)"),
+            "{why}"
+        );
+        assert_eq!(at(&dir, Trust::Explicit).check_dir(), Ok(()));
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let link = base.join("link");
+        std::os::unix::fs::symlink(&dir, &link).unwrap();
+        let why = refused(&at(&link, Trust::PerUser));
+        assert!(why.ends_with("is a symlink"), "{why}");
+        let gone = base.join("missing");
+        assert_eq!(
+            at(&gone, Trust::PerUser).check_dir(),
+            Err(ConnectError::Sys(Errno::ENOENT))
+        );
+        // The server: the caller or root for a per-user path, root for
+        // the system one.
+        let me = rustix::process::geteuid().as_raw();
+        assert!(at(&dir, Trust::PerUser).check_server(me).is_ok());
+        assert!(at(&dir, Trust::PerUser).check_server(0).is_ok());
+        assert!(at(&dir, Trust::System).check_server(0).is_ok());
+        assert!(at(&dir, Trust::System).check_server(me.max(1)).is_err());
+        assert!(
+            at(&dir, Trust::PerUser)
+                .check_server(me.wrapping_add(12345))
+                .is_err()
+        );
+        let _ = std::fs::remove_dir_all(&base);
     }
 }

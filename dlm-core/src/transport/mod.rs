@@ -14,7 +14,6 @@ use crate::codec::{LockParams, LockResult, REQUEST_MAX, Request, Version};
 use crate::dlmd::{client, proto};
 use crate::{Errno, LsFlags, Name, RemoveFlags};
 use rustix::fd::BorrowedFd;
-use std::path::PathBuf;
 
 /// The kind of lock manager a [`Control`] talks to.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -42,13 +41,26 @@ impl Backend {
     }
 }
 
+/// Why the dlmd socket this process would use is not trusted, if that is
+/// why a call failed with EACCES (for tools that explain the failure);
+/// `None` on the kernel backend or when the socket is trusted.
+pub fn dlmd_refusal() -> Option<proto::Untrusted> {
+    if Backend::select().ok()? != Backend::Dlmd {
+        return None;
+    }
+    match client::connect_checked(&proto::client_socket_path()) {
+        Err(proto::ConnectError::Untrusted(u)) => Some(u),
+        _ => None,
+    }
+}
+
 /// A connection to the lock manager's control interface.
 #[derive(Debug)]
 pub enum Control {
     /// The kernel's `dlm-control` device.
     Kernel(kernel::Control),
     /// A control connection to dlmd, and the socket it used.
-    Dlmd(client::Control, Version, PathBuf),
+    Dlmd(Box<client::Control>, Version, proto::SocketPath),
 }
 
 impl Control {
@@ -65,14 +77,17 @@ impl Control {
         }
     }
 
-    /// Connects to the dlmd listening on `path`.
+    /// Connects to the dlmd listening on `path` (a `PathBuf` is the
+    /// caller's choice and is not checked; a discovered
+    /// [`proto::SocketPath`] is, see [`client::connect`]).
     ///
     /// # Errors
-    /// ENOENT, ECONNREFUSED, ENOTCONN.
-    pub fn connect_dlmd(path: PathBuf) -> Result<Control, Errno> {
+    /// ENOENT, ECONNREFUSED, ENOTCONN; EACCES for an untrusted socket.
+    pub fn connect_dlmd(path: impl Into<proto::SocketPath>) -> Result<Control, Errno> {
+        let path = path.into();
         let ctl = client::Control::connect(&path)?;
         let version = ctl.version()?;
-        Ok(Control::Dlmd(ctl, version, path))
+        Ok(Control::Dlmd(Box::new(ctl), version, path))
     }
 
     /// Which backend this is.

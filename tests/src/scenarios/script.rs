@@ -34,7 +34,7 @@ pub(super) fn all() -> Vec<Scenario> {
         U1, U2, U3, U4, U5, U6, U7, U8, U9, //
         V1, V2, V3, V4, V5, V6, V7, V8, V9, //
         C1, C2, C3, C4, C5, C6, C7, C8, C9, C10, //
-        X1, X2, X3, X4,
+        X1, X2, X3, X4, X5, X6,
     ]
 }
 
@@ -1354,4 +1354,35 @@ fn X4(s: &mut Session<'_>) {
     s.expect_id(1, Exp::Cast(0, 0), a);
     s.expect_id(1, Exp::Cast(0, 0), b);
     s.expect_id(1, Exp::Cast(EUNLOCK, 0), a);
+}
+
+/// Another opener converts O1's lock by its id (C10 is the same for
+/// UNLOCK): the kernel has no owner check; the lock stays O1's, O1
+/// receives the completion and later blocking callbacks, with the
+/// pointers of O2's request.
+fn X5(s: &mut Session<'_>) {
+    let a = s.granted(1, "r", Pr, NONE);
+    let r = s.conv(2, a, Ex, NONE);
+    s.expect_ret(r, Ok(0));
+    if let Some(r) = s.expect(1, Exp::Cast(0, 0)) {
+        s.check("user_lksb", r.user_lksb, 0x5b02);
+    }
+    s.expect(2, Exp::Nothing);
+    s.queued(3, "r", Pr, NONE);
+    s.expect(1, Exp::Bast(Pr));
+    s.expect(2, Exp::Nothing);
+}
+
+/// Another opener cancels O2's waiting request by its id: O2 receives
+/// the ECANCEL completion, with the pointers of O3's request.
+fn X6(s: &mut Session<'_>) {
+    s.granted(1, "r", Ex, NONE);
+    let w = s.queued(2, "r", Pr, NONE);
+    s.expect(1, Exp::Bast(Pr));
+    let r = s.cancel(3, w);
+    s.expect_ret(r, Ok(0));
+    if let Some(r) = s.expect(2, Exp::Cast(ECANCEL, 0)) {
+        s.check("user_lksb", r.user_lksb, 0x5b03);
+    }
+    s.expect(3, Exp::Nothing);
 }
