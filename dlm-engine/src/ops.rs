@@ -214,6 +214,17 @@ impl Lockspace {
     /// `conversion_deadlock_detect` for lock `i`.
     fn deadlocked(&self, r: u32, i: u32) -> bool {
         let (gr2, rq2) = (self.l(i).gr, self.l(i).rq);
+        if let Some(a) = self.res[r as usize].agg.as_deref() {
+            if self.l(i).status != ST_CONVERT {
+                // Not on the queue (a conversion being requested): every
+                // conversion counts as ahead of it.
+                let crq = a.crq();
+                return (0..6).any(|q| crq[q as usize] > 0 && !compat(gr2, q));
+            }
+            if !a.convert_pairs() {
+                return false;
+            }
+        }
         let mut seen = false;
         let mut j = self.res[r as usize].q[Q_CONVERT].head;
         while j != NIL {
@@ -345,6 +356,11 @@ impl Lockspace {
 
     /// `grant_pending_convert` (C.7 step 1). Returns `max(high, hi)`.
     fn grant_pending_convert(&mut self, r: u32, high: i8, mut cw: Option<&mut bool>) -> i8 {
+        if let Some(a) = self.res[r as usize].agg.as_deref() {
+            if a.cnord == 0 && !a.convert_pairs() {
+                return self.grant_pending_convert_ordered(r, high, cw);
+            }
+        }
         let mut quit = false;
         loop {
             let mut grant_restart = false;
@@ -389,6 +405,48 @@ impl Lockspace {
                 quit = true;
                 continue;
             }
+            return high.max(hi);
+        }
+    }
+
+    /// [`Self::grant_pending_convert`] when no conversion of the queue is
+    /// deadlocked (no pair can be, see [`Agg::convert_pairs`]; grants only
+    /// remove pairs, and a demotion needs a deadlock) and none is NOORDER
+    /// or EXPEDITE. Then only the head of the queue can be granted (rule
+    /// 6), so a pass of the kernel's walk grants the head while it is
+    /// grantable and refuses everything behind it, with no other effect:
+    /// `hi` and `cw` come from the requested modes left on the queue. The
+    /// restart after a grant refuses the head again. O(1) per grant
+    /// instead of a walk of the queue (with a deadlock scan) per lock.
+    fn grant_pending_convert_ordered(&mut self, r: u32, high: i8, cw: Option<&mut bool>) -> i8 {
+        loop {
+            let mut granted = false;
+            loop {
+                let h = self.res[r as usize].q[Q_CONVERT].head;
+                if h == NIL {
+                    break;
+                }
+                match self.can_be_granted(r, h, false) {
+                    Decision::Grant { mode, alt } => {
+                        self.grant_lock_pending(r, h, mode, alt);
+                        granted = true;
+                    }
+                    d => {
+                        debug_assert_eq!(d, Decision::Deny);
+                        break;
+                    }
+                }
+            }
+            if granted {
+                continue;
+            }
+            let crq = self.res[r as usize].agg.as_deref().expect("aggregates").crq();
+            if let Some(cw) = cw {
+                if crq[CW as usize] > 0 {
+                    *cw = true;
+                }
+            }
+            let hi = (0..6).rev().find(|&m| crq[m as usize] > 0).unwrap_or(IV);
             return high.max(hi);
         }
     }
@@ -467,16 +525,18 @@ impl Lockspace {
         if high == IV {
             return;
         }
+        // With aggregates, the number of holders to bast is known, and the
+        // walk stops after the last (recent grants are near the head).
+        let mut left = u64::MAX;
         if let Some(a) = self.res[r as usize].agg.as_deref() {
-            let any = (0..6).any(|g| {
-                (0..6).any(|h| a.ghb[g][h] > 0 && lock_requires_bast(g as i8, h as i8, high, cw))
-            });
-            if !any {
-                return;
-            }
+            left = (0..6)
+                .flat_map(|g| (0..6).map(move |h| (g, h)))
+                .filter(|&(g, h)| lock_requires_bast(g as i8, h as i8, high, cw))
+                .map(|(g, h)| u64::from(a.ghb[g][h]))
+                .sum();
         }
         let mut cur = self.res[r as usize].q[Q_GRANT].head;
-        while cur != NIL {
+        while cur != NIL && left > 0 {
             let lk = self.l(cur);
             let next = lk.q_next;
             if lock_requires_bast(lk.gr, lk.highbast, high, cw) {
@@ -487,6 +547,7 @@ impl Lockspace {
                 };
                 self.bast(cur, mode);
                 self.set_hb(cur, high);
+                left -= 1;
             }
             cur = next;
         }
@@ -496,23 +557,28 @@ impl Lockspace {
     /// of lock `i`.
     fn send_bast_queue(&mut self, r: u32, q: usize, i: u32) {
         let rq = self.l(i).rq;
+        // With aggregates, the number of grant-queue holders that need a
+        // bast is known, and the walk stops after the last.
+        let mut left = u64::MAX;
         if q == Q_GRANT {
             if let Some(a) = self.res[r as usize].agg.as_deref() {
-                let any = (0..6).any(|g| {
-                    (0..6).any(|h| a.ghb[g][h] > 0 && modes_require_bast(g as i8, h as i8, rq))
-                });
-                if !any {
-                    return;
-                }
+                left = (0..6)
+                    .flat_map(|g| (0..6).map(move |h| (g, h)))
+                    .filter(|&(g, h)| modes_require_bast(g as i8, h as i8, rq))
+                    .map(|(g, h)| u64::from(a.ghb[g][h]))
+                    .sum();
             }
         }
         let mut cur = self.res[r as usize].q[q].head;
-        while cur != NIL {
+        while cur != NIL && left > 0 {
             let lk = self.l(cur);
             let next = lk.q_next;
-            if cur != i && modes_require_bast(lk.gr, lk.highbast, rq) {
-                self.bast(cur, rq);
-                self.set_hb(cur, rq);
+            if modes_require_bast(lk.gr, lk.highbast, rq) {
+                left -= 1;
+                if cur != i {
+                    self.bast(cur, rq);
+                    self.set_hb(cur, rq);
+                }
             }
             cur = next;
         }
@@ -770,20 +836,28 @@ impl Lockspace {
 
     /// Orphan adoption (`dlm_user_adopt_orphan`, C.11.3).
     pub fn adopt(&mut self, owner: u32, p: &LockParams, tid: u32) -> Result<u32, Errno> {
+        // The kernel walks the lockspace's orphan list for the first orphan
+        // whose resource name is exactly this one; the orphans of a name
+        // are those of the one resource with its key, in the same order.
         let name = p.name.as_bytes();
         let mut other_mode = false;
         let mut found = NIL;
-        let mut cur = self.orphans.head;
+        let key = name_key(name);
+        let h = self.table.hash(key);
+        let mut cur = match self.table.find(&self.res, key, h) {
+            Some(r) if *self.res[r as usize].name == *name => {
+                self.res_orphans.get(&r).map_or(NIL, |l| l.head)
+            }
+            _ => NIL,
+        };
         while cur != NIL {
             let lk = self.l(cur);
-            if *self.res[lk.res as usize].name == *name {
-                if i32::from(lk.gr) == i32::from(p.mode) {
-                    found = cur;
-                    break;
-                }
-                other_mode = true;
+            if i32::from(lk.gr) == i32::from(p.mode) {
+                found = cur;
+                break;
             }
-            cur = lk.o_next;
+            other_mode = true;
+            cur = lk.n_next;
         }
         if found == NIL {
             return Err(if other_mode {
@@ -796,7 +870,6 @@ impl Lockspace {
         self.unlist(i);
         let lk = self.lm(i);
         lk.bits &= !B_ORPHAN;
-        lk.exflags = p.flags;
         lk.ownpid = tid;
         lk.ua = Ua {
             castparam: p.castparam,
@@ -806,6 +879,7 @@ impl Lockspace {
             user_lksb: p.lksb,
             xid: p.xid,
         };
+        self.set_exflags(i, p.flags);
         self.list_owner(owner, i);
         Ok(i + 1)
     }
@@ -826,6 +900,10 @@ impl Lockspace {
                 // orphan_proc_lock: a cancel with no flags.
                 let _ = self.validate_unlock(i, F::empty());
                 self.do_cancel(i);
+                // Off the wait queue now, so its `n_` links are free.
+                if self.l(i).bits & B_LISTED != 0 && self.l(i).owner == NIL {
+                    self.index_orphan(i);
+                }
             } else {
                 self.lm(i).owner = NIL;
                 self.unlock_proc_lock(i);
