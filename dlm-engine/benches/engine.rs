@@ -234,7 +234,9 @@ fn convert_drain(n: usize) -> f64 {
     }
     let mut granted = 0;
     while granted < n {
-        let cb = e.pop_callback(o).expect("a callback while conversions are pending");
+        let cb = e
+            .pop_callback(o)
+            .expect("a callback while conversions are pending");
         if cb.bast_mode.is_some() || cb.status != Status::GRANTED {
             continue;
         }
@@ -261,8 +263,12 @@ fn orphan_adopt(n: usize, cycles: u32) -> f64 {
         .unwrap();
     let o = e.open(m).unwrap();
     for i in 0..n {
-        e.write(o, &Request::Lock(params(&name16(i), Mode::Pr, F::PERSISTENT)), 1)
-            .unwrap();
+        e.write(
+            o,
+            &Request::Lock(params(&name16(i), Mode::Pr, F::PERSISTENT)),
+            1,
+        )
+        .unwrap();
         e.pop_callback(o).unwrap();
     }
     e.close(o);

@@ -440,7 +440,11 @@ impl Lockspace {
             if granted {
                 continue;
             }
-            let crq = self.res[r as usize].agg.as_deref().expect("aggregates").crq();
+            let crq = self.res[r as usize]
+                .agg
+                .as_deref()
+                .expect("aggregates")
+                .crq();
             if let Some(cw) = cw {
                 if crq[CW as usize] > 0 {
                     *cw = true;

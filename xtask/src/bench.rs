@@ -229,9 +229,15 @@ mod tests {
             (
                 "engine".to_string(),
                 vec![
-                    ("pair_over_flock".to_string(), Figure::Ratio(0.16, 0.15, 0.2)),
+                    (
+                        "pair_over_flock".to_string(),
+                        Figure::Ratio(0.16, 0.15, 0.2),
+                    ),
                     ("bytes_per_lock".to_string(), Figure::Size(209.0)),
-                    ("drain_10k_over_100".to_string(), Figure::Ratio(1.0, 0.9, 1.25)),
+                    (
+                        "drain_10k_over_100".to_string(),
+                        Figure::Ratio(1.0, 0.9, 1.25),
+                    ),
                 ],
             ),
             ("dlmd".to_string(), vec![]),
