@@ -541,6 +541,8 @@ pub(crate) struct Lockspace {
     /// Owner slots that queued a callback since the last
     /// [`Engine::take_notified`](crate::Engine::take_notified), each once.
     pub notified: Vec<u32>,
+    /// Listed in the engine's lockspaces with notified owners.
+    pub noted: bool,
     pub openers: usize,
     /// Resources get aggregates once they hold more lock objects than this.
     pub agg_threshold: u32,
@@ -562,6 +564,7 @@ impl Lockspace {
             owners: Vec::new(),
             free_owners: Vec::new(),
             notified: Vec::new(),
+            noted: false,
             openers: 0,
             agg_threshold,
         }

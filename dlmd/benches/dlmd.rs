@@ -15,7 +15,14 @@
 //!     drained (`bytes_per_lock`; goal: at most 400 bytes);
 //! (d) the synchronous pair of (a) with [`IDLE`] other handles open on
 //!     the lockspace, doing nothing, against the pair of (a)
-//!     (`idle_handles_over_plain`: what idle handles cost the busy one).
+//!     (`idle_handles_over_plain`: what idle handles cost the busy one);
+//! (e) creating a lockspace and opening a handle on it with 10,000
+//!     lockspaces present against 10 (`lockspaces_10k_over_10`; goal: at
+//!     most 2);
+//! (f) the synchronous pair with 5,000 other handles attached (10,000
+//!     sockets in dlmd) against 10 (`handles_5k_over_10`; goal: at most
+//!     1.2); this process raises its soft descriptor limit to the hard
+//!     one, and skips the figure when that is too low.
 //!
 //! CPU placement uses the CPUs this process may run on
 //! (`sched_getaffinity`): "split" puts the clients on the first of them
@@ -36,7 +43,7 @@ mod report;
 use common::*;
 use dlm_core::codec::Version;
 use dlm_core::dlmd::proto::{self, Op};
-use dlm_core::{LockFlags, LockParams, LsFlags, Mode, Request, Status};
+use dlm_core::{LockFlags, LockParams, LsFlags, Mode, RemoveFlags, Request, Status};
 use report::Report;
 use rustix::net::{self, RecvFlags, SendFlags};
 use std::io::{BufRead, BufReader, Write};
@@ -207,6 +214,10 @@ fn main() {
     drop(ctl);
     drop(d);
 
+    // (e) and (f): two daemons side by side, one with few and one with
+    // many lockspaces or handles, measured alternately.
+    growth(&out, placements[0], rounds, scale);
+
     place(Placement::Free, None);
     let n = 1_000_000 / scale;
     let (base, rss) = memory(n);
@@ -225,6 +236,124 @@ fn main() {
         ),
     );
     out.finish();
+}
+
+/// (e) creating and opening a lockspace with 10,000 lockspaces present
+/// against 10 (`lockspaces_10k_over_10`); (f) a synchronous pair with
+/// 5,000 other handles attached against 10 (`handles_5k_over_10`).
+fn growth(out: &Report, p: Placement, rounds: usize, scale: u32) {
+    place(p, None);
+    let few = start_dlmd();
+    let many = start_dlmd();
+    let mut ctl_few = Control::connect(&few.path);
+    let mut ctl_many = Control::connect(&many.path);
+    for (ctl, n) in [(&mut ctl_few, 10), (&mut ctl_many, 10_000 / scale)] {
+        for i in 0..n {
+            assert!(ctl.create(&format!("fill-{i}"), LsFlags::empty(), 0o666) >= 0);
+        }
+    }
+    let k = 200 / scale.min(2) as usize;
+    let (mut t_few, mut t_many) = (Vec::new(), Vec::new());
+    let mut round = 0;
+    let se = out.rounds(rounds, || {
+        round += 1;
+        let a = create_open(&few, &mut ctl_few, &format!("a{round}"), k);
+        let b = create_open(&many, &mut ctl_many, &format!("b{round}"), k);
+        t_few.push(a);
+        t_many.push(b);
+        b / a
+    });
+    out.ratio(
+        "lockspaces_10k_over_10",
+        se,
+        format!(
+            "(e) create + open a lockspace with {} others present / with 10 = {se} \
+             ({:.1} us vs {:.1} us)",
+            10_000 / scale,
+            report::median(&t_many) * 1e6,
+            report::median(&t_few) * 1e6
+        ),
+    );
+
+    // Each handle is two sockets here and two in dlmd (which raises its
+    // own limit to the hard one).
+    let n = 5_000 / scale;
+    if !raise_fd_limit(2 * n as u64 + 200) {
+        out.line(format!(
+            "(f) skipped: {} handles need {} descriptors in this process (hard limit too low)",
+            n,
+            2 * n + 200
+        ));
+        return;
+    }
+    for ctl in [&mut ctl_few, &mut ctl_many] {
+        assert!(ctl.create("bench", LsFlags::empty(), 0o666) >= 0);
+    }
+    let _few_handles: Vec<Handle> = (0..10).map(|_| Handle::open(&few.path, "bench")).collect();
+    let _many_handles: Vec<Handle> = (0..n).map(|_| Handle::open(&many.path, "bench")).collect();
+    let (mut p_few, mut p_many) = (Vec::new(), Vec::new());
+    let sf = out.rounds(rounds, || {
+        let a = sync_pairs(&few.path, 20_000 / scale);
+        let b = sync_pairs(&many.path, 20_000 / scale);
+        p_few.push(a);
+        p_many.push(b);
+        b / a
+    });
+    out.ratio(
+        "handles_5k_over_10",
+        sf,
+        format!(
+            "(f) pair with {n} other handles attached / with 10 = {sf} ({:.2} us vs {:.2} us)",
+            report::median(&p_many) * 1e6,
+            report::median(&p_few) * 1e6
+        ),
+    );
+}
+
+/// Seconds per creation and opening (a handle, both sockets) of one of
+/// `k` new lockspaces on `d`; afterwards (not timed) the handles close
+/// and the lockspaces go again.
+fn create_open(d: &Daemon, ctl: &mut Control, tag: &str, k: usize) -> f64 {
+    let mut handles = Vec::with_capacity(k);
+    let mut minors = Vec::with_capacity(k);
+    let t = Instant::now();
+    for i in 0..k {
+        let name = format!("{tag}-{i}");
+        let minor = ctl.create(&name, LsFlags::empty(), 0o666);
+        assert!(minor >= 0, "create {name}: {minor}");
+        minors.push(minor as u32);
+        handles.push(Handle::open(&d.path, &name));
+    }
+    let secs = t.elapsed().as_secs_f64() / k as f64;
+    drop(handles);
+    for minor in minors {
+        let mut tries = 0;
+        loop {
+            let rc = ctl.remove(minor, RemoveFlags::empty());
+            if rc == 0 {
+                break;
+            }
+            // The hang-ups of the handles may still be on their way.
+            tries += 1;
+            assert!(tries < 1000, "remove minor {minor}: {rc}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    secs
+}
+
+/// Raises this process's soft descriptor limit to the hard one; whether
+/// it is then at least `need`.
+fn raise_fd_limit(need: u64) -> bool {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut lim = getrlimit(Resource::Nofile);
+    if lim.current < lim.maximum {
+        lim.current = lim.maximum;
+        let _ = setrlimit(Resource::Nofile, lim);
+    }
+    getrlimit(Resource::Nofile)
+        .current
+        .is_none_or(|cur| cur >= need)
 }
 
 /// Where the benchmark's processes run.
