@@ -10,7 +10,11 @@
 //! of re-evaluating every waiter it grants the head run, then only the
 //! NOORDER waiters (the only others the predicate can grant), and takes
 //! `high`/`cw` from per-resource counts, so draining a queue costs O(1)
-//! per grant. The results are identical to the literal walk.
+//! per grant. The pass over the convert queue does the same when no
+//! conversion can be deadlocked and none is NOORDER
+//! ([`Lockspace::grant_pending_convert_ordered`]). The results are
+//! identical to the literal walk (the differential test checks both with
+//! the counts kept from the first lock).
 
 use dlm_core::check::{check_lock_args, check_unlock_flags};
 use dlm_core::{Errno, LVB_LEN, LockFlags as F, LockParams, LockResult, Mode, SbFlags, Status};
