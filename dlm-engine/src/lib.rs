@@ -68,7 +68,9 @@
 //! its head can be granted, so the pending pass and the deadlock check
 //! cost O(1) per grant instead of a deadlock scan of the queue per queued
 //! conversion (the kernel's walk, cubic when 10,000 conversions drain);
-//! otherwise the queue is walked as the kernel does. Bast scans of the
+//! otherwise each pass walks the queue as the kernel does, but checks
+//! each conversion for a deadlock from counts instead of another walk
+//! (linear per pass, quadratic in total). Bast scans of the
 //! grant queue stop after the last holder that needs a bast (counted, and
 //! recent grants sit at its head). Orphan adoption looks at the orphans of
 //! the named resource only, and [`Engine::take_notified`] only at the

@@ -33,6 +33,14 @@ enum Decision {
     Deadlock,
 }
 
+/// Counts of the conversions ahead of the current one in a walk of the
+/// convert queue: per requested mode, and per (granted, requested) mode.
+#[derive(Default)]
+struct Ahead {
+    rq: [u32; 6],
+    m: [[u32; 6]; 6],
+}
+
 const SBF_DEMOTED: u8 = SbFlags::DEMOTED.bits();
 const SBF_VALNOTVALID: u8 = SbFlags::VALNOTVALID.bits();
 const SBF_ALTMODE: u8 = SbFlags::ALTMODE.bits();
@@ -215,6 +223,29 @@ impl Lockspace {
         }
     }
 
+    /// `conversion_deadlock_detect` for lock `i` of the convert queue,
+    /// in a walk of it that has passed the conversions counted in
+    /// `ahead` (exactly those before `i`): a conversion ahead whose
+    /// requested mode `i`'s granted mode blocks, or one behind that and
+    /// blocking `i`'s request in turn, from the queue's counts minus
+    /// `ahead` and `i` itself. O(1) instead of a walk of the queue.
+    fn deadlocked_counted(&self, r: u32, i: u32, ahead: &Ahead) -> bool {
+        let a = self.res[r as usize].agg.as_deref().expect("aggregates");
+        let (gr2, rq2) = (self.l(i).gr, self.l(i).rq);
+        if (0..6).any(|q| ahead.rq[q as usize] > 0 && !compat(gr2, q)) {
+            return true;
+        }
+        (0..6).any(|g| {
+            (0..6).any(|q| {
+                let mut behind = a.cm[g as usize][q as usize] - ahead.m[g as usize][q as usize];
+                if g == gr2 && q == rq2 {
+                    behind -= 1;
+                }
+                behind > 0 && !compat(gr2, q) && !compat(g, rq2)
+            })
+        })
+    }
+
     /// `conversion_deadlock_detect` for lock `i`.
     fn deadlocked(&self, r: u32, i: u32) -> bool {
         let (gr2, rq2) = (self.l(i).gr, self.l(i).rq);
@@ -247,6 +278,12 @@ impl Lockspace {
     /// detection (which may demote a CONVDEADLK lock to NL), then the ALT
     /// retry.
     fn can_be_granted(&mut self, r: u32, i: u32, now: bool) -> Decision {
+        self.can_be_granted_in(r, i, now, None)
+    }
+
+    /// [`Self::can_be_granted`] in a walk of the convert queue that has
+    /// counted the conversions ahead of `i` (with aggregates).
+    fn can_be_granted_in(&mut self, r: u32, i: u32, now: bool, ahead: Option<&Ahead>) -> Decision {
         let rq = self.l(i).rq;
         if self.can(r, i, rq, now) {
             return Decision::Grant {
@@ -255,7 +292,13 @@ impl Lockspace {
             };
         }
         let f = self.l(i).exflags;
-        if self.l(i).gr != IV && !f.contains(F::NOQUEUE) && self.deadlocked(r, i) {
+        if self.l(i).gr != IV
+            && !f.contains(F::NOQUEUE)
+            && match ahead {
+                Some(ahead) => self.deadlocked_counted(r, i, ahead),
+                None => self.deadlocked(r, i),
+            }
+        {
             if f.contains(F::CONVDEADLK) {
                 self.set_gr(i, NL);
                 self.lm(i).sbflags |= SBF_DEMOTED;
@@ -365,16 +408,21 @@ impl Lockspace {
                 return self.grant_pending_convert_ordered(r, high, cw);
             }
         }
+        let counted = self.res[r as usize].agg.is_some();
         let mut quit = false;
         loop {
             let mut grant_restart = false;
             let mut demote_restart = false;
             let mut hi = IV;
+            // The conversions passed in this walk that are still queued
+            // (nothing but the current lock changes during the walk).
+            let mut ahead = Ahead::default();
             let mut cur = self.res[r as usize].q[Q_CONVERT].head;
             while cur != NIL {
                 let next = self.l(cur).q_next;
                 let demoted = self.l(cur).sbflags & SBF_DEMOTED != 0;
-                match self.can_be_granted(r, cur, false) {
+                let d = self.can_be_granted_in(r, cur, false, counted.then_some(&ahead));
+                match d {
                     Decision::Grant { mode, alt } => {
                         self.grant_lock_pending(r, cur, mode, alt);
                         grant_restart = true;
@@ -399,6 +447,11 @@ impl Lockspace {
                             }
                         }
                     }
+                }
+                let lk = self.l(cur);
+                if counted && lk.status == ST_CONVERT {
+                    ahead.rq[lk.rq as usize] += 1;
+                    ahead.m[lk.gr as usize][lk.rq as usize] += 1;
                 }
                 cur = next;
             }
