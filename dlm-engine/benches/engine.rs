@@ -10,9 +10,20 @@
 //!   (target: at most 2: linear in total);
 //! - memory per lock at 1,000,000 granted locks on 1,000,000 resources
 //!   with 16-byte names, all callbacks drained, from a counting global
-//!   allocator (target: at most 256 bytes), with the RSS delta.
+//!   allocator (target: at most 256 bytes), with the RSS delta;
+//! - conversions: 10,000 locks granted NL on one resource each convert
+//!   NL→EX (queued behind each other) and, once granted, back EX→NL, so
+//!   each gets EX once, against the same with 100 locks, per grant
+//!   (target: at most 2);
+//! - adopting one orphan among 100,000 orphans (each on its own
+//!   resource) against among 100, per adoption (target: at most 2).
 //!
-//! Run with `cargo bench -p dlm-engine --bench engine`.
+//! Each ratio is the median of rounds that measure both sides one after
+//! the other (min and max are printed too). Run with
+//! `cargo bench -p dlm-engine --bench engine`, or through
+//! `cargo xtask bench [--json]`, which sets `DLM_BENCH_JSON`: then the
+//! figures go to stdout as `@ratio KEY MEDIAN MIN MAX` / `@size KEY
+//! VALUE` lines and the readable lines to stderr.
 
 use dlm_core::{LockFlags as F, LockParams, LsFlags, Mode, Name, Request, Status};
 use dlm_engine::{Engine, OwnerId};
@@ -21,6 +32,9 @@ use std::hint::black_box;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicIsize, Ordering::Relaxed};
 use std::time::Instant;
+
+mod report;
+use report::Report;
 
 /// The system allocator, counting the bytes currently allocated.
 struct Counting;
@@ -158,11 +172,6 @@ fn flock_pair(iters: u32) -> f64 {
     ns
 }
 
-/// Best of `runs` measurements (the least disturbed one).
-fn best(runs: usize, mut f: impl FnMut() -> f64) -> f64 {
-    (0..runs).map(|_| f()).fold(f64::INFINITY, f64::min)
-}
-
 /// Nanoseconds per grant while draining `waiters` EX waiters on one
 /// resource: unlock the holder, then unlock each lock as its grant
 /// arrives. With `owners > 1` the waiters are spread over that many
@@ -198,55 +207,214 @@ fn drain(waiters: usize, owners: usize) -> f64 {
     start.elapsed().as_nanos() as f64 / waiters as f64
 }
 
+/// Nanoseconds per EX grant: `n` locks granted NL on one resource each
+/// convert NL→EX, queued behind each other; each converts back EX→NL as
+/// soon as its grant arrives. Timed from the first conversion request.
+fn convert_drain(n: usize) -> f64 {
+    let (mut e, o) = engine();
+    let mut ids = Vec::with_capacity(n);
+    for _ in 0..n {
+        ids.push(
+            e.write(o, &Request::Lock(params(b"convq", Mode::Nl, F::empty())), 1)
+                .unwrap(),
+        );
+        e.pop_callback(o).unwrap();
+    }
+    // 0: NL, 1: asked for EX, 2: granted EX and asked for NL again, 3: done.
+    let mut state = vec![0u8; ids.iter().max().map_or(0, |&m| m as usize + 1)];
+    let convert = |id: u32, mode: Mode| {
+        let mut p = params(b"convq", mode, F::CONVERT);
+        p.lkid = id;
+        Request::Lock(p)
+    };
+    let start = Instant::now();
+    for &id in &ids {
+        e.write(o, &convert(id, Mode::Ex), 1).unwrap();
+        state[id as usize] = 1;
+    }
+    let mut granted = 0;
+    while granted < n {
+        let cb = e
+            .pop_callback(o)
+            .expect("a callback while conversions are pending");
+        if cb.bast_mode.is_some() || cb.status != Status::GRANTED {
+            continue;
+        }
+        let s = &mut state[cb.lkid as usize];
+        if *s == 1 {
+            *s = 2;
+            granted += 1;
+            e.write(o, &convert(cb.lkid, Mode::Nl), 1).unwrap();
+        } else {
+            *s = 3;
+        }
+    }
+    let ns = start.elapsed().as_nanos() as f64 / n as f64;
+    black_box(&e);
+    ns
+}
+
+/// Nanoseconds per cycle of: open, adopt one orphan among `n` orphans
+/// (PR locks, each on its own resource), close (which orphans it again).
+fn orphan_adopt(n: usize, cycles: u32) -> f64 {
+    let mut e = Engine::new();
+    let m = e
+        .create_lockspace(Name::lockspace(b"orphans").unwrap(), LsFlags::empty())
+        .unwrap();
+    let o = e.open(m).unwrap();
+    for i in 0..n {
+        e.write(
+            o,
+            &Request::Lock(params(&name16(i), Mode::Pr, F::PERSISTENT)),
+            1,
+        )
+        .unwrap();
+        e.pop_callback(o).unwrap();
+    }
+    e.close(o);
+    let adopt = Request::Lock(params(&name16(n / 2), Mode::Pr, F::PERSISTENT | F::ORPHAN));
+    let start = Instant::now();
+    for _ in 0..cycles {
+        let o = e.open(m).unwrap();
+        black_box(e.write(o, black_box(&adopt), 1).unwrap());
+        e.close(o);
+    }
+    start.elapsed().as_nanos() as f64 / f64::from(cycles)
+}
+
+/// Mean of `reps` runs of `f` (to lift small runs above timer noise).
+fn mean(reps: usize, mut f: impl FnMut() -> f64) -> f64 {
+    (0..reps).map(|_| f()).sum::<f64>() / reps as f64
+}
+
 fn main() {
-    // `cargo test --benches` runs this with --test-ish args; keep it quick.
+    // `cargo test --benches` runs this with --test; keep it quick.
     let quick = std::env::args().any(|a| a == "--test");
     let scale = if quick { 100 } else { 1 };
+    let rounds = if quick { 1 } else { 7 };
+    let out = Report::from_env();
 
-    let iters = 1_000_000 / scale;
-    let flock = best(3, || flock_pair(iters as u32));
+    let iters = (1_000_000 / scale) as u32;
     let (mut e0, o0) = engine();
-    let pair0 = best(3, || engine_pair(&mut e0, o0, iters as u32));
-    println!(
-        "engine pair / flock pair = {:.3} (engine {pair0:.0} ns, flock {flock:.0} ns)",
-        pair0 / flock
+    let (mut eng, mut fl) = (Vec::new(), Vec::new());
+    let r = out.rounds(rounds, || {
+        let f = flock_pair(iters);
+        let p = engine_pair(&mut e0, o0, iters);
+        fl.push(f);
+        eng.push(p);
+        p / f
+    });
+    out.ratio(
+        "pair_over_flock",
+        r,
+        format!(
+            "engine pair / flock pair = {r} (engine {:.0} ns, flock {:.0} ns)",
+            report::median(&eng),
+            report::median(&fl)
+        ),
     );
-
-    let (mut e10k, o10k) = engine();
-    populate(&mut e10k, o10k, 10_000 / scale);
-    let pair10k = best(3, || engine_pair(&mut e10k, o10k, iters as u32));
-    drop(e10k);
+    drop(e0);
 
     let n = 1_000_000 / scale;
     let (a0, r0) = (allocated(), rss());
     let (mut e1m, o1m) = engine();
     populate(&mut e1m, o1m, n);
     let (a1, r1) = (allocated(), rss());
-    let pair1m = best(3, || engine_pair(&mut e1m, o1m, iters as u32));
-    println!(
-        "pair with 1M other locks / pair with 10k = {:.3} ({pair1m:.0} ns vs {pair10k:.0} ns)",
-        pair1m / pair10k
+    let per_lock = (a1 - a0) as f64 / n as f64;
+    let footprint = e1m.footprint() as f64 / n as f64;
+    let (mut e10k, o10k) = engine();
+    populate(&mut e10k, o10k, 10_000 / scale);
+    let (mut big, mut small) = (Vec::new(), Vec::new());
+    let r = out.rounds(rounds, || {
+        let s = engine_pair(&mut e10k, o10k, iters);
+        let b = engine_pair(&mut e1m, o1m, iters);
+        small.push(s);
+        big.push(b);
+        b / s
+    });
+    out.ratio(
+        "pair_1m_over_10k",
+        r,
+        format!(
+            "pair with 1M other locks / pair with 10k = {r} ({:.0} ns vs {:.0} ns)",
+            report::median(&big),
+            report::median(&small)
+        ),
     );
-    println!(
-        "memory per lock at {n} granted locks on {n} resources (16-byte names) = {:.1} bytes \
-         (allocator; RSS delta {:.1} bytes/lock; slabs and tables {:.1} bytes/lock)",
-        (a1 - a0) as f64 / n as f64,
-        (r1 - r0) as f64 / n as f64,
-        e1m.footprint() as f64 / n as f64,
+    out.size(
+        "bytes_per_lock",
+        (per_lock * 10.0).round() / 10.0,
+        format!(
+            "memory per lock at {n} granted locks on {n} resources (16-byte names) = \
+             {per_lock:.1} bytes (allocator; RSS delta {:.1} bytes/lock; slabs and tables \
+             {footprint:.1} bytes/lock)",
+            (r1 - r0) as f64 / n as f64,
+        ),
     );
     drop(e1m);
+    drop(e10k);
 
-    let small = best(5, || drain(100, 1));
-    let big = best(3, || drain(10_000 / scale, 1));
-    println!(
-        "drain 10,000 EX waiters / drain 100, per grant = {:.3} ({big:.0} ns vs {small:.0} ns per grant)",
-        big / small
+    let (mut big, mut small) = (Vec::new(), Vec::new());
+    let r = out.rounds(rounds, || {
+        let s = mean(20, || drain(100, 1));
+        let b = drain(10_000 / scale, 1);
+        small.push(s);
+        big.push(b);
+        b / s
+    });
+    out.ratio(
+        "drain_10k_over_100",
+        r,
+        format!(
+            "drain 10,000 EX waiters / drain 100, per grant = {r} ({:.0} ns vs {:.0} ns per grant)",
+            report::median(&big),
+            report::median(&small)
+        ),
     );
-    let small = best(5, || drain(100, 100));
-    let big = best(3, || drain(10_000 / scale, 100));
-    println!(
-        "drain 10,000 EX waiters of 100 owners / drain 100, per grant = {:.3} \
-         ({big:.0} ns vs {small:.0} ns per grant)",
-        big / small
+    let r = out.rounds(rounds, || {
+        mean(3, || drain(10_000 / scale, 100)) / mean(20, || drain(100, 100))
+    });
+    out.line(format!(
+        "drain 10,000 EX waiters of 100 owners / drain 100, per grant = {r}"
+    ));
+
+    let (mut big, mut small) = (Vec::new(), Vec::new());
+    let r = out.rounds(rounds, || {
+        let s = mean(20, || convert_drain(100));
+        let b = convert_drain(10_000 / scale);
+        small.push(s);
+        big.push(b);
+        b / s
+    });
+    out.ratio(
+        "convert_drain_10k_over_100",
+        r,
+        format!(
+            "convert NL->EX->NL, 10,000 locks on one resource / 100, per grant = {r} \
+             ({:.0} ns vs {:.0} ns per grant)",
+            report::median(&big),
+            report::median(&small)
+        ),
     );
+
+    let cycles = (100_000 / scale) as u32;
+    let (mut big, mut small) = (Vec::new(), Vec::new());
+    let r = out.rounds(rounds, || {
+        let s = orphan_adopt(100, cycles);
+        let b = orphan_adopt(100_000 / scale, cycles);
+        small.push(s);
+        big.push(b);
+        b / s
+    });
+    out.ratio(
+        "orphan_adopt_100k_over_100",
+        r,
+        format!(
+            "open + adopt one orphan among 100,000 + close / among 100 = {r} \
+             ({:.0} ns vs {:.0} ns per cycle)",
+            report::median(&big),
+            report::median(&small)
+        ),
+    );
+    out.finish();
 }

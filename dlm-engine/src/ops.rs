@@ -10,7 +10,11 @@
 //! of re-evaluating every waiter it grants the head run, then only the
 //! NOORDER waiters (the only others the predicate can grant), and takes
 //! `high`/`cw` from per-resource counts, so draining a queue costs O(1)
-//! per grant. The results are identical to the literal walk.
+//! per grant. The pass over the convert queue does the same when no
+//! conversion can be deadlocked and none is NOORDER
+//! ([`Lockspace::grant_pending_convert_ordered`]). The results are
+//! identical to the literal walk (the differential test checks both with
+//! the counts kept from the first lock).
 
 use dlm_core::check::{check_lock_args, check_unlock_flags};
 use dlm_core::{Errno, LVB_LEN, LockFlags as F, LockParams, LockResult, Mode, SbFlags, Status};
@@ -27,6 +31,14 @@ enum Decision {
     Deny,
     /// A conversion deadlock, without CONVDEADLK.
     Deadlock,
+}
+
+/// Counts of the conversions ahead of the current one in a walk of the
+/// convert queue: per requested mode, and per (granted, requested) mode.
+#[derive(Default)]
+struct Ahead {
+    rq: [u32; 6],
+    m: [[u32; 6]; 6],
 }
 
 const SBF_DEMOTED: u8 = SbFlags::DEMOTED.bits();
@@ -211,9 +223,43 @@ impl Lockspace {
         }
     }
 
+    /// `conversion_deadlock_detect` for lock `i` of the convert queue,
+    /// in a walk of it that has passed the conversions counted in
+    /// `ahead` (exactly those before `i`): a conversion ahead whose
+    /// requested mode `i`'s granted mode blocks, or one behind that and
+    /// blocking `i`'s request in turn, from the queue's counts minus
+    /// `ahead` and `i` itself. O(1) instead of a walk of the queue.
+    fn deadlocked_counted(&self, r: u32, i: u32, ahead: &Ahead) -> bool {
+        let a = self.res[r as usize].agg.as_deref().expect("aggregates");
+        let (gr2, rq2) = (self.l(i).gr, self.l(i).rq);
+        if (0..6).any(|q| ahead.rq[q as usize] > 0 && !compat(gr2, q)) {
+            return true;
+        }
+        (0..6).any(|g| {
+            (0..6).any(|q| {
+                let mut behind = a.cm[g as usize][q as usize] - ahead.m[g as usize][q as usize];
+                if g == gr2 && q == rq2 {
+                    behind -= 1;
+                }
+                behind > 0 && !compat(gr2, q) && !compat(g, rq2)
+            })
+        })
+    }
+
     /// `conversion_deadlock_detect` for lock `i`.
     fn deadlocked(&self, r: u32, i: u32) -> bool {
         let (gr2, rq2) = (self.l(i).gr, self.l(i).rq);
+        if let Some(a) = self.res[r as usize].agg.as_deref() {
+            if self.l(i).status != ST_CONVERT {
+                // Not on the queue (a conversion being requested): every
+                // conversion counts as ahead of it.
+                let crq = a.crq();
+                return (0..6).any(|q| crq[q as usize] > 0 && !compat(gr2, q));
+            }
+            if !a.convert_pairs() {
+                return false;
+            }
+        }
         let mut seen = false;
         let mut j = self.res[r as usize].q[Q_CONVERT].head;
         while j != NIL {
@@ -232,6 +278,12 @@ impl Lockspace {
     /// detection (which may demote a CONVDEADLK lock to NL), then the ALT
     /// retry.
     fn can_be_granted(&mut self, r: u32, i: u32, now: bool) -> Decision {
+        self.can_be_granted_in(r, i, now, None)
+    }
+
+    /// [`Self::can_be_granted`] in a walk of the convert queue that has
+    /// counted the conversions ahead of `i` (with aggregates).
+    fn can_be_granted_in(&mut self, r: u32, i: u32, now: bool, ahead: Option<&Ahead>) -> Decision {
         let rq = self.l(i).rq;
         if self.can(r, i, rq, now) {
             return Decision::Grant {
@@ -240,7 +292,13 @@ impl Lockspace {
             };
         }
         let f = self.l(i).exflags;
-        if self.l(i).gr != IV && !f.contains(F::NOQUEUE) && self.deadlocked(r, i) {
+        if self.l(i).gr != IV
+            && !f.contains(F::NOQUEUE)
+            && match ahead {
+                Some(ahead) => self.deadlocked_counted(r, i, ahead),
+                None => self.deadlocked(r, i),
+            }
+        {
             if f.contains(F::CONVDEADLK) {
                 self.set_gr(i, NL);
                 self.lm(i).sbflags |= SBF_DEMOTED;
@@ -345,16 +403,26 @@ impl Lockspace {
 
     /// `grant_pending_convert` (C.7 step 1). Returns `max(high, hi)`.
     fn grant_pending_convert(&mut self, r: u32, high: i8, mut cw: Option<&mut bool>) -> i8 {
+        if let Some(a) = self.res[r as usize].agg.as_deref() {
+            if a.cnord == 0 && !a.convert_pairs() {
+                return self.grant_pending_convert_ordered(r, high, cw);
+            }
+        }
+        let counted = self.res[r as usize].agg.is_some();
         let mut quit = false;
         loop {
             let mut grant_restart = false;
             let mut demote_restart = false;
             let mut hi = IV;
+            // The conversions passed in this walk that are still queued
+            // (nothing but the current lock changes during the walk).
+            let mut ahead = Ahead::default();
             let mut cur = self.res[r as usize].q[Q_CONVERT].head;
             while cur != NIL {
                 let next = self.l(cur).q_next;
                 let demoted = self.l(cur).sbflags & SBF_DEMOTED != 0;
-                match self.can_be_granted(r, cur, false) {
+                let d = self.can_be_granted_in(r, cur, false, counted.then_some(&ahead));
+                match d {
                     Decision::Grant { mode, alt } => {
                         self.grant_lock_pending(r, cur, mode, alt);
                         grant_restart = true;
@@ -380,6 +448,11 @@ impl Lockspace {
                         }
                     }
                 }
+                let lk = self.l(cur);
+                if counted && lk.status == ST_CONVERT {
+                    ahead.rq[lk.rq as usize] += 1;
+                    ahead.m[lk.gr as usize][lk.rq as usize] += 1;
+                }
                 cur = next;
             }
             if grant_restart {
@@ -389,6 +462,52 @@ impl Lockspace {
                 quit = true;
                 continue;
             }
+            return high.max(hi);
+        }
+    }
+
+    /// [`Self::grant_pending_convert`] when no conversion of the queue is
+    /// deadlocked (no pair can be, see [`Agg::convert_pairs`]; grants only
+    /// remove pairs, and a demotion needs a deadlock) and none is NOORDER
+    /// or EXPEDITE. Then only the head of the queue can be granted (rule
+    /// 6), so a pass of the kernel's walk grants the head while it is
+    /// grantable and refuses everything behind it, with no other effect:
+    /// `hi` and `cw` come from the requested modes left on the queue. The
+    /// restart after a grant refuses the head again. O(1) per grant
+    /// instead of a walk of the queue (with a deadlock scan) per lock.
+    fn grant_pending_convert_ordered(&mut self, r: u32, high: i8, cw: Option<&mut bool>) -> i8 {
+        loop {
+            let mut granted = false;
+            loop {
+                let h = self.res[r as usize].q[Q_CONVERT].head;
+                if h == NIL {
+                    break;
+                }
+                match self.can_be_granted(r, h, false) {
+                    Decision::Grant { mode, alt } => {
+                        self.grant_lock_pending(r, h, mode, alt);
+                        granted = true;
+                    }
+                    d => {
+                        debug_assert_eq!(d, Decision::Deny);
+                        break;
+                    }
+                }
+            }
+            if granted {
+                continue;
+            }
+            let crq = self.res[r as usize]
+                .agg
+                .as_deref()
+                .expect("aggregates")
+                .crq();
+            if let Some(cw) = cw {
+                if crq[CW as usize] > 0 {
+                    *cw = true;
+                }
+            }
+            let hi = (0..6).rev().find(|&m| crq[m as usize] > 0).unwrap_or(IV);
             return high.max(hi);
         }
     }
@@ -467,16 +586,18 @@ impl Lockspace {
         if high == IV {
             return;
         }
+        // With aggregates, the number of holders to bast is known, and the
+        // walk stops after the last (recent grants are near the head).
+        let mut left = u64::MAX;
         if let Some(a) = self.res[r as usize].agg.as_deref() {
-            let any = (0..6).any(|g| {
-                (0..6).any(|h| a.ghb[g][h] > 0 && lock_requires_bast(g as i8, h as i8, high, cw))
-            });
-            if !any {
-                return;
-            }
+            left = (0..6)
+                .flat_map(|g| (0..6).map(move |h| (g, h)))
+                .filter(|&(g, h)| lock_requires_bast(g as i8, h as i8, high, cw))
+                .map(|(g, h)| u64::from(a.ghb[g][h]))
+                .sum();
         }
         let mut cur = self.res[r as usize].q[Q_GRANT].head;
-        while cur != NIL {
+        while cur != NIL && left > 0 {
             let lk = self.l(cur);
             let next = lk.q_next;
             if lock_requires_bast(lk.gr, lk.highbast, high, cw) {
@@ -487,6 +608,7 @@ impl Lockspace {
                 };
                 self.bast(cur, mode);
                 self.set_hb(cur, high);
+                left -= 1;
             }
             cur = next;
         }
@@ -496,23 +618,28 @@ impl Lockspace {
     /// of lock `i`.
     fn send_bast_queue(&mut self, r: u32, q: usize, i: u32) {
         let rq = self.l(i).rq;
+        // With aggregates, the number of grant-queue holders that need a
+        // bast is known, and the walk stops after the last.
+        let mut left = u64::MAX;
         if q == Q_GRANT {
             if let Some(a) = self.res[r as usize].agg.as_deref() {
-                let any = (0..6).any(|g| {
-                    (0..6).any(|h| a.ghb[g][h] > 0 && modes_require_bast(g as i8, h as i8, rq))
-                });
-                if !any {
-                    return;
-                }
+                left = (0..6)
+                    .flat_map(|g| (0..6).map(move |h| (g, h)))
+                    .filter(|&(g, h)| modes_require_bast(g as i8, h as i8, rq))
+                    .map(|(g, h)| u64::from(a.ghb[g][h]))
+                    .sum();
             }
         }
         let mut cur = self.res[r as usize].q[q].head;
-        while cur != NIL {
+        while cur != NIL && left > 0 {
             let lk = self.l(cur);
             let next = lk.q_next;
-            if cur != i && modes_require_bast(lk.gr, lk.highbast, rq) {
-                self.bast(cur, rq);
-                self.set_hb(cur, rq);
+            if modes_require_bast(lk.gr, lk.highbast, rq) {
+                left -= 1;
+                if cur != i {
+                    self.bast(cur, rq);
+                    self.set_hb(cur, rq);
+                }
             }
             cur = next;
         }
@@ -770,20 +897,28 @@ impl Lockspace {
 
     /// Orphan adoption (`dlm_user_adopt_orphan`, C.11.3).
     pub fn adopt(&mut self, owner: u32, p: &LockParams, tid: u32) -> Result<u32, Errno> {
+        // The kernel walks the lockspace's orphan list for the first orphan
+        // whose resource name is exactly this one; the orphans of a name
+        // are those of the one resource with its key, in the same order.
         let name = p.name.as_bytes();
         let mut other_mode = false;
         let mut found = NIL;
-        let mut cur = self.orphans.head;
+        let key = name_key(name);
+        let h = self.table.hash(key);
+        let mut cur = match self.table.find(&self.res, key, h) {
+            Some(r) if *self.res[r as usize].name == *name => {
+                self.res_orphans.get(&r).map_or(NIL, |l| l.head)
+            }
+            _ => NIL,
+        };
         while cur != NIL {
             let lk = self.l(cur);
-            if *self.res[lk.res as usize].name == *name {
-                if i32::from(lk.gr) == i32::from(p.mode) {
-                    found = cur;
-                    break;
-                }
-                other_mode = true;
+            if i32::from(lk.gr) == i32::from(p.mode) {
+                found = cur;
+                break;
             }
-            cur = lk.o_next;
+            other_mode = true;
+            cur = lk.n_next;
         }
         if found == NIL {
             return Err(if other_mode {
@@ -796,7 +931,6 @@ impl Lockspace {
         self.unlist(i);
         let lk = self.lm(i);
         lk.bits &= !B_ORPHAN;
-        lk.exflags = p.flags;
         lk.ownpid = tid;
         lk.ua = Ua {
             castparam: p.castparam,
@@ -806,6 +940,7 @@ impl Lockspace {
             user_lksb: p.lksb,
             xid: p.xid,
         };
+        self.set_exflags(i, p.flags);
         self.list_owner(owner, i);
         Ok(i + 1)
     }
@@ -826,6 +961,10 @@ impl Lockspace {
                 // orphan_proc_lock: a cancel with no flags.
                 let _ = self.validate_unlock(i, F::empty());
                 self.do_cancel(i);
+                // Off the wait queue now, so its `n_` links are free.
+                if self.l(i).bits & B_LISTED != 0 && self.l(i).owner == NIL {
+                    self.index_orphan(i);
+                }
             } else {
                 self.lm(i).owner = NIL;
                 self.unlock_proc_lock(i);

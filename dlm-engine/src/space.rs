@@ -10,7 +10,7 @@
 
 use dlm_core::{LockFlags, LockResult, Lvb, Name};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 
 use crate::OwnerId;
@@ -55,6 +55,10 @@ pub(crate) const B_LVBPTR: u8 = 16;
 pub(crate) const B_NORD: u8 = 32;
 /// The lock is on an owner's lock list or on the orphan list.
 pub(crate) const B_LISTED: u8 = 64;
+/// The orphan is on its resource's orphan list
+/// ([`Lockspace::res_orphans`], threaded through the `n_` links, which
+/// only NOORDER waiters use otherwise and an orphan never waits).
+pub(crate) const B_OIDX: u8 = 128;
 
 /// `COMPAT[a + 1][b + 1]`: the kernel's compatibility matrix, IV
 /// included (IV is compatible with everything).
@@ -108,7 +112,7 @@ pub(crate) enum Link {
     Q,
     /// An owner's lock list or the lockspace's orphan list.
     O,
-    /// The NOORDER waiters of a resource.
+    /// The NOORDER waiters of a resource, or the orphans of a resource.
     N,
 }
 
@@ -293,12 +297,59 @@ pub(crate) struct Agg {
     pub g: [u32; 6],
     /// Convert queue: number of locks per granted mode.
     pub c: [u32; 6],
+    /// Convert queue: number of locks per (granted mode, requested mode).
+    pub cm: [[u32; 6]; 6],
+    /// Convert queue: number of locks with NOORDER or EXPEDITE (the
+    /// only ones the pending pass can grant away from the head).
+    pub cnord: u32,
     /// Wait queue: number of locks per requested mode.
     pub w: [u32; 6],
     /// Grant queue: number of locks per (granted mode, highbast).
     pub ghb: [[u32; 6]; 6],
     /// The NOORDER locks of the wait queue, in wait-queue order.
     pub nord: List,
+}
+
+/// Whether a conversion with these flags can be granted away from the
+/// head of the convert queue.
+pub(crate) fn cvt_unordered(f: LockFlags) -> bool {
+    f.intersects(LockFlags::NOORDER.union(LockFlags::EXPEDITE))
+}
+
+impl Agg {
+    /// Convert queue: number of locks per requested mode.
+    pub fn crq(&self) -> [u32; 6] {
+        let mut n = [0; 6];
+        for row in &self.cm {
+            for (q, c) in row.iter().enumerate() {
+                n[q] += c;
+            }
+        }
+        n
+    }
+
+    /// Whether two different locks `i`, `j` of the convert queue have
+    /// `gr(i)` incompatible with `rq(j)`: the necessary condition of
+    /// every conversion deadlock. Without such a pair no lock of the
+    /// queue is deadlocked, wherever it stands.
+    pub fn convert_pairs(&self) -> bool {
+        let crq = self.crq();
+        (0..6).any(|g| {
+            (0..6).any(|q| {
+                !compat(g as i8, q as i8)
+                    && u64::from(self.c[g]) * u64::from(crq[q]) > u64::from(self.cm[g][q])
+            })
+        })
+    }
+
+    fn convert_add(&mut self, l: &Lock, n: i32) {
+        let (g, q) = (l.gr as usize, l.rq as usize);
+        self.c[g] = self.c[g].wrapping_add_signed(n);
+        self.cm[g][q] = self.cm[g][q].wrapping_add_signed(n);
+        if cvt_unordered(l.exflags) {
+            self.cnord = self.cnord.wrapping_add_signed(n);
+        }
+    }
 }
 
 impl Default for List {
@@ -481,11 +532,17 @@ pub(crate) struct Lockspace {
     pub table: NameTable,
     /// Orphans, in the order they were orphaned.
     pub orphans: List,
+    /// The orphans of each resource that has any, in the order they were
+    /// orphaned (a sublist of [`Lockspace::orphans`]), so that adoption
+    /// finds its candidates without walking every orphan.
+    pub res_orphans: HashMap<u32, List>,
     pub owners: Vec<OwnerSlot>,
     pub free_owners: Vec<u32>,
     /// Owner slots that queued a callback since the last
     /// [`Engine::take_notified`](crate::Engine::take_notified), each once.
     pub notified: Vec<u32>,
+    /// Listed in the engine's lockspaces with notified owners.
+    pub noted: bool,
     pub openers: usize,
     /// Resources get aggregates once they hold more lock objects than this.
     pub agg_threshold: u32,
@@ -503,9 +560,11 @@ impl Lockspace {
             free_res: Vec::new(),
             table: NameTable::new(),
             orphans: List::EMPTY,
+            res_orphans: HashMap::new(),
             owners: Vec::new(),
             free_owners: Vec::new(),
             notified: Vec::new(),
+            noted: false,
             openers: 0,
             agg_threshold,
         }
@@ -562,6 +621,15 @@ impl Lockspace {
         let owner = self.l(i).owner;
         if owner == NIL {
             self.orphans.unlink(&mut self.locks, Link::O, i);
+            if self.l(i).bits & B_OIDX != 0 {
+                let r = self.l(i).res;
+                let list = self.res_orphans.get_mut(&r).expect("resource orphan list");
+                list.unlink(&mut self.locks, Link::N, i);
+                if list.is_empty() {
+                    self.res_orphans.remove(&r);
+                }
+                self.lm(i).bits &= !B_OIDX;
+            }
         } else {
             self.owners[owner as usize]
                 .locks
@@ -584,6 +652,32 @@ impl Lockspace {
         self.lm(i).owner = NIL;
         self.orphans.push_back(&mut self.locks, Link::O, i);
         self.lm(i).bits |= B_LISTED;
+    }
+
+    /// Appends orphan `i` (on the orphan list, off the wait queue) to its
+    /// resource's orphan list.
+    pub fn index_orphan(&mut self, i: u32) {
+        let l = self.l(i);
+        debug_assert!(l.owner == NIL && l.bits & B_LISTED != 0 && l.bits & B_NORD == 0);
+        let r = l.res;
+        let list = self.res_orphans.entry(r).or_default();
+        list.push_back(&mut self.locks, Link::N, i);
+        self.lm(i).bits |= B_OIDX;
+    }
+
+    /// Sets the flags of lock `i`, wherever it is.
+    pub fn set_exflags(&mut self, i: u32, f: LockFlags) {
+        let l = &self.locks[i as usize];
+        if l.status == ST_CONVERT && cvt_unordered(l.exflags) != cvt_unordered(f) {
+            if let Some(a) = self.res[l.res as usize].agg.as_deref_mut() {
+                if cvt_unordered(f) {
+                    a.cnord += 1;
+                } else {
+                    a.cnord -= 1;
+                }
+            }
+        }
+        self.lm(i).exflags = f;
     }
 
     // ---- resources -------------------------------------------------------
@@ -638,7 +732,7 @@ impl Lockspace {
         i = q[Q_CONVERT].head;
         while i != NIL {
             let l = self.l(i);
-            a.c[l.gr as usize] += 1;
+            a.convert_add(l, 1);
             i = l.q_next;
         }
         i = q[Q_WAIT].head;
@@ -699,8 +793,9 @@ impl Lockspace {
                     a.g[l.gr as usize] += 1;
                     a.ghb[l.gr as usize][l.highbast as usize] += 1;
                 }
-                ST_CONVERT => a.c[l.gr as usize] += 1,
+                ST_CONVERT => a.convert_add(l, 1),
                 _ => {
+                    debug_assert_eq!(l.bits & B_OIDX, 0, "an indexed orphan waits");
                     a.w[l.rq as usize] += 1;
                     if l.exflags.contains(LockFlags::NOORDER) {
                         if head {
@@ -734,7 +829,7 @@ impl Lockspace {
                     a.g[l.gr as usize] -= 1;
                     a.ghb[l.gr as usize][l.highbast as usize] -= 1;
                 }
-                ST_CONVERT => a.c[l.gr as usize] -= 1,
+                ST_CONVERT => a.convert_add(l, -1),
                 _ => {
                     a.w[l.rq as usize] -= 1;
                     if l.bits & B_NORD != 0 {
@@ -761,8 +856,11 @@ impl Lockspace {
                     a.ghb[gr as usize][hb as usize] += 1;
                 }
                 ST_CONVERT => {
+                    let rq = l.rq as usize;
                     a.c[old as usize] -= 1;
                     a.c[gr as usize] += 1;
+                    a.cm[old as usize][rq] -= 1;
+                    a.cm[gr as usize][rq] += 1;
                 }
                 _ => {}
             }

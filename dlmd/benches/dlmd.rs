@@ -1,38 +1,57 @@
 //! dlmd benchmarks (a plain `harness = false` program; not a test): run
 //! with `cargo bench -p dlmd`. Every figure is a ratio measured in the
-//! same run, so the machine's speed cancels out:
+//! same run, so the machine's speed cancels out, and each is the median
+//! of rounds that measure both sides one after the other (min and max
+//! printed too):
 //!
 //! (a) a synchronous lock+unlock pair (WRITE, reply, cast; twice) against
 //!     one bare `SOCK_SEQPACKET` echo round trip between two processes
-//!     (goal: at most 2.5x);
+//!     (`pair_over_echo`, client and servers on different CPUs;
+//!     `pair_over_echo_one_cpu`, everything on one CPU);
 //! (b) 4 client processes keeping 64 requests each in flight against the
-//!     single synchronous client's pairs/s (goal: at least 5x);
+//!     single synchronous client's pairs/s (`pipelined_over_sync`,
+//!     `pipelined_over_sync_one_cpu`);
 //! (c) dlmd's resident memory per lock at 1,000,000 held locks, callbacks
-//!     drained (goal: at most 400 bytes);
+//!     drained (`bytes_per_lock`; goal: at most 400 bytes);
 //! (d) the synchronous pair of (a) with [`IDLE`] other handles open on
-//!     the lockspace, doing nothing, against the pair of (a) (reported:
-//!     what idle handles cost the busy one).
+//!     the lockspace, doing nothing, against the pair of (a)
+//!     (`idle_handles_over_plain`: what idle handles cost the busy one);
+//! (e) creating a lockspace and opening a handle on it with 10,000
+//!     lockspaces present against 10 (`lockspaces_10k_over_10`; goal: at
+//!     most 2);
+//! (f) the synchronous pair with 5,000 other handles attached (10,000
+//!     sockets in dlmd) against 10 (`handles_5k_over_10`; goal: at most
+//!     1.2); this process raises its soft descriptor limit to the hard
+//!     one, and skips the figure when that is too low.
 //!
-//! `DLMD_BENCH_QUICK=1` runs smaller counts. `DLMD_BENCH_CPUS=same` pins
-//! every process to CPU 0 (wake-ups are cheap, system calls dominate);
-//! `DLMD_BENCH_CPUS=split` pins the clients to CPU 0 and the servers
-//! (dlmd, the echo server) to CPU 1 (every wake-up crosses CPUs); by
-//! default the scheduler decides. The same executable is also
-//! the echo server and the pipelining client processes (selected by
-//! `DLMD_BENCH_ROLE`).
+//! CPU placement uses the CPUs this process may run on
+//! (`sched_getaffinity`): "split" puts the clients on the first of them
+//! and the servers (dlmd, the echo server) on the second, "one CPU" puts
+//! everything on the first. By default (a) and (b) run in both (split
+//! needs two CPUs); `DLMD_BENCH_CPUS=same`, `split` or `free` (the
+//! scheduler decides) runs one. `DLMD_BENCH_QUICK=1` runs smaller counts.
+//! With `DLM_BENCH_JSON` set (`cargo xtask bench --json`) the figures also
+//! go to stdout as machine lines (`dlm-engine/benches/report/mod.rs`).
+//! The same executable is also the echo server and the pipelining client
+//! processes (selected by `DLMD_BENCH_ROLE`).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "../../dlm-engine/benches/report/mod.rs"]
+mod report;
 
 use common::*;
 use dlm_core::codec::Version;
 use dlm_core::dlmd::proto::{self, Op};
-use dlm_core::{LockFlags, LockParams, LsFlags, Mode, Request, Status};
+use dlm_core::{LockFlags, LockParams, LsFlags, Mode, RemoveFlags, Request, Status};
+use report::Report;
 use rustix::net::{self, RecvFlags, SendFlags};
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 const WORKERS: usize = 4;
@@ -50,13 +69,36 @@ fn main() {
         }
         return;
     }
-    match std::env::var("DLMD_BENCH_CPUS").as_deref() {
-        Ok("same") | Ok("split") => pin(None, 0),
-        Ok("") | Err(_) => {}
-        Ok(other) => panic!("DLMD_BENCH_CPUS is same or split, not {other:?}"),
+    let placements: Vec<Placement> = match std::env::var("DLMD_BENCH_CPUS").as_deref() {
+        Ok("same") => vec![Placement::Same],
+        Ok("split") => vec![Placement::Split],
+        Ok("free") => vec![Placement::Free],
+        Ok("") | Err(_) if cpus().len() >= 2 => vec![Placement::Split, Placement::Same],
+        Ok("") | Err(_) => {
+            eprintln!("dlmd bench: one CPU allowed, so no split placement");
+            vec![Placement::Same]
+        }
+        Ok(other) => panic!("DLMD_BENCH_CPUS is same, split or free, not {other:?}"),
+    };
+    if placements == [Placement::Split] && cpus().len() < 2 {
+        panic!(
+            "DLMD_BENCH_CPUS=split needs two CPUs; this process may use {:?}",
+            cpus()
+        );
     }
     let quick = std::env::var_os("DLMD_BENCH_QUICK").is_some();
     let scale = if quick { 10 } else { 1 };
+    // The profiling runs below keep one placement: the one asked for, or
+    // the scheduler's.
+    let explicit = std::env::var("DLMD_BENCH_CPUS").is_ok_and(|v| !v.is_empty());
+    place(
+        if explicit {
+            placements[0]
+        } else {
+            Placement::Free
+        },
+        None,
+    );
     if let Ok(n) = std::env::var("DLMD_BENCH_SYNC_ONLY") {
         // For profiling: only the synchronous client, this many pairs.
         let d = start_dlmd();
@@ -76,100 +118,339 @@ fn main() {
         return;
     }
 
-    let rtt = echo_round_trip(200_000 / scale);
-    println!(
-        "echo round trip (2 processes, SOCK_SEQPACKET): {:.2} us",
-        rtt * 1e6
-    );
-
+    let out = Report::from_env();
+    let rounds = if quick { 3 } else { 5 };
     let d = start_dlmd();
     let mut ctl = Control::connect(&d.path);
     assert!(ctl.create("bench", LsFlags::empty(), 0o666) >= 0);
     let version = version_round_trip(&d.path, 100_000 / scale);
-    println!(
-        "VERSION round trip via dlmd (request, one reply): {:.2} us = {:.2}x echo",
-        version * 1e6,
-        version / rtt
-    );
-    let pair = sync_pairs(&d.path, 100_000 / scale);
-    println!("sync lock+unlock pair via dlmd: {:.2} us", pair * 1e6);
-    println!(
-        "(a) pair / echo round trip = {:.2}x (goal <= 2.50x)",
-        pair / rtt
-    );
+    out.line(format!(
+        "VERSION round trip via dlmd (request, one reply): {:.2} us",
+        version * 1e6
+    ));
 
-    let idle: Vec<Handle> = (0..IDLE).map(|_| Handle::open(&d.path, "bench")).collect();
-    let busy = sync_pairs(&d.path, 100_000 / scale);
-    drop(idle);
-    println!(
-        "(d) pair with {IDLE} idle handles open / pair = {:.2}x ({:.2} us)",
-        busy / pair,
-        busy * 1e6
-    );
+    // (a) and (b): per round, in each placement: echo, sync pair, pipelined.
+    let secs = if quick { 1.0 } else { 2.0 };
+    let n = placements.len();
+    let (mut rtt, mut pair, mut piped) = (vec![vec![]; n], vec![vec![]; n], vec![vec![]; n]);
+    let (mut a, mut b) = (vec![vec![]; n], vec![vec![]; n]);
+    let (mut cpu, mut done) = (vec![0.0; n], vec![0.0; n]);
+    for _ in 0..rounds {
+        for (k, &p) in placements.iter().enumerate() {
+            place(p, Some(d.child.id()));
+            let r = echo_round_trip(100_000 / scale);
+            let s = sync_pairs(&d.path, 50_000 / scale);
+            let cpu0 = cpu_seconds(d.child.id());
+            let (agg, total, _) = pipelined(&d.path, secs);
+            cpu[k] += cpu_seconds(d.child.id()) - cpu0;
+            done[k] += total;
+            rtt[k].push(r);
+            pair[k].push(s);
+            piped[k].push(agg);
+            a[k].push(s / r);
+            b[k].push(agg * s);
+        }
+    }
+    for (k, &p) in placements.iter().enumerate() {
+        let (sa, sb) = (report::Stats::of(&a[k]), report::Stats::of(&b[k]));
+        let pair_us = report::median(&pair[k]) * 1e6;
+        out.line(format!(
+            "[{}] echo round trip (2 processes, SOCK_SEQPACKET): {:.2} us; sync lock+unlock \
+             pair via dlmd: {pair_us:.2} us",
+            p.label(),
+            report::median(&rtt[k]) * 1e6
+        ));
+        out.ratio(
+            &format!("pair_over_echo{}", p.suffix()),
+            sa,
+            format!("[{}] (a) pair / echo round trip = {sa}", p.label()),
+        );
+        out.line(format!(
+            "[{}] sync client: {:.0} pairs/s; {WORKERS} clients x {IN_FLIGHT} in flight: {:.0} pairs/s",
+            p.label(),
+            1e6 / pair_us,
+            report::median(&piped[k])
+        ));
+        out.ratio(
+            &format!("pipelined_over_sync{}", p.suffix()),
+            sb,
+            format!(
+                "[{}] (b) pipelined aggregate / sync client = {sb}",
+                p.label()
+            ),
+        );
+        // What dlmd itself spends, independent of how many CPUs the
+        // clients compete for: its CPU time per pipelined pair.
+        let per_pair = cpu[k] / done[k];
+        out.line(format!(
+            "[{}]     dlmd CPU per pipelined pair: {:.2} us; on a core of its own dlmd would \
+             serve {:.0} pairs/s = {:.1}x the sync client",
+            p.label(),
+            per_pair * 1e6,
+            1.0 / per_pair,
+            (1.0 / per_pair) / (1e6 / pair_us)
+        ));
+    }
 
-    let secs = if quick { 1.0 } else { 3.0 };
-    let cpu0 = cpu_seconds(d.child.id());
-    let (agg, total_pairs, wall) = pipelined(&d.path, secs);
-    let cpu = cpu_seconds(d.child.id()) - cpu0;
-    let single = 1.0 / pair;
-    println!(
-        "sync client: {:.0} pairs/s; {WORKERS} clients x {IN_FLIGHT} in flight: {:.0} pairs/s",
-        single, agg
-    );
-    println!(
-        "(b) pipelined aggregate / sync client = {:.2}x (goal >= 5.00x)",
-        agg / single
-    );
-    // What dlmd itself spends, independent of how many CPUs the clients
-    // compete for: its CPU time per pipelined lock+unlock pair.
-    let per_pair = cpu / total_pairs;
-    println!(
-        "    dlmd CPU per pipelined pair: {:.2} us ({:.0}% of a CPU); on a core of its own dlmd \
-         would serve {:.0} pairs/s = {:.1}x the sync client",
-        per_pair * 1e6,
-        100.0 * cpu / wall,
-        1.0 / per_pair,
-        (1.0 / per_pair) / single
+    // (d): idle handles, in the first placement.
+    place(placements[0], Some(d.child.id()));
+    let mut busy = Vec::new();
+    let sd = out.rounds(rounds, || {
+        let plain = sync_pairs(&d.path, 50_000 / scale);
+        let idle: Vec<Handle> = (0..IDLE).map(|_| Handle::open(&d.path, "bench")).collect();
+        let with = sync_pairs(&d.path, 50_000 / scale);
+        drop(idle);
+        busy.push(with);
+        with / plain
+    });
+    out.ratio(
+        "idle_handles_over_plain",
+        sd,
+        format!(
+            "(d) pair with {IDLE} idle handles open / pair = {sd} ({:.2} us)",
+            report::median(&busy) * 1e6
+        ),
     );
     drop(ctl);
     drop(d);
 
+    // (e) and (f): two daemons side by side, one with few and one with
+    // many lockspaces or handles, measured alternately.
+    growth(&out, placements[0], rounds, scale);
+
+    place(Placement::Free, None);
     let n = 1_000_000 / scale;
     let (base, rss) = memory(n);
-    println!(
+    out.line(format!(
         "dlmd RSS: {:.1} MiB idle, {:.1} MiB with {n} locks held",
         base as f64 / 1048576.0,
         rss as f64 / 1048576.0
+    ));
+    let per_lock = rss as f64 / f64::from(n);
+    out.size(
+        "bytes_per_lock",
+        per_lock.round(),
+        format!(
+            "(c) {per_lock:.0} bytes per lock (RSS / locks; {:.0} counting only the growth) (goal <= 400)",
+            (rss - base) as f64 / f64::from(n)
+        ),
     );
-    println!(
-        "(c) {:.0} bytes per lock (RSS / locks; {:.0} counting only the growth) (goal <= 400)",
-        rss as f64 / n as f64,
-        (rss - base) as f64 / n as f64
+    out.finish();
+}
+
+/// (e) creating and opening a lockspace with 10,000 lockspaces present
+/// against 10 (`lockspaces_10k_over_10`); (f) a synchronous pair with
+/// 5,000 other handles attached against 10 (`handles_5k_over_10`).
+fn growth(out: &Report, p: Placement, rounds: usize, scale: u32) {
+    place(p, None);
+    let few = start_dlmd();
+    let many = start_dlmd();
+    let mut ctl_few = Control::connect(&few.path);
+    let mut ctl_many = Control::connect(&many.path);
+    for (ctl, n) in [(&mut ctl_few, 10), (&mut ctl_many, 10_000 / scale)] {
+        for i in 0..n {
+            assert!(ctl.create(&format!("fill-{i}"), LsFlags::empty(), 0o666) >= 0);
+        }
+    }
+    let k = 200 / scale.min(2) as usize;
+    let (mut t_few, mut t_many) = (Vec::new(), Vec::new());
+    let mut round = 0;
+    let se = out.rounds(rounds, || {
+        round += 1;
+        let a = create_open(&few, &mut ctl_few, &format!("a{round}"), k);
+        let b = create_open(&many, &mut ctl_many, &format!("b{round}"), k);
+        t_few.push(a);
+        t_many.push(b);
+        b / a
+    });
+    out.ratio(
+        "lockspaces_10k_over_10",
+        se,
+        format!(
+            "(e) create + open a lockspace with {} others present / with 10 = {se} \
+             ({:.1} us vs {:.1} us)",
+            10_000 / scale,
+            report::median(&t_many) * 1e6,
+            report::median(&t_few) * 1e6
+        ),
+    );
+
+    // Each handle is two sockets here and two in dlmd (which raises its
+    // own limit to the hard one).
+    let n = 5_000 / scale;
+    if !raise_fd_limit(2 * n as u64 + 200) {
+        out.line(format!(
+            "(f) skipped: {} handles need {} descriptors in this process (hard limit too low)",
+            n,
+            2 * n + 200
+        ));
+        return;
+    }
+    for ctl in [&mut ctl_few, &mut ctl_many] {
+        assert!(ctl.create("bench", LsFlags::empty(), 0o666) >= 0);
+    }
+    let _few_handles: Vec<Handle> = (0..10).map(|_| Handle::open(&few.path, "bench")).collect();
+    let _many_handles: Vec<Handle> = (0..n).map(|_| Handle::open(&many.path, "bench")).collect();
+    let (mut p_few, mut p_many) = (Vec::new(), Vec::new());
+    let sf = out.rounds(rounds, || {
+        let a = sync_pairs(&few.path, 20_000 / scale);
+        let b = sync_pairs(&many.path, 20_000 / scale);
+        p_few.push(a);
+        p_many.push(b);
+        b / a
+    });
+    out.ratio(
+        "handles_5k_over_10",
+        sf,
+        format!(
+            "(f) pair with {n} other handles attached / with 10 = {sf} ({:.2} us vs {:.2} us)",
+            report::median(&p_many) * 1e6,
+            report::median(&p_few) * 1e6
+        ),
     );
 }
 
-/// Pins process `pid` (`None`: this one) to `cpu`.
-fn pin(pid: Option<u32>, cpu: usize) {
-    let mut set = rustix::thread::CpuSet::new();
-    set.set(cpu);
+/// Seconds per creation and opening (a handle, both sockets) of one of
+/// `k` new lockspaces on `d`; afterwards (not timed) the handles close
+/// and the lockspaces go again.
+fn create_open(d: &Daemon, ctl: &mut Control, tag: &str, k: usize) -> f64 {
+    let mut handles = Vec::with_capacity(k);
+    let mut minors = Vec::with_capacity(k);
+    let t = Instant::now();
+    for i in 0..k {
+        let name = format!("{tag}-{i}");
+        let minor = ctl.create(&name, LsFlags::empty(), 0o666);
+        assert!(minor >= 0, "create {name}: {minor}");
+        minors.push(minor as u32);
+        handles.push(Handle::open(&d.path, &name));
+    }
+    let secs = t.elapsed().as_secs_f64() / k as f64;
+    drop(handles);
+    for minor in minors {
+        let mut tries = 0;
+        loop {
+            let rc = ctl.remove(minor, RemoveFlags::empty());
+            if rc == 0 {
+                break;
+            }
+            // The hang-ups of the handles may still be on their way.
+            tries += 1;
+            assert!(tries < 1000, "remove minor {minor}: {rc}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    secs
+}
+
+/// Raises this process's soft descriptor limit to the hard one; whether
+/// it is then at least `need`.
+fn raise_fd_limit(need: u64) -> bool {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut lim = getrlimit(Resource::Nofile);
+    if lim.current < lim.maximum {
+        lim.current = lim.maximum;
+        let _ = setrlimit(Resource::Nofile, lim);
+    }
+    getrlimit(Resource::Nofile)
+        .current
+        .is_none_or(|cur| cur >= need)
+}
+
+/// Where the benchmark's processes run.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Placement {
+    /// Wherever the scheduler puts them.
+    Free,
+    /// Everything on the first allowed CPU.
+    Same,
+    /// Clients on the first allowed CPU, servers on the second.
+    Split,
+}
+
+impl Placement {
+    fn label(self) -> &'static str {
+        match self {
+            Placement::Free => "scheduler",
+            Placement::Same => "one CPU",
+            Placement::Split => "split CPUs",
+        }
+    }
+
+    /// The suffix of its figures' keys.
+    fn suffix(self) -> &'static str {
+        match self {
+            Placement::Free => "_scheduler",
+            Placement::Same => "_one_cpu",
+            Placement::Split => "",
+        }
+    }
+}
+
+/// The placement servers started now get.
+static PLACEMENT: AtomicU8 = AtomicU8::new(0);
+
+/// The CPUs this process may run on, as found at the start.
+fn allowed() -> &'static rustix::thread::CpuSet {
+    static SET: OnceLock<rustix::thread::CpuSet> = OnceLock::new();
+    SET.get_or_init(|| rustix::thread::sched_getaffinity(None).expect("sched_getaffinity"))
+}
+
+/// The numbers of the CPUs this process may run on.
+fn cpus() -> Vec<usize> {
+    let set = allowed();
+    (0..rustix::thread::CpuSet::MAX_CPU)
+        .filter(|&c| set.is_set(c))
+        .collect()
+}
+
+/// Places this process (and so the clients it starts) and `server` as
+/// `p` says, and makes `p` the placement of servers started later.
+fn place(p: Placement, server: Option<u32>) {
+    PLACEMENT.store(p as u8, Ordering::Relaxed);
+    let cpus = cpus();
+    let (client, srv) = match p {
+        Placement::Free => (None, None),
+        Placement::Same => (Some(cpus[0]), Some(cpus[0])),
+        Placement::Split => (Some(cpus[0]), Some(cpus[1])),
+    };
+    pin(None, client);
+    if let Some(pid) = server {
+        pin(Some(pid), srv);
+    }
+}
+
+/// Pins process `pid` (`None`: this one) to `cpu` (`None`: every CPU it
+/// was allowed at the start).
+fn pin(pid: Option<u32>, cpu: Option<usize>) {
+    let set = match cpu {
+        Some(c) => {
+            let mut set = rustix::thread::CpuSet::new();
+            set.set(c);
+            set
+        }
+        None => *allowed(),
+    };
     let pid = pid.and_then(|p| rustix::process::Pid::from_raw(p as i32));
     rustix::thread::sched_setaffinity(pid, &set).expect("sched_setaffinity");
 }
 
-/// In `split` mode, moves a server process to CPU 1.
+/// Places a server process started now as the current placement says.
 fn place_server(pid: u32) {
-    if std::env::var("DLMD_BENCH_CPUS").as_deref() == Ok("split") {
-        pin(Some(pid), 1);
-    }
+    let cpus = cpus();
+    let cpu = match PLACEMENT.load(Ordering::Relaxed) {
+        x if x == Placement::Same as u8 => Some(cpus[0]),
+        x if x == Placement::Split as u8 => Some(cpus[1]),
+        _ => None,
+    };
+    pin(Some(pid), cpu);
 }
 
-/// Starts dlmd, placed as `DLMD_BENCH_CPUS` says.
+/// Starts dlmd, placed as the current placement says.
 fn start_dlmd() -> Daemon {
     let d = Daemon::start();
     place_server(d.child.id());
     d
 }
-
 fn spawn_role(role: &str, path: &Path) -> Child {
     Command::new(std::env::current_exe().unwrap())
         .env("DLMD_BENCH_ROLE", role)
@@ -211,7 +492,8 @@ fn echo_server(path: &Path) {
     }
 }
 
-/// Seconds per echo round trip of a 24-byte message (a reply's size).
+/// Seconds per echo round trip of a 24-byte message (a reply's size),
+/// after a warm-up.
 fn echo_round_trip(n: u32) -> f64 {
     let dir = temp_dir();
     let path = dir.join("echo.sock");
@@ -231,11 +513,11 @@ fn echo_round_trip(n: u32) -> f64 {
         t.elapsed().as_secs_f64() / f64::from(n)
     };
     run(n / 10);
-    let best = (0..3).map(|_| run(n)).fold(f64::MAX, f64::min);
+    let t = run(n);
     drop(fd);
     let _ = server.wait();
     let _ = std::fs::remove_dir_all(&dir);
-    best
+    t
 }
 
 /// Sends one WRITE of `req` with sequence number `seq`, from a stack
@@ -292,8 +574,8 @@ fn version_round_trip(path: &Path, n: u32) -> f64 {
     (0..3).map(|_| run(n)).fold(f64::MAX, f64::min)
 }
 
-/// Seconds per synchronous lock+unlock pair from one client: WRITE,
-/// reply, result; twice.
+/// Seconds per synchronous lock+unlock pair from one client (WRITE,
+/// reply, result; twice), after a warm-up.
 fn sync_pairs(path: &Path, n: u32) -> f64 {
     let h = Handle::open(path, "bench");
     let tid = std::process::id();
@@ -324,7 +606,7 @@ fn sync_pairs(path: &Path, n: u32) -> f64 {
         t.elapsed().as_secs_f64() / f64::from(n)
     };
     run(n / 10);
-    (0..3).map(|_| run(n)).fold(f64::MAX, f64::min)
+    run(n)
 }
 
 /// Aggregate pairs/s of [`WORKERS`] pipelining client processes, the

@@ -10,9 +10,14 @@
 //! libraries and dlmd first), or `cargo bench -p dlm-tests --bench clib`
 //! after `cargo build --release -p dlm-lt -p dlmd`. `CLIB_BENCH_PAIRS`
 //! and `CLIB_BENCH_ROUNDS` change the size (default 2000 pairs, 15
-//! rounds).
+//! rounds). With `DLM_BENCH_JSON` set (`cargo xtask bench --json`) the
+//! figure also goes to stdout as a machine line (`report/mod.rs` of the
+//! engine benchmark).
 
 #![allow(unsafe_code)]
+
+#[path = "../../dlm-engine/benches/report/mod.rs"]
+mod report;
 
 use dlm_core::{LockOptions, Lockspace, Mode};
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
@@ -193,17 +198,18 @@ fn main() {
         r_total += tr;
         ratios.push(tr.as_secs_f64() / tc.as_secs_f64());
     }
-    ratios.sort_by(f64::total_cmp);
-    let median = ratios[ratios.len() / 2];
+    let out = report::Report::from_env();
+    let stats = report::Stats::of(&ratios);
     let per = |d: Duration| d.as_secs_f64() * 1e6 / (pairs * rounds) as f64;
-    println!("clib: lock_wait+unlock_wait pair through libdlm_lt.so (dlmd)");
-    println!("  C (libdlm_lt.so): {:.2} us/pair", per(c_total));
-    println!("  Rust (dlm-core):  {:.2} us/pair", per(r_total));
-    println!(
-        "  median ratio Rust/C over {rounds} rounds of {pairs}: {median:.3} (target <= 1.05; min {:.3}, max {:.3})",
-        ratios[0],
-        ratios[ratios.len() - 1]
+    out.line("clib: lock_wait+unlock_wait pair through libdlm_lt.so (dlmd)");
+    out.line(format!("  C (libdlm_lt.so): {:.2} us/pair", per(c_total)));
+    out.line(format!("  Rust (dlm-core):  {:.2} us/pair", per(r_total)));
+    out.ratio(
+        "rust_over_c",
+        stats,
+        format!("  median ratio Rust/C over {rounds} rounds of {pairs}: {stats} (target <= 1.05)"),
     );
+    out.finish();
 
     drop(rls);
     // SAFETY: the handle is live and released once.

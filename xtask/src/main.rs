@@ -21,8 +21,10 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  bench [--only N..]  run the benchmarks (engine, dlmd, clib); ratios against
-                      baselines measured in the same run
+  bench [--json] [--only N..]
+                      run the benchmarks (engine, dlmd, clib); ratios against
+                      baselines measured in the same run (--json: one JSON
+                      object on stdout, progress on stderr)
   demo                start dlmd (unless a DLM is reachable) and show two
                       processes taking and releasing a lock
   loom                run the loom models of the lockspace handle and its
