@@ -102,7 +102,7 @@ impl Results for Device {
         match poll(&mut fds, None) {
             Ok(_) => {}
             Err(rustix::io::Errno::INTR) => return Ok(Dispatched::Empty),
-            Err(e) => return Err(Errno::from_raw(e.raw_os_error())),
+            Err(e) => return Err(e.into()),
         }
         if !fds[1].revents().is_empty() {
             Ok(Dispatched::Woken)

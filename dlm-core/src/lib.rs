@@ -66,7 +66,6 @@
 
 #[cfg(feature = "tokio")]
 mod asyncio;
-pub mod cabi;
 pub mod check;
 pub mod codec;
 pub mod dlmd;

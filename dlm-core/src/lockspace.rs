@@ -980,7 +980,7 @@ fn wait_readable_or(
     match poll(&mut fds, ts.as_ref()) {
         Ok(_) => Ok(!fds[1].revents().is_empty()),
         Err(rustix::io::Errno::INTR) => Ok(false),
-        Err(e) => Err(Errno::from_raw(e.raw_os_error())),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -994,7 +994,7 @@ fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> Result<(), Er
     });
     match poll(&mut fds, ts.as_ref()) {
         Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
-        Err(e) => Err(Errno::from_raw(e.raw_os_error())),
+        Err(e) => Err(e.into()),
     }
 }
 

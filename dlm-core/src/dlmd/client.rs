@@ -19,7 +19,7 @@ fn conn_err(e: rustix::io::Errno) -> Errno {
         rustix::io::Errno::PIPE | rustix::io::Errno::CONNRESET | rustix::io::Errno::NOTCONN => {
             Errno::ENOTCONN
         }
-        e => Errno::from_raw(e.raw_os_error()),
+        e => e.into(),
     }
 }
 
@@ -29,19 +29,18 @@ fn conn_err(e: rustix::io::Errno) -> Errno {
 /// ENOENT when no socket file exists, ECONNREFUSED when nothing listens on
 /// it, or the errno of the failed call.
 pub fn connect(path: &Path) -> Result<OwnedFd, Errno> {
-    let addr = SocketAddrUnix::new(path).map_err(|e| Errno::from_raw(e.raw_os_error()))?;
+    let addr = SocketAddrUnix::new(path)?;
     let fd = net::socket_with(
         AddressFamily::UNIX,
         SocketType::SEQPACKET,
         SocketFlags::CLOEXEC,
         None,
-    )
-    .map_err(|e| Errno::from_raw(e.raw_os_error()))?;
+    )?;
     loop {
         match net::connect(&fd, &addr) {
             Ok(()) => return Ok(fd),
             Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(Errno::from_raw(e.raw_os_error())),
+            Err(e) => return Err(e.into()),
         }
     }
 }
