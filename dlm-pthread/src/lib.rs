@@ -186,7 +186,8 @@ mod exports {
             }
             match cabi::default_ls_if_open() {
                 // SAFETY: `resource` is a C string and `lockid` NULL or
-                // valid (this function's contract).
+                // valid (this function's contract), as `lock_resource`
+                // requires.
                 Ok(ls) => unsafe { cabi::lock_resource(&ls, resource, mode, flags, lockid) },
                 Err(e) => {
                     cabi::set_errno(e);
