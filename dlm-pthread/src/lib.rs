@@ -91,11 +91,11 @@ mod exports {
 
     impl Source for LsSource {
         fn dispatch(&self) -> Step {
-            Step::after(self.ls.handle().dispatch_one(
-                &cabi::CDeliver,
-                false,
-                Some(self.wake.as_fd()),
-            ))
+            Step::after(
+                self.ls
+                    .handle()
+                    .dispatch_one(&cabi::CDeliver, Some(self.wake.as_fd())),
+            )
         }
 
         fn wake(&self) {

@@ -491,8 +491,7 @@ impl Lockspace {
     /// # Errors
     /// ENOTCONN when the lock manager went away; EINTR.
     pub fn dispatch_or_wake(&self, wake: BorrowedFd<'_>) -> Result<Dispatched, Errno> {
-        self.handle
-            .dispatch_one(&Shared(&self.handle), false, Some(wake))
+        self.handle.dispatch_one(&Shared(&self.handle), Some(wake))
     }
 
     /// Ends a lock request whose waiter went away (a dropped future):
