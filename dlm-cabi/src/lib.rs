@@ -95,8 +95,8 @@ pub type AstFn = Option<unsafe extern "C" fn(*mut c_void)>;
 /// A `dlm_lshandle_t` as C holds it: NULL, or an `Arc<Ls>` handed out
 /// by [`Arc::into_raw`]. Every conversion between the two goes through
 /// [`LsHandle::as_ls`], [`LsHandle::borrow`], [`LsHandle::share`] and
-/// `LsHandle::take` (close and release); `#[repr(transparent)]`, so exports take and
-/// return it where `libdlm.h` has `dlm_lshandle_t`.
+/// `LsHandle::take` (for close and release). `#[repr(transparent)]`, so
+/// exports take and return it where `libdlm.h` has `dlm_lshandle_t`.
 #[repr(transparent)]
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct LsHandle(*mut c_void);
