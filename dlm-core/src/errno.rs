@@ -103,6 +103,15 @@ impl fmt::Display for Errno {
 
 impl std::error::Error for Errno {}
 
+/// A failed system call of rustix, which dlm-core's transports use: the
+/// same errno.
+impl From<rustix::io::Errno> for Errno {
+    #[inline]
+    fn from(e: rustix::io::Errno) -> Self {
+        Errno(e.raw_os_error())
+    }
+}
+
 impl From<Errno> for std::io::Error {
     fn from(e: Errno) -> Self {
         std::io::Error::from_raw_os_error(e.0)
@@ -119,5 +128,6 @@ mod tests {
         assert_eq!(Errno::from_ret(7), Ok(7));
         assert_eq!(Errno::EBUSY.to_string(), "Device or resource busy");
         assert_eq!(Errno::EINVAL.raw(), 22);
+        assert_eq!(Errno::from(rustix::io::Errno::BUSY), Errno::EBUSY);
     }
 }

@@ -102,7 +102,7 @@ impl Results for Device {
         match poll(&mut fds, None) {
             Ok(_) => {}
             Err(rustix::io::Errno::INTR) => return Ok(Dispatched::Empty),
-            Err(e) => return Err(Errno::from_raw(e.raw_os_error())),
+            Err(e) => return Err(e.into()),
         }
         if !fds[1].revents().is_empty() {
             Ok(Dispatched::Woken)
@@ -281,16 +281,36 @@ impl<T, S: Results> Handle<T, S> {
         }
     }
 
-    /// Reads and delivers at most one result, holding the dispatch role.
-    ///
-    /// Blocking unless `nonblocking`; with `wake`, the wait also ends when
-    /// it fires ([`Dispatched::Woken`]), which is how an AST thread is
-    /// stopped without `pthread_cancel`.
+    /// Reads and delivers one result, holding the dispatch role; waits
+    /// for one to arrive. With `wake`, the wait also ends when it fires
+    /// ([`Dispatched::Woken`]), which is how an AST thread is stopped
+    /// without `pthread_cancel`.
     ///
     /// # Errors
     /// ENOTCONN when the lock manager went away (every waiter of the handle
     /// is woken with it); EPROTO for a malformed result; EINTR.
+    #[inline]
     pub fn dispatch_one(
+        &self,
+        deliver: &dyn Deliver<T>,
+        wake: Option<S::Wake<'_>>,
+    ) -> Result<Dispatched, Errno> {
+        self.dispatch_one_as(deliver, false, wake)
+    }
+
+    /// Reads and delivers at most one result without waiting for one
+    /// ([`Dispatched::Empty`] when none is queued).
+    ///
+    /// # Errors
+    /// As [`Handle::dispatch_one`].
+    #[inline]
+    pub fn try_dispatch_one(&self, deliver: &dyn Deliver<T>) -> Result<Dispatched, Errno> {
+        self.dispatch_one_as(deliver, true, None)
+    }
+
+    /// [`Handle::dispatch_one`] (blocking) or
+    /// [`Handle::try_dispatch_one`] (`nonblocking`).
+    fn dispatch_one_as(
         &self,
         deliver: &dyn Deliver<T>,
         nonblocking: bool,
@@ -493,7 +513,7 @@ impl<T, S: Results> Handle<T, S> {
     /// As [`Handle::dispatch_one`].
     pub fn drain(&self, deliver: &dyn Deliver<T>) -> Result<usize, Errno> {
         let mut n = 0;
-        while self.dispatch_one(deliver, true, None)? == Dispatched::One {
+        while self.try_dispatch_one(deliver)? == Dispatched::One {
             n += 1;
         }
         Ok(n)

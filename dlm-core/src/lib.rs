@@ -11,7 +11,8 @@
 //! - the dlmd wire protocol ([`dlmd::proto`]).
 //!
 //! User pointers (lksb, callbacks and their parameters) are opaque `u64`
-//! tokens here; only the C ABI layer turns them back into pointers.
+//! tokens here; only the C ABI crate (`dlm-cabi`) turns them back into
+//! pointers. Nothing in this crate is C-callable or takes a raw pointer.
 //!
 //! # The safe Rust API, three ways
 //!
@@ -66,7 +67,6 @@
 
 #[cfg(feature = "tokio")]
 mod asyncio;
-pub mod cabi;
 pub mod check;
 pub mod codec;
 pub mod dlmd;

@@ -11,7 +11,7 @@
 
 use crate::ast::{AstThread, Source, Step};
 use dlm_core::sync::Arc;
-use dlm_core::{Errno, Error, Lockspace};
+use dlm_core::{Error, Lockspace};
 use rustix::event::{EventfdFlags, eventfd};
 use rustix::fd::{AsFd, OwnedFd};
 use std::fmt;
@@ -111,8 +111,7 @@ impl ThreadedLockspace {
     /// # Errors
     /// [`Error::Sys`] when the eventfd or the thread cannot be made.
     pub fn new(ls: Lockspace) -> Result<ThreadedLockspace, Error> {
-        let wake = eventfd(0, EventfdFlags::CLOEXEC)
-            .map_err(|e| Error::Sys(Errno::from_raw(e.raw_os_error())))?;
+        let wake = eventfd(0, EventfdFlags::CLOEXEC).map_err(|e| Error::Sys(e.into()))?;
         let inner = Arc::new(LsThread { ls, wake });
         let thread = AstThread::start(inner.clone()).map_err(Error::Sys)?;
         Ok(ThreadedLockspace {

@@ -145,7 +145,7 @@ fn node2() {
     let got = wait_status(&ls, &status, Duration::from_secs(60));
     println!("node2: blocking EX on r completed with {got:?}");
     assert_eq!(got, Some(0));
-    ls.unlock_id(id, false).expect("unlock r");
+    ls.unlock_id(id).expect("unlock r");
     barrier("n2-granted");
     // 3. The LVB node 1 wrote.
     barrier("lvb-written");

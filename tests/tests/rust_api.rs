@@ -150,11 +150,8 @@ fn blocking_callbacks_carry_the_blocked_mode() {
         .unwrap()
         .expect("completion delivered by dispatch");
     assert_eq!((c.lkid, c.status), (id, Status::GRANTED));
-    assert_eq!(b.unlock_id(id, false).unwrap(), Status::UNLOCKED);
-    assert_eq!(
-        b.unlock_id(id, false).unwrap_err(),
-        Error::Sys(Errno::ENOENT)
-    );
+    assert_eq!(b.unlock_id(id).unwrap(), Status::UNLOCKED);
+    assert_eq!(b.unlock_id(id).unwrap_err(), Error::Sys(Errno::ENOENT));
 }
 
 #[test]

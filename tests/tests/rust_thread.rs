@@ -111,7 +111,7 @@ fn async_completions_run_on_the_thread() {
     let (c, on) = rx.recv_timeout(HANG).unwrap();
     assert_eq!((c.lkid, c.status), (id, Status::GRANTED));
     assert_eq!(on, "dlm-ast");
-    assert_eq!(a.unlock_id(id, false).unwrap(), Status::UNLOCKED);
+    assert_eq!(a.unlock_id(id).unwrap(), Status::UNLOCKED);
 }
 
 #[test]

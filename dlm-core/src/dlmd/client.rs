@@ -18,7 +18,7 @@ fn conn_err(e: rustix::io::Errno) -> Errno {
         rustix::io::Errno::PIPE | rustix::io::Errno::CONNRESET | rustix::io::Errno::NOTCONN => {
             Errno::ENOTCONN
         }
-        e => Errno::from_raw(e.raw_os_error()),
+        e => e.into(),
     }
 }
 
@@ -40,7 +40,7 @@ pub fn connect(sock: &SocketPath) -> Result<OwnedFd, Errno> {
 /// # Errors
 /// As [`connect`]; an untrusted socket is [`ConnectError::Untrusted`].
 pub fn connect_checked(sock: &SocketPath) -> Result<OwnedFd, ConnectError> {
-    let sys = |e: rustix::io::Errno| ConnectError::Sys(Errno::from_raw(e.raw_os_error()));
+    let sys = |e: rustix::io::Errno| ConnectError::Sys(e.into());
     sock.check_dir()?;
     let addr = SocketAddrUnix::new(&sock.path).map_err(sys)?;
     let fd = net::socket_with(

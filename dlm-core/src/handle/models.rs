@@ -63,12 +63,13 @@ fn a_skipped_notify_loses_no_wakeup() {
     model(|| {
         let ls = ModelLs::new(None);
         ls.handle.set_dispatch_thread(true);
-        let dispatcher = {
-            let ls = ls.clone();
-            thread::spawn(move || {
-                while ls.handle.dispatch_one(&*ls, false, Some(())) == Ok(Dispatched::One) {}
-            })
-        };
+        let dispatcher =
+            {
+                let ls = ls.clone();
+                thread::spawn(move || {
+                    while ls.handle.dispatch_one(&*ls, Some(())) == Ok(Dispatched::One) {}
+                })
+            };
         let waiter = spawn_wait(&ls, 1);
         ls.send(1, false);
         assert_eq!(waiter.join().unwrap(), Ok(()));
@@ -92,7 +93,7 @@ fn a_callback_that_reenters_dispatches_nested() {
         ls.send(3, false);
         let dispatcher = {
             let ls = ls.clone();
-            thread::spawn(move || ls.handle.dispatch_one(&*ls, false, None))
+            thread::spawn(move || ls.handle.dispatch_one(&*ls, None))
         };
         assert_eq!(ls.wait_inline_for(2), Ok(()));
         assert_eq!(dispatcher.join().unwrap(), Ok(Dispatched::One));

@@ -17,10 +17,6 @@ const DEV_DIRS: [&str; 2] = ["/dev/misc", "/dev"];
 /// How long a new lockspace's device node is awaited.
 const NODE_WAIT: Duration = Duration::from_secs(10);
 
-fn errno(e: rustix::io::Errno) -> Errno {
-    Errno::from_raw(e.raw_os_error())
-}
-
 /// The minor number of the misc device `name`, from `/proc/misc`.
 fn misc_minor(name: &str) -> Option<u32> {
     let text = std::fs::read_to_string("/proc/misc").ok()?;
@@ -58,7 +54,7 @@ fn find_node(name: &str, minor: u32, wait: Duration) -> Result<PathBuf, Errno> {
 }
 
 fn open_rw(path: &PathBuf) -> Result<OwnedFd, Errno> {
-    rustix::fs::open(path, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty()).map_err(errno)
+    rustix::fs::open(path, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty()).map_err(Errno::from)
 }
 
 fn write_request(fd: BorrowedFd<'_>, req: &Request, version: Version) -> Result<u32, Errno> {
@@ -73,7 +69,7 @@ fn write_bytes(fd: BorrowedFd<'_>, bytes: &[u8]) -> Result<u32, Errno> {
         match rustix::io::write(fd, bytes) {
             Ok(n) => return Ok(n as u32),
             Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(errno(e)),
+            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -126,7 +122,7 @@ impl Control {
         let minor = misc_minor("dlm-control").ok_or(Errno::ENOENT)?;
         let fd = open_rw(&find_node("dlm-control", minor, NODE_WAIT)?)?;
         let mut buf = [0u8; VERSION_LEN];
-        let n = rustix::io::read(&fd, &mut buf).map_err(errno)?;
+        let n = rustix::io::read(&fd, &mut buf).map_err(Errno::from)?;
         let version = Version::decode(&buf[..n])?;
         if version.major != Version::DEVICE.major {
             return Err(Errno::EBADE);
@@ -178,7 +174,7 @@ impl Device {
                 .ok_or(Errno::ENOENT)?,
         };
         let fd = open_rw(&path)?;
-        let st = rustix::fs::fstat(&fd).map_err(errno)?;
+        let st = rustix::fs::fstat(&fd).map_err(Errno::from)?;
         Ok(Device {
             fd,
             minor: rustix::fs::minor(st.st_rdev),
@@ -192,7 +188,7 @@ impl Device {
     /// # Errors
     /// fchmod()'s errno.
     pub fn chmod(&self, mode: u32) -> Result<(), Errno> {
-        rustix::fs::fchmod(&self.fd, Mode::from_raw_mode(mode)).map_err(errno)
+        rustix::fs::fchmod(&self.fd, Mode::from_raw_mode(mode)).map_err(Errno::from)
     }
 
     /// The lockspace's minor number.
@@ -241,7 +237,7 @@ impl Device {
                 Ok(0) => return Ok(None),
                 Ok(_) => {}
                 Err(rustix::io::Errno::INTR) => return Ok(None),
-                Err(e) => return Err(errno(e)),
+                Err(e) => return Err(e.into()),
             }
         }
         let mut buf = [core::mem::MaybeUninit::<u8>::uninit(); RESULT_LVB_LEN];
@@ -250,7 +246,7 @@ impl Device {
                 Ok((bytes, _)) => return LockResult::decode(bytes).map(Some),
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(rustix::io::Errno::AGAIN) if nonblocking => return Ok(None),
-                Err(e) => return Err(errno(e)),
+                Err(e) => return Err(e.into()),
             }
         }
     }

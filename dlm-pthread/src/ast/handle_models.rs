@@ -16,7 +16,7 @@ use dlm_core::sync::{Arc, thread};
 
 impl Source for ModelLs {
     fn dispatch(&self) -> Step {
-        Step::after(self.handle.dispatch_one(self, false, Some(())))
+        Step::after(self.handle.dispatch_one(self, Some(())))
     }
 
     fn wake(&self) {

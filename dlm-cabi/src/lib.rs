@@ -1,27 +1,30 @@
-//! The C ABI's logic, as plain Rust functions that both C libraries
-//! (`libdlm.so.3` from `dlm-pthread`, `libdlm_lt.so.3` from `dlm-lt`) call.
+//! dlm-cabi: the C ABI's logic, as plain Rust functions that both C
+//! libraries (`libdlm.so.3` from `dlm-pthread`, `libdlm_lt.so.3` from
+//! `dlm-lt`) call. It is the only crate of dlm-rs that dereferences a
+//! pointer a C caller passed; dlm-core, beneath it, sees lksb and
+//! callback pointers as opaque `u64` tokens.
 //!
-//! This module owns what `libdlm.h` promises and nothing that needs a
+//! This crate owns what `libdlm.h` promises and nothing that needs a
 //! thread: the process-global state (control connection, detected
-//! version, the default lockspace), lockspace handles, the C [`Deliver`]
-//! (filling the caller's `struct dlm_lksb` and calling its AST), and every
-//! libdlm function with docs/semantics.md Part B's checks and errnos. No symbol is
-//! exported from here: the two cdylib crates generate thin
-//! `#[no_mangle]` shims with [`c_exports!`](crate::c_exports), each
-//! applying its flavour's conventions ([`WaitFlavour`]).
+//! version, the default lockspace), lockspace handles ([`LsHandle`]), the
+//! C [`Deliver`] (filling the caller's `struct dlm_lksb` and calling its
+//! AST), and every libdlm function with docs/semantics.md Part B's checks
+//! and errnos. No symbol is exported from here: the two cdylib crates
+//! generate thin `#[no_mangle]` shims with [`c_exports!`], each applying
+//! its flavour's conventions ([`WaitFlavour`]).
 //!
 //! Speed: a synchronous call (`dlm_ls_lock_wait`, `dlm_ls_unlock_wait`)
 //! is as cheap as the C library's only if it stays one function. The
-//! functions on its path (here, in [`crate::handle`], the kernel device
-//! and the codec) are `#[inline(always)]`, so each export compiles to a
-//! single body that encodes the request in place and takes the handle's
-//! state lock twice; a call between them would be an indirect branch
-//! through the GOT (rustc emits no direct calls to them in a cdylib),
-//! which qemu's TCG, where the kernel tests run, resolves by a lookup
-//! each time. `tests/vm/profile.sh` counts the instructions per
-//! operation against Debian's library; check it after touching the path,
-//! as LLVM may stop inlining something else when one more function is
-//! forced in.
+//! functions on its path (here, in `dlm_core::handle`, the kernel device
+//! and the codec) are `#[inline(always)]` (or generic), so each export
+//! compiles to a single body, across the crate boundaries, that encodes
+//! the request in place and takes the handle's state lock twice; a call
+//! between them would be an indirect branch through the GOT (rustc emits
+//! no direct calls to them in a cdylib), which qemu's TCG, where the
+//! kernel tests run, resolves by a lookup each time.
+//! `tests/vm/profile.sh` counts the instructions per operation against
+//! Debian's library; check it after touching the path, as LLVM may stop
+//! inlining something else when one more function is forced in.
 //!
 //! Deliberate differences from the C library (README's table): a
 //! blocking callback leaves the lksb alone; an LVB is copied only into a
@@ -35,17 +38,18 @@
 //!
 //! # Safety
 //!
-//! The pointer rules, stated once for every function here:
+//! The pointer rules (libdlm's contract), stated once for every function
+//! here; each `unsafe fn` names the ones it relies on:
 //!
-//! - A `dlm_lshandle_t` ([`LsPtr`]) is either NULL or a value returned by
-//!   [`new_lockspace`]/[`open_lockspace`] that has not been passed to
-//!   [`close_lockspace`]/[`release_lockspace`]. Handles are
-//!   `Arc::into_raw` pointers, so every call borrows the record and
+//! - A `dlm_lshandle_t` ([`LsHandle`]) is either NULL or a value returned
+//!   by [`new_lockspace`]/[`open_lockspace`] that has not been passed to
+//!   [`close_lockspace`]/[`release_lockspace`] (a *live* handle). Handles
+//!   are `Arc::into_raw` pointers, so every call borrows the record and
 //!   threads that still use a handle keep its fd open.
 //! - A `struct dlm_lksb *` passed to an operation must stay valid, and
 //!   must not be freed, until that operation's completion was delivered
 //!   (for `_wait` calls: until the call returns); its `sb_lvbptr`, when
-//!   not NULL, points to 32 writable bytes. This is libdlm's contract.
+//!   not NULL, points to 32 writable bytes.
 //! - Callback addresses are C functions taking one `void *`; addresses in
 //!   the first page (such as lvmlockd's `(void *)1` placeholders) are
 //!   never called.
@@ -59,11 +63,11 @@ mod exports;
 
 pub use calls::*;
 
-use crate::codec::LockResult;
-use crate::handle::{Deliver, Handle};
-use crate::sync::lock;
-use crate::{Errno, Name, Status};
-use core::ffi::{c_char, c_int, c_void};
+use core::ffi::{c_char, c_int, c_uint, c_void};
+use dlm_core::codec::LockResult;
+use dlm_core::handle::{Deliver, Handle};
+use dlm_core::sync::lock;
+use dlm_core::{Errno, Name, Status};
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -88,8 +92,92 @@ const _: () = assert!(core::mem::size_of::<Lksb>() == core::mem::size_of::<dlm_s
 /// A C callback: `void (*)(void *)`.
 pub type AstFn = Option<unsafe extern "C" fn(*mut c_void)>;
 
-/// A `dlm_lshandle_t`.
-pub type LsPtr = *mut c_void;
+/// A `dlm_lshandle_t` as C holds it: NULL, or an `Arc<Ls>` handed out
+/// by [`Arc::into_raw`]. Every conversion between the two goes through
+/// [`LsHandle::as_ls`], [`LsHandle::borrow`], [`LsHandle::share`] and
+/// `LsHandle::take` (for close and release). `#[repr(transparent)]`, so
+/// exports take and return it where `libdlm.h` has `dlm_lshandle_t`.
+#[repr(transparent)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct LsHandle(*mut c_void);
+
+impl LsHandle {
+    /// The NULL handle, returned with errno on failure.
+    pub const NULL: LsHandle = LsHandle(core::ptr::null_mut());
+
+    /// Gives one count of `ls` to C.
+    fn from_arc(ls: Arc<Ls>) -> LsHandle {
+        LsHandle(Arc::into_raw(ls).cast_mut().cast())
+    }
+
+    /// The record this handle points to (NULL for [`LsHandle::NULL`]);
+    /// not dereferenced here. Also the key under which the threads
+    /// library keeps a handle's AST thread (`Arc::as_ptr` of the same
+    /// record gives the same address).
+    #[inline(always)]
+    pub fn as_ls(self) -> *const Ls {
+        self.0.cast_const().cast()
+    }
+
+    /// Whether this is NULL.
+    pub fn is_null(self) -> bool {
+        self.0.is_null()
+    }
+
+    /// Borrows the record behind the handle, for the length of the call.
+    ///
+    /// # Errors
+    /// ENOTCONN for NULL.
+    ///
+    /// # Safety
+    /// The handle is NULL or live (module doc), and stays live while the
+    /// borrow is used: C may not close a handle that another of its calls
+    /// is using.
+    #[inline(always)]
+    pub unsafe fn borrow<'a>(self) -> Result<&'a Ls, Errno> {
+        // SAFETY: a live handle is an `Arc::into_raw` pointer whose count
+        // C holds, so the `Ls` is alive; it is never mutated in place.
+        unsafe { self.as_ls().as_ref() }.ok_or(Errno::ENOTCONN)
+    }
+
+    /// A new counted reference to the record, for a thread that outlives
+    /// the call.
+    ///
+    /// # Errors
+    /// ENOTCONN for NULL.
+    ///
+    /// # Safety
+    /// The handle is NULL or live.
+    pub unsafe fn share(self) -> Result<Arc<Ls>, Errno> {
+        if self.is_null() {
+            return Err(Errno::ENOTCONN);
+        }
+        let p = self.as_ls();
+        // SAFETY: a live handle came from `Arc::into_raw` and C holds one
+        // count, so the count is at least one; the count added here is
+        // owned by the returned `Arc`.
+        unsafe {
+            Arc::increment_strong_count(p);
+            Ok(Arc::from_raw(p))
+        }
+    }
+
+    /// Takes the count C held back (the handle is dead afterwards) and
+    /// unregisters the record; `None` for NULL.
+    ///
+    /// # Safety
+    /// The handle is NULL or live, and C gives it up with this call.
+    unsafe fn take(self) -> Option<Arc<Ls>> {
+        if self.is_null() {
+            return None;
+        }
+        // SAFETY: a live handle came from `Arc::into_raw` with one count
+        // that C owned and now gives up (close or release).
+        let ls = unsafe { Arc::from_raw(self.as_ls()) };
+        unregister(&ls);
+        Some(ls)
+    }
+}
 
 /// libdlm's "operation in progress" marker in `sb_status`.
 pub const EINPROG: c_int = Status::IN_PROGRESS.raw();
@@ -201,9 +289,10 @@ impl Deliver<InFlight> for CDeliver {
         if lksb.is_null() {
             return call;
         }
-        // SAFETY: `user_lksb` is the lksb pointer the caller passed with
-        // this lock's latest request; libdlm's contract keeps it valid
-        // until this completion is delivered (module doc).
+        // SAFETY: `user_lksb` is the lksb pointer the C caller passed with
+        // this lock's latest request (the lock manager echoes it back
+        // unread); libdlm's contract keeps it valid until this, its
+        // completion, is delivered (module doc).
         unsafe {
             core::ptr::addr_of_mut!((*lksb).sb_lkid).write_volatile(r.lkid);
             core::ptr::addr_of_mut!((*lksb).sb_flags).write_volatile(r.flags.bits() as c_char);
@@ -224,10 +313,13 @@ impl Deliver<InFlight> for CDeliver {
             return;
         }
         let addr = r.astaddr as usize;
-        // SAFETY: a non-placeholder callback address is a C function
-        // `void (*)(void *)` that the caller registered with this lock.
+        // SAFETY: an address past the first page is the `astaddr` or
+        // `bastaddr` a C caller passed with this lock, echoed unread by
+        // the lock manager: a function `void (*)(void *)` by libdlm.h's
+        // prototype.
         let f: unsafe extern "C" fn(*mut c_void) = unsafe { core::mem::transmute(addr) };
-        // SAFETY: calling the caller's AST with the parameter it gave.
+        // SAFETY: the caller's AST, called with the parameter it gave for
+        // it, as libdlm does.
         unsafe { f(r.astparam as usize as *mut c_void) };
     }
 }

@@ -8,9 +8,9 @@
 //! [`wait_ret`]). Pointer rules: the parent module's `# Safety`.
 
 use super::*;
-use crate::codec::{LVB_LEN, LockParams, Request, Version};
-use crate::transport::{Control, Device};
-use crate::{LockFlags, LsFlags, NAME_MAX};
+use dlm_core::codec::{LVB_LEN, LockParams, Request, Version};
+use dlm_core::transport::{Control, Device};
+use dlm_core::{LockFlags, LsFlags, NAME_MAX};
 use dlm_sys::{DLM_USER_LOCK, DLM_USER_UNLOCK};
 use std::ffi::CStr;
 use std::os::fd::AsRawFd;
@@ -52,7 +52,8 @@ pub fn library_version() -> Version {
 /// Each pointer is NULL or writable.
 pub unsafe fn put_version(v: Version, maj: *mut u32, min: *mut u32, patch: *mut u32) {
     for (p, value) in [(maj, v.major), (min, v.minor), (patch, v.patch)] {
-        // SAFETY: NULL or writable (caller contract).
+        // SAFETY: `p` is one of the three pointers this function's
+        // contract says are NULL or writable; `as_mut` checks NULL.
         if let Some(p) = unsafe { p.as_mut() } {
             *p = value;
         }
@@ -67,47 +68,16 @@ unsafe fn c_str<'a>(name: *const c_char) -> Result<&'a [u8], Errno> {
     if name.is_null() {
         return Err(Errno::EINVAL);
     }
-    // SAFETY: non-NULL and NUL-terminated by the caller's contract.
+    // SAFETY: checked non-NULL above; NUL-terminated by this function's
+    // contract (libdlm.h: lockspace and resource names are C strings).
     Ok(unsafe { CStr::from_ptr(name) }.to_bytes())
 }
 
-fn into_ptr(dev: Device, name: Name, created: bool) -> LsPtr {
+/// A new registered record, its count handed to C.
+fn into_handle(dev: Device, name: Name, created: bool) -> LsHandle {
     let ls = Arc::new(Ls::new(Handle::new(dev), name, created));
     register(&ls);
-    Arc::into_raw(ls).cast_mut().cast()
-}
-
-/// Borrows the record behind a handle.
-///
-/// # Errors
-/// ENOTCONN for NULL.
-///
-/// # Safety
-/// `ls` is NULL or a live handle (module doc).
-pub unsafe fn borrow<'a>(ls: LsPtr) -> Result<&'a Ls, Errno> {
-    // SAFETY: a live handle points to an `Ls` owned by an `Arc`.
-    unsafe { ls.cast::<Ls>().cast_const().as_ref() }.ok_or(Errno::ENOTCONN)
-}
-
-/// A new reference to the record behind a handle, for a thread that
-/// outlives the call.
-///
-/// # Errors
-/// ENOTCONN for NULL.
-///
-/// # Safety
-/// `ls` is NULL or a live handle.
-pub unsafe fn share(ls: LsPtr) -> Result<Arc<Ls>, Errno> {
-    if ls.is_null() {
-        return Err(Errno::ENOTCONN);
-    }
-    let p = ls.cast::<Ls>().cast_const();
-    // SAFETY: `p` came from `Arc::into_raw` and its count is at least one
-    // while the handle is live; the new count is owned by the result.
-    unsafe {
-        Arc::increment_strong_count(p);
-        Ok(Arc::from_raw(p))
-    }
+    LsHandle::from_arc(ls)
 }
 
 /// `dlm_new_lockspace` (and `dlm_create_lockspace` with flags 0).
@@ -118,11 +88,12 @@ pub unsafe fn share(ls: LsPtr) -> Result<Arc<Ls>, Errno> {
 ///
 /// # Safety
 /// `name` is NULL or a NUL-terminated string.
-pub unsafe fn new_lockspace(name: *const c_char, mode: u32, flags: u32) -> Result<LsPtr, Errno> {
-    // SAFETY: forwarded caller contract.
+pub unsafe fn new_lockspace(name: *const c_char, mode: u32, flags: u32) -> Result<LsHandle, Errno> {
+    // SAFETY: `name` is NULL or a C string, as `c_str` requires (this
+    // function's contract).
     let name = Name::lockspace(unsafe { c_str(name) }?)?;
     let dev = control()?.create_lockspace(&name, mode, LsFlags::from_bits_retain(flags))?;
-    Ok(into_ptr(dev, name, true))
+    Ok(into_handle(dev, name, true))
 }
 
 /// `dlm_open_lockspace`.
@@ -132,25 +103,14 @@ pub unsafe fn new_lockspace(name: *const c_char, mode: u32, flags: u32) -> Resul
 ///
 /// # Safety
 /// `name` is NULL or a NUL-terminated string.
-pub unsafe fn open_lockspace(name: *const c_char) -> Result<LsPtr, Errno> {
-    // SAFETY: forwarded caller contract.
+pub unsafe fn open_lockspace(name: *const c_char) -> Result<LsHandle, Errno> {
+    // SAFETY: `name` is NULL or a C string, as `c_str` requires (this
+    // function's contract).
     let bytes = unsafe { c_str(name) }?;
     // A name no lockspace can have is simply not found, as in C.
     let name = Name::lockspace(bytes).map_err(|_| Errno::ENOENT)?;
     let dev = control()?.open_lockspace(&name)?;
-    Ok(into_ptr(dev, name, false))
-}
-
-/// Takes a handle back from C: it is no longer registered.
-///
-/// # Safety
-/// `ls` is a live, non-NULL handle, which this call consumes.
-unsafe fn take(ls: LsPtr) -> Arc<Ls> {
-    // SAFETY: a live handle is an `Arc::into_raw` pointer; the caller
-    // gives up its count.
-    let ls = unsafe { Arc::from_raw(ls.cast::<Ls>().cast_const()) };
-    unregister(&ls);
-    ls
+    Ok(into_handle(dev, name, false))
 }
 
 /// `dlm_close_lockspace`: closes the handle (its locks are released or
@@ -162,12 +122,10 @@ unsafe fn take(ls: LsPtr) -> Arc<Ls> {
 ///
 /// # Safety
 /// `ls` is NULL or a live handle, which this call consumes.
-pub unsafe fn close_lockspace(ls: LsPtr) -> Result<(), Errno> {
-    if ls.is_null() {
-        return Err(Errno::ENOTCONN);
-    }
-    // SAFETY: forwarded caller contract.
-    drop(unsafe { take(ls) });
+pub unsafe fn close_lockspace(ls: LsHandle) -> Result<(), Errno> {
+    // SAFETY: `ls` is NULL or live and C gives it up with this call
+    // (this function's contract), which is what `take` requires.
+    drop(unsafe { ls.take() }.ok_or(Errno::ENOTCONN)?);
     Ok(())
 }
 
@@ -189,14 +147,12 @@ pub unsafe fn close_lockspace(ls: LsPtr) -> Result<(), Errno> {
 /// `ls` is NULL or a live handle, which this call consumes.
 pub unsafe fn release_lockspace(
     _name: *const c_char,
-    ls: LsPtr,
+    ls: LsHandle,
     force: c_int,
 ) -> Result<(), Errno> {
-    if ls.is_null() {
-        return Err(Errno::ENOTCONN);
-    }
-    // SAFETY: forwarded caller contract.
-    let ls = unsafe { take(ls) };
+    // SAFETY: `ls` is NULL or live and C gives it up with this call
+    // (this function's contract), which is what `take` requires.
+    let ls = unsafe { ls.take() }.ok_or(Errno::ENOTCONN)?;
     let minor = ls.handle.device().minor();
     let busy = release_would_wait_for_self(&ls.name, Arc::as_ptr(&ls));
     drop(ls);
@@ -211,18 +167,16 @@ pub fn ls_get_fd(ls: &Ls) -> c_int {
     ls.handle.fd().as_raw_fd()
 }
 
-/// The default lockspace ("default"): opened, else created 0600, on
-/// first need when `open`; otherwise ENOTCONN until then.
+/// The default lockspace ("default"), opened (else created 0600) on
+/// first need: for `dlm_lock`, `dlm_lock_wait`, `dlm_get_fd` and
+/// `dlm_pthread_init`.
 ///
 /// # Errors
-/// ENOTCONN (not open and `!open`); the open/create errors.
-pub fn default_ls(open: bool) -> Result<Arc<Ls>, Errno> {
+/// The open/create errors.
+pub fn open_default_ls() -> Result<Arc<Ls>, Errno> {
     let mut slot = lock(&DEFAULT);
     if let Some(ls) = &*slot {
         return Ok(ls.clone());
-    }
-    if !open {
-        return Err(Errno::ENOTCONN);
     }
     let name = Name::lockspace(b"default")?;
     let ctl = control()?;
@@ -246,17 +200,21 @@ pub fn take_default() -> Option<Arc<Ls>> {
     ls
 }
 
-/// The default lockspace, if it is open.
-pub fn current_default() -> Option<Arc<Ls>> {
-    lock(&DEFAULT).clone()
+/// The default lockspace if it is open, for the calls that never open
+/// it (`dlm_unlock`, `dlm_unlock_wait`, `unlock_resource`).
+///
+/// # Errors
+/// ENOTCONN until it was opened.
+pub fn default_ls_if_open() -> Result<Arc<Ls>, Errno> {
+    lock(&DEFAULT).clone().ok_or(Errno::ENOTCONN)
 }
 
 /// `dlm_get_fd`: the default lockspace's fd, opening it first.
 ///
 /// # Errors
-/// As [`default_ls`].
+/// As [`open_default_ls`].
 pub fn get_fd() -> Result<c_int, Errno> {
-    default_ls(true).map(|ls| ls_get_fd(&ls))
+    open_default_ls().map(|ls| ls_get_fd(&ls))
 }
 
 /// `dlm_dispatch`: delivers every queued result of the handle whose fd
@@ -300,22 +258,93 @@ pub struct LockArgs {
     pub timeout: u64,
 }
 
+// The constructors take the C functions' parameters in their order.
+#[allow(clippy::too_many_arguments)]
 impl LockArgs {
-    /// Arguments with no completion routine, parameter, xid or timeout.
-    pub fn new(mode: u32, lksb: *mut Lksb, flags: u32, name: *const c_void, namelen: u32) -> Self {
+    /// The arguments of `dlm_ls_lock` and `dlm_lock`.
+    #[inline(always)]
+    pub fn ls_lock(
+        mode: u32,
+        lksb: *mut Lksb,
+        flags: u32,
+        name: *const c_void,
+        namelen: c_uint,
+        parent: u32,
+        astaddr: AstFn,
+        astarg: *mut c_void,
+        bastaddr: AstFn,
+    ) -> Self {
         LockArgs {
             mode,
             lksb,
             flags,
             name,
             namelen,
-            parent: 0,
-            astaddr: None,
-            astarg: core::ptr::null_mut(),
-            bastaddr: None,
+            parent,
+            astaddr,
+            astarg,
+            bastaddr,
             xid: 0,
             timeout: 0,
         }
+    }
+
+    /// The arguments of `dlm_ls_lockx`: those of `dlm_ls_lock` plus the
+    /// transaction id and timeout (already read from their pointers).
+    pub fn ls_lockx(
+        mode: u32,
+        lksb: *mut Lksb,
+        flags: u32,
+        name: *const c_void,
+        namelen: c_uint,
+        parent: u32,
+        astaddr: AstFn,
+        astarg: *mut c_void,
+        bastaddr: AstFn,
+        xid: u64,
+        timeout: u64,
+    ) -> Self {
+        LockArgs {
+            xid,
+            timeout,
+            ..Self::ls_lock(
+                mode, lksb, flags, name, namelen, parent, astaddr, astarg, bastaddr,
+            )
+        }
+    }
+
+    /// The arguments of `dlm_ls_lock_wait` and `dlm_lock_wait`: no
+    /// completion routine ([`sync_ast`] is used), and `bastarg` is the
+    /// blocking routine's parameter.
+    #[inline(always)]
+    pub fn ls_lock_wait(
+        mode: u32,
+        lksb: *mut Lksb,
+        flags: u32,
+        name: *const c_void,
+        namelen: c_uint,
+        parent: u32,
+        bastarg: *mut c_void,
+        bastaddr: AstFn,
+    ) -> Self {
+        Self::ls_lock(
+            mode, lksb, flags, name, namelen, parent, None, bastarg, bastaddr,
+        )
+    }
+
+    /// The arguments of `lock_resource`'s synchronous request: no
+    /// parent, LVB or blocking routine.
+    fn lock_resource(mode: u32, lksb: *mut Lksb, flags: u32, name: &[u8]) -> Self {
+        Self::ls_lock_wait(
+            mode,
+            lksb,
+            flags,
+            name.as_ptr().cast(),
+            name.len() as c_uint,
+            0,
+            core::ptr::null_mut(),
+            None,
+        )
     }
 }
 
@@ -328,7 +357,7 @@ fn fn_addr(f: AstFn) -> u64 {
 /// # Safety
 /// `lksb` is valid.
 unsafe fn status_of(lksb: *mut Lksb) -> c_int {
-    // SAFETY: caller contract; volatile because the dispatcher (maybe
+    // SAFETY: `lksb` is valid (this function's contract); volatile
     // another thread, under the handle's state lock) writes it.
     unsafe { core::ptr::addr_of!((*lksb).sb_status).read_volatile() }
 }
@@ -338,7 +367,8 @@ unsafe fn status_of(lksb: *mut Lksb) -> c_int {
 /// # Safety
 /// `lksb` is valid.
 unsafe fn set_status(lksb: *mut Lksb, status: c_int) {
-    // SAFETY: caller contract.
+    // SAFETY: `lksb` is valid (this function's contract); volatile
+    // because a waiter polls it.
     unsafe { core::ptr::addr_of_mut!((*lksb).sb_status).write_volatile(status) }
 }
 
@@ -349,10 +379,11 @@ unsafe fn set_status(lksb: *mut Lksb, status: c_int) {
 unsafe fn lvb_of(lksb: *mut Lksb, flags: LockFlags) -> [u8; LVB_LEN] {
     let mut lvb = [0; LVB_LEN];
     if flags.contains(LockFlags::VALBLK) {
-        // SAFETY: caller contract.
+        // SAFETY: `lksb` is valid (this function's contract).
         let src = unsafe { (*lksb).sb_lvbptr };
         if !src.is_null() {
-            // SAFETY: 32 readable bytes by the caller's contract.
+            // SAFETY: a non-NULL `sb_lvbptr` points to 32 bytes (this
+            // function's contract, libdlm's rule for the LVB buffer).
             unsafe { core::ptr::copy_nonoverlapping(src.cast::<u8>(), lvb.as_mut_ptr(), LVB_LEN) };
         }
     }
@@ -373,7 +404,7 @@ unsafe fn write_params(
     name: &[u8],
     lksb: *mut Lksb,
 ) -> Result<u32, Errno> {
-    // SAFETY: caller contract.
+    // SAFETY: `lksb` is valid (this function's contract).
     unsafe { set_status(lksb, EINPROG) };
     ls.handle.device().write_params(p, cmd, name)
 }
@@ -394,7 +425,8 @@ unsafe fn send_lock(ls: &Ls, a: &LockArgs, castaddr: u64) -> Result<Option<u32>,
     }
     let flags = LockFlags::from_bits_retain(a.flags);
     let convert = flags.contains(LockFlags::CONVERT);
-    // SAFETY: `lksb` is valid (checked non-NULL; caller contract).
+    // SAFETY: `lksb` was checked non-NULL above; valid by the
+    // module's rules (this function's contract).
     let (lvbptr, lkid) = unsafe { ((*lksb).sb_lvbptr, (*lksb).sb_lkid) };
     if flags.contains(LockFlags::VALBLK) && lvbptr.is_null() {
         return Err(Errno::EINVAL);
@@ -403,7 +435,8 @@ unsafe fn send_lock(ls: &Ls, a: &LockArgs, castaddr: u64) -> Result<Option<u32>,
         return Err(Errno::EINVAL);
     }
     if a.mode > 5 {
-        // SAFETY: `lksb` is valid (checked non-NULL; caller contract).
+        // SAFETY: `lksb` was checked non-NULL above; valid by the
+        // module's rules (this function's contract).
         return Err(unsafe { refuse_mode(lksb) });
     }
     let name: &[u8] = if convert || a.namelen == 0 {
@@ -426,14 +459,17 @@ unsafe fn send_lock(ls: &Ls, a: &LockArgs, castaddr: u64) -> Result<Option<u32>,
         bastparam: a.astarg as usize as u64,
         bastaddr: fn_addr(a.bastaddr),
         lksb: lksb as usize as u64,
-        // SAFETY: `lksb` is valid; VALBLK implies a non-NULL buffer.
+        // SAFETY: `lksb` is valid (checked non-NULL; the module's rules),
+        // and VALBLK with a NULL `sb_lvbptr` was refused above.
         lvb: unsafe { lvb_of(lksb, flags) },
         name: Name::EMPTY,
     };
-    // SAFETY: caller contract.
+    // SAFETY: `lksb` was checked non-NULL above and is valid by the
+    // module's rules (this function's contract).
     let id = unsafe { write_params(ls, &p, DLM_USER_LOCK, name, lksb) }?;
     if id > 0 {
-        // SAFETY: caller contract.
+        // SAFETY: `lksb` was checked non-NULL above and is valid by the
+        // module's rules (this function's contract).
         unsafe { core::ptr::addr_of_mut!((*lksb).sb_lkid).write_volatile(id) };
     }
     let adoption = flags.contains(LockFlags::ORPHAN) && !convert;
@@ -449,7 +485,7 @@ unsafe fn send_lock(ls: &Ls, a: &LockArgs, castaddr: u64) -> Result<Option<u32>,
 #[cold]
 #[inline(never)]
 unsafe fn refuse_mode(lksb: *mut Lksb) -> Errno {
-    // SAFETY: caller contract.
+    // SAFETY: `lksb` is valid (this function's contract).
     unsafe { set_status(lksb, EINPROG) };
     Errno::EINVAL
 }
@@ -461,7 +497,7 @@ unsafe fn refuse_mode(lksb: *mut Lksb) -> Errno {
 /// # Safety
 /// `lksb` is the request's valid lksb.
 unsafe fn note_in_flight(in_flight: &mut InFlight, lksb: *mut Lksb, lkid: u32) {
-    // SAFETY: caller contract.
+    // SAFETY: `lksb` is valid (this function's contract).
     if unsafe { status_of(lksb) } == EINPROG {
         in_flight.insert(lkid);
     }
@@ -503,10 +539,12 @@ unsafe fn wait_for(
     let mut nothing_to_cancel = false;
     let done = |in_flight: &mut InFlight| {
         if let Some(id) = to_note.take() {
-            // SAFETY: caller contract.
+            // SAFETY: `lksb` is valid until `wait_for` returns, and this
+            // closure runs only inside it.
             unsafe { note_in_flight(in_flight, lksb, id) };
         }
-        // SAFETY: caller contract.
+        // SAFETY: `lksb` is valid until `wait_for` returns, and this
+        // closure runs only inside it.
         if unsafe { status_of(lksb) } != EINPROG {
             return true;
         }
@@ -524,10 +562,12 @@ unsafe fn wait_for(
         WaitFlavour::Threads => ls.handle.wait(&CDeliver, done)?,
         WaitFlavour::Lt => ls.handle.wait_inline(&CDeliver, done)?,
     }
-    // SAFETY: caller contract.
+    // SAFETY: `lksb` is valid until this returns (this function's
+    // contract).
     let status = unsafe { status_of(lksb) };
     if status == EINPROG && nothing_to_cancel {
-        // SAFETY: caller contract.
+        // SAFETY: `lksb` is valid until this returns (this function's
+        // contract).
         unsafe { set_status(lksb, Errno::EBUSY.raw()) };
         return Ok(Status::from_raw(Errno::EBUSY.raw()));
     }
@@ -550,17 +590,18 @@ pub unsafe fn ls_lock(
     a: &LockArgs,
     range: *const c_void,
 ) -> Result<Status, Errno> {
-    if !range.is_null() {
-        return Err(Errno::ENOSYS);
-    }
+    no_range(range)?;
     if a.flags & LockFlags::WAIT.bits() != 0 {
-        // SAFETY: forwarded caller contract.
+        // SAFETY: the same `a`; with LKF_WAIT this call returns only
+        // after the completion, within the lksb's validity.
         return unsafe { ls_lock_wait(ls, flavour, a) };
     }
-    // SAFETY: forwarded caller contract.
+    // SAFETY: `a`'s pointers follow the module's rules (this
+    // function's contract), as `send_lock` requires.
     if let Some(lkid) = unsafe { send_lock(ls, a, fn_addr(a.astaddr)) }? {
         ls.handle
-            // SAFETY: `send_lock` checked the lksb; caller contract.
+            // SAFETY: `send_lock` accepted `a.lksb` (non-NULL); the
+            // caller keeps it valid until the completion.
             .with_state_lock(|in_flight| unsafe { note_in_flight(in_flight, a.lksb, lkid) });
     }
     Ok(Status::GRANTED)
@@ -577,7 +618,8 @@ pub unsafe fn ls_lock(
 /// The pointers of `a` follow the module's rules.
 #[inline(always)]
 pub unsafe fn ls_lock_wait(ls: &Ls, flavour: WaitFlavour, a: &LockArgs) -> Result<Status, Errno> {
-    // SAFETY: forwarded caller contract.
+    // SAFETY: `a`'s pointers follow the module's rules (this
+    // function's contract), as `send_lock` requires.
     match unsafe {
         send_lock(
             ls,
@@ -585,7 +627,8 @@ pub unsafe fn ls_lock_wait(ls: &Ls, flavour: WaitFlavour, a: &LockArgs) -> Resul
             sync_ast as extern "C" fn(*mut c_void) as usize as u64,
         )
     }? {
-        // SAFETY: forwarded caller contract.
+        // SAFETY: `send_lock` accepted `a.lksb` (non-NULL); the caller
+        // keeps it valid until this returns (this function's contract).
         Some(lkid) => unsafe { wait_for(ls, flavour, a.lksb, Awaited::Request(lkid)) },
         // An adoption has no completion: the write's answer is all.
         None => Ok(Status::GRANTED),
@@ -613,11 +656,13 @@ unsafe fn write_unlock(
         lkid,
         castparam: astarg as usize as u64,
         lksb: lksb as usize as u64,
-        // SAFETY: `lksb` is valid (caller contract).
+        // SAFETY: `lksb` was checked non-NULL above; valid by this
+        // function's contract.
         lvb: unsafe { lvb_of(lksb, flags) },
         ..LockParams::default()
     };
-    // SAFETY: caller contract.
+    // SAFETY: `lksb` was checked non-NULL above; valid by this
+    // function's contract.
     unsafe { write_params(ls, &p, DLM_USER_UNLOCK, &[], lksb) }?;
     Ok(flags)
 }
@@ -639,10 +684,12 @@ pub unsafe fn ls_unlock(
     astarg: *mut c_void,
 ) -> Result<Status, Errno> {
     if flags & LockFlags::WAIT.bits() != 0 {
-        // SAFETY: forwarded caller contract.
+        // SAFETY: the same `lksb`; with LKF_WAIT this call returns only
+        // after the completion, so "valid until the completion" covers it.
         return unsafe { ls_unlock_wait(ls, flavour, lkid, flags, lksb) };
     }
-    // SAFETY: forwarded caller contract.
+    // SAFETY: `lksb` is NULL or valid until the completion (this
+    // function's contract), as `write_unlock` requires.
     unsafe { write_unlock(ls, lkid, flags, lksb, astarg) }?;
     Ok(Status::GRANTED)
 }
@@ -663,14 +710,16 @@ pub unsafe fn ls_unlock_wait(
     flags: u32,
     lksb: *mut Lksb,
 ) -> Result<Status, Errno> {
-    // SAFETY: forwarded caller contract.
+    // SAFETY: `lksb` is NULL or valid (this function's contract), as
+    // `write_unlock` requires.
     let flags = unsafe { write_unlock(ls, lkid, flags, lksb, core::ptr::null_mut()) }?;
     let awaited = if flags.contains(LockFlags::CANCEL) {
         Awaited::Cancel(lkid)
     } else {
         Awaited::Unlock
     };
-    // SAFETY: forwarded caller contract.
+    // SAFETY: `lksb` was checked non-NULL by `write_unlock` and is valid
+    // until this returns (this function's contract).
     unsafe { wait_for(ls, flavour, lksb, awaited) }
 }
 
@@ -737,11 +786,33 @@ pub fn int_ret(r: Result<(), Errno>) -> c_int {
 }
 
 /// A handle return: the handle, or NULL with errno.
-pub fn ptr_ret(r: Result<LsPtr, Errno>) -> LsPtr {
+pub fn handle_ret(r: Result<LsHandle, Errno>) -> LsHandle {
     r.unwrap_or_else(|e| {
         set_errno(e);
-        core::ptr::null_mut()
+        LsHandle::NULL
     })
+}
+
+/// An fd return: the fd, or -1 with errno.
+pub fn fd_ret(r: Result<c_int, Errno>) -> c_int {
+    r.unwrap_or_else(|e| {
+        set_errno(e);
+        -1
+    })
+}
+
+/// `range` of `dlm_lock`, `dlm_lock_wait` and `dlm_ls_lock_wait` (ranges
+/// were never supported): ENOSYS unless NULL.
+///
+/// # Errors
+/// ENOSYS for a non-NULL `range`.
+#[inline(always)]
+pub fn no_range(range: *const c_void) -> Result<(), Errno> {
+    if range.is_null() {
+        Ok(())
+    } else {
+        Err(Errno::ENOSYS)
+    }
 }
 
 /// `lock_resource` on an open default lockspace `ls`: a synchronous
@@ -761,7 +832,8 @@ pub unsafe fn lock_resource(
         set_errno(Errno::EINVAL);
         return -1;
     }
-    // SAFETY: forwarded caller contract.
+    // SAFETY: `resource` is a C string (this function's contract), as
+    // `c_str` requires.
     let name = match unsafe { c_str(resource) } {
         Ok(n) => n,
         Err(e) => {
@@ -777,20 +849,16 @@ pub unsafe fn lock_resource(
     };
     let flags = flags as u32;
     if flags & LockFlags::CONVERT.bits() != 0 {
-        // SAFETY: `lockid` is valid.
+        // SAFETY: `lockid` was checked non-NULL above and is valid by
+        // this function's contract.
         lksb.sb_lkid = unsafe { *lockid } as u32;
     }
-    let a = LockArgs::new(
-        mode as u32,
-        &mut lksb,
-        flags,
-        name.as_ptr().cast(),
-        name.len() as u32,
-    );
+    let a = LockArgs::lock_resource(mode as u32, &mut lksb, flags, name);
     // SAFETY: `lksb` lives on this stack frame until the wait returns.
     match unsafe { ls_lock_wait(ls, WaitFlavour::Threads, &a) } {
         Ok(status) => {
-            // SAFETY: `lockid` is valid.
+            // SAFETY: `lockid` was checked non-NULL above and is valid by
+            // this function's contract.
             unsafe { *lockid = lksb.sb_lkid as c_int };
             set_errno(Errno::from_raw(status.raw()));
             if status.is_granted() { 0 } else { -1 }

@@ -1,25 +1,27 @@
 //! [`c_exports!`](crate::c_exports): the one macro that generates the 21
 //! `#[no_mangle]` functions both C libraries export. It expands only in
-//! the two cdylib crates, so no symbol is exported by dlm-core itself.
+//! the two cdylib crates, so no symbol is exported by dlm-cabi itself.
 
 /// Generates the 21 exports common to `libdlm.so.3` and
-/// `libdlm_lt.so.3`: thin `extern "C"` shims over [`crate::cabi`], each
-/// catching panics (-1/EIO or NULL) and applying `flavour`'s conventions.
+/// `libdlm_lt.so.3`: thin `extern "C"` shims over this crate's
+/// functions, each catching panics (-1/EIO or NULL) and applying
+/// `flavour`'s conventions.
 ///
-/// `before_close` (a `fn(dlm_core::cabi::LsPtr)`) runs before a handle is
-/// closed or released: the threads library stops the handle's AST thread
-/// there, so the fd is closed only after the thread was joined.
+/// `before_close` (a `fn(dlm_cabi::LsHandle)`) runs before a non-NULL
+/// handle is closed or released: the threads library stops the handle's
+/// AST thread there, so the fd is closed only after the thread was
+/// joined.
+///
+/// Every shim's `# Safety` is libdlm.h's contract for its arguments, as
+/// the crate's `# Safety` states it; each `unsafe` block names the rule
+/// it relies on.
 #[macro_export]
 macro_rules! c_exports {
     (flavour = $flavour:expr, before_close = $before_close:path $(,)?) => {
         use ::core::ffi::{c_char, c_int, c_uint, c_void};
-        use $crate::cabi as __cabi;
+        use $crate as __cabi;
 
         const __FLAVOUR: __cabi::WaitFlavour = $flavour;
-
-        fn __default_handle(open: bool) -> Result<::std::sync::Arc<__cabi::Ls>, $crate::Errno> {
-            __cabi::default_ls(open)
-        }
 
         /// Reports the lock manager's device interface version.
         ///
@@ -33,7 +35,8 @@ macro_rules! c_exports {
         ) -> c_int {
             __cabi::guard(-1, || {
                 __cabi::int_ret(__cabi::kernel_version().map(|v| {
-                    // SAFETY: each pointer is NULL or writable (caller).
+                    // SAFETY: this function's contract: each pointer is
+                    // NULL or writable, as `put_version` requires.
                     unsafe { __cabi::put_version(v, maj, min, patch) }
                 }))
             })
@@ -49,7 +52,8 @@ macro_rules! c_exports {
             min: *mut u32,
             patch: *mut u32,
         ) {
-            // SAFETY: each pointer is NULL or writable (caller).
+            // SAFETY: this function's contract: each pointer is NULL or
+            // writable, as `put_version` requires.
             unsafe { __cabi::put_version(__cabi::library_version(), maj, min, patch) }
         }
 
@@ -61,10 +65,11 @@ macro_rules! c_exports {
         pub unsafe extern "C" fn dlm_create_lockspace(
             name: *const c_char,
             mode: u32,
-        ) -> *mut c_void {
-            // SAFETY: forwarded caller contract.
-            __cabi::guard(::core::ptr::null_mut(), || {
-                __cabi::ptr_ret(unsafe { __cabi::new_lockspace(name, mode, 0) })
+        ) -> __cabi::LsHandle {
+            __cabi::guard(__cabi::LsHandle::NULL, || {
+                // SAFETY: `name` is NULL or a C string (this function's
+                // contract), as `new_lockspace` requires.
+                __cabi::handle_ret(unsafe { __cabi::new_lockspace(name, mode, 0) })
             })
         }
 
@@ -77,10 +82,11 @@ macro_rules! c_exports {
             name: *const c_char,
             mode: u32,
             flags: u32,
-        ) -> *mut c_void {
-            // SAFETY: forwarded caller contract.
-            __cabi::guard(::core::ptr::null_mut(), || {
-                __cabi::ptr_ret(unsafe { __cabi::new_lockspace(name, mode, flags) })
+        ) -> __cabi::LsHandle {
+            __cabi::guard(__cabi::LsHandle::NULL, || {
+                // SAFETY: `name` is NULL or a C string (this function's
+                // contract), as `new_lockspace` requires.
+                __cabi::handle_ret(unsafe { __cabi::new_lockspace(name, mode, flags) })
             })
         }
 
@@ -89,10 +95,11 @@ macro_rules! c_exports {
         /// # Safety
         /// `name` is NULL or a NUL-terminated string.
         #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn dlm_open_lockspace(name: *const c_char) -> *mut c_void {
-            // SAFETY: forwarded caller contract.
-            __cabi::guard(::core::ptr::null_mut(), || {
-                __cabi::ptr_ret(unsafe { __cabi::open_lockspace(name) })
+        pub unsafe extern "C" fn dlm_open_lockspace(name: *const c_char) -> __cabi::LsHandle {
+            __cabi::guard(__cabi::LsHandle::NULL, || {
+                // SAFETY: `name` is NULL or a C string (this function's
+                // contract), as `open_lockspace` requires.
+                __cabi::handle_ret(unsafe { __cabi::open_lockspace(name) })
             })
         }
 
@@ -101,12 +108,13 @@ macro_rules! c_exports {
         /// # Safety
         /// `ls` is NULL or a live handle; it is consumed.
         #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn dlm_close_lockspace(ls: *mut c_void) -> c_int {
+        pub unsafe extern "C" fn dlm_close_lockspace(ls: __cabi::LsHandle) -> c_int {
             __cabi::guard(-1, || {
                 if !ls.is_null() {
                     $before_close(ls);
                 }
-                // SAFETY: forwarded caller contract.
+                // SAFETY: `ls` is NULL or live, and C gives it up with
+                // this call (this function's contract).
                 __cabi::int_ret(unsafe { __cabi::close_lockspace(ls) })
             })
         }
@@ -118,14 +126,15 @@ macro_rules! c_exports {
         #[unsafe(no_mangle)]
         pub unsafe extern "C" fn dlm_release_lockspace(
             name: *const c_char,
-            ls: *mut c_void,
+            ls: __cabi::LsHandle,
             force: c_int,
         ) -> c_int {
             __cabi::guard(-1, || {
                 if !ls.is_null() {
                     $before_close(ls);
                 }
-                // SAFETY: forwarded caller contract.
+                // SAFETY: `ls` is NULL or live, and C gives it up with
+                // this call (this function's contract); `name` is unread.
                 __cabi::int_ret(unsafe { __cabi::release_lockspace(name, ls, force) })
             })
         }
@@ -135,29 +144,18 @@ macro_rules! c_exports {
         /// # Safety
         /// `ls` is NULL or a live handle.
         #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn dlm_ls_get_fd(ls: *mut c_void) -> c_int {
+        pub unsafe extern "C" fn dlm_ls_get_fd(ls: __cabi::LsHandle) -> c_int {
             __cabi::guard(-1, || {
-                // SAFETY: forwarded caller contract.
-                match unsafe { __cabi::borrow(ls) } {
-                    Ok(ls) => __cabi::ls_get_fd(ls),
-                    Err(e) => {
-                        __cabi::set_errno(e);
-                        -1
-                    }
-                }
+                // SAFETY: `ls` is NULL or live for this call (this
+                // function's contract).
+                __cabi::fd_ret(unsafe { ls.borrow() }.map(__cabi::ls_get_fd))
             })
         }
 
         /// The default lockspace's fd, opening it first.
         #[unsafe(no_mangle)]
         pub extern "C" fn dlm_get_fd() -> c_int {
-            __cabi::guard(-1, || match __cabi::get_fd() {
-                Ok(fd) => fd,
-                Err(e) => {
-                    __cabi::set_errno(e);
-                    -1
-                }
-            })
+            __cabi::guard(-1, || __cabi::fd_ret(__cabi::get_fd()))
         }
 
         /// Delivers every queued callback of the handle with this fd.
@@ -169,10 +167,10 @@ macro_rules! c_exports {
         /// An asynchronous lock request or conversion.
         ///
         /// # Safety
-        /// libdlm's pointer contract (`dlm_core::cabi`).
+        /// libdlm's pointer contract (`dlm_cabi`'s `# Safety`).
         #[unsafe(no_mangle)]
         pub unsafe extern "C" fn dlm_ls_lock(
-            ls: *mut c_void,
+            ls: __cabi::LsHandle,
             mode: u32,
             lksb: *mut __cabi::Lksb,
             flags: u32,
@@ -185,13 +183,13 @@ macro_rules! c_exports {
             range: *mut c_void,
         ) -> c_int {
             __cabi::guard(-1, || {
-                let mut a = __cabi::LockArgs::new(mode, lksb, flags, name, namelen);
-                a.parent = parent;
-                a.astaddr = astaddr;
-                a.astarg = astarg;
-                a.bastaddr = bastaddr;
-                // SAFETY: forwarded caller contract.
-                let r = unsafe { __cabi::borrow(ls) }
+                let a = __cabi::LockArgs::ls_lock(
+                    mode, lksb, flags, name, namelen, parent, astaddr, astarg, bastaddr,
+                );
+                // SAFETY: `ls` is NULL or live for this call, and `a`
+                // holds the caller's pointers, which follow libdlm's rules
+                // (this function's contract).
+                let r = unsafe { ls.borrow() }
                     .and_then(|ls| unsafe { __cabi::ls_lock(ls, __FLAVOUR, &a, range) });
                 __cabi::wait_ret(__FLAVOUR, r)
             })
@@ -204,7 +202,7 @@ macro_rules! c_exports {
         /// libdlm's pointer contract; `xid` and `timeout` NULL or readable.
         #[unsafe(no_mangle)]
         pub unsafe extern "C" fn dlm_ls_lockx(
-            ls: *mut c_void,
+            ls: __cabi::LsHandle,
             mode: u32,
             lksb: *mut __cabi::Lksb,
             flags: u32,
@@ -218,18 +216,22 @@ macro_rules! c_exports {
             timeout: *mut u64,
         ) -> c_int {
             __cabi::guard(-1, || {
-                let mut a = __cabi::LockArgs::new(mode, lksb, flags, name, namelen);
-                a.parent = parent;
-                a.astaddr = astaddr;
-                a.astarg = astarg;
-                a.bastaddr = bastaddr;
-                // SAFETY: NULL or readable (caller).
-                unsafe {
-                    a.xid = xid.as_ref().copied().unwrap_or(0);
-                    a.timeout = timeout.as_ref().copied().unwrap_or(0);
-                }
-                // SAFETY: forwarded caller contract.
-                let r = unsafe { __cabi::borrow(ls) }.and_then(|ls| unsafe {
+                // SAFETY: `xid` and `timeout` are NULL or readable (this
+                // function's contract); `as_ref` checks NULL.
+                let (xid, timeout) = unsafe {
+                    (
+                        xid.as_ref().copied().unwrap_or(0),
+                        timeout.as_ref().copied().unwrap_or(0),
+                    )
+                };
+                let a = __cabi::LockArgs::ls_lockx(
+                    mode, lksb, flags, name, namelen, parent, astaddr, astarg, bastaddr, xid,
+                    timeout,
+                );
+                // SAFETY: `ls` is NULL or live for this call, and `a`
+                // holds the caller's pointers, which follow libdlm's rules
+                // (this function's contract).
+                let r = unsafe { ls.borrow() }.and_then(|ls| unsafe {
                     __cabi::ls_lock(ls, __FLAVOUR, &a, ::core::ptr::null())
                 });
                 __cabi::wait_ret(__FLAVOUR, r)
@@ -239,10 +241,10 @@ macro_rules! c_exports {
         /// A synchronous lock request or conversion.
         ///
         /// # Safety
-        /// libdlm's pointer contract (`dlm_core::cabi`).
+        /// libdlm's pointer contract (`dlm_cabi`'s `# Safety`).
         #[unsafe(no_mangle)]
         pub unsafe extern "C" fn dlm_ls_lock_wait(
-            ls: *mut c_void,
+            ls: __cabi::LsHandle,
             mode: u32,
             lksb: *mut __cabi::Lksb,
             flags: u32,
@@ -254,17 +256,15 @@ macro_rules! c_exports {
             range: *mut c_void,
         ) -> c_int {
             __cabi::guard(-1, || {
-                let mut a = __cabi::LockArgs::new(mode, lksb, flags, name, namelen);
-                a.parent = parent;
-                a.astarg = bastarg;
-                a.bastaddr = bastaddr;
-                let r = if range.is_null() {
-                    // SAFETY: forwarded caller contract.
-                    unsafe { __cabi::borrow(ls) }
-                        .and_then(|ls| unsafe { __cabi::ls_lock_wait(ls, __FLAVOUR, &a) })
-                } else {
-                    Err($crate::Errno::ENOSYS)
-                };
+                let a = __cabi::LockArgs::ls_lock_wait(
+                    mode, lksb, flags, name, namelen, parent, bastarg, bastaddr,
+                );
+                // SAFETY: `ls` is NULL or live for this call, and `a`
+                // holds the caller's pointers, which follow libdlm's rules
+                // (this function's contract).
+                let r = __cabi::no_range(range)
+                    .and_then(|()| unsafe { ls.borrow() })
+                    .and_then(|ls| unsafe { __cabi::ls_lock_wait(ls, __FLAVOUR, &a) });
                 __cabi::wait_ret(__FLAVOUR, r)
             })
         }
@@ -272,18 +272,20 @@ macro_rules! c_exports {
         /// An asynchronous unlock or cancel.
         ///
         /// # Safety
-        /// libdlm's pointer contract (`dlm_core::cabi`).
+        /// libdlm's pointer contract (`dlm_cabi`'s `# Safety`).
         #[unsafe(no_mangle)]
         pub unsafe extern "C" fn dlm_ls_unlock(
-            ls: *mut c_void,
+            ls: __cabi::LsHandle,
             lkid: u32,
             flags: u32,
             lksb: *mut __cabi::Lksb,
             astarg: *mut c_void,
         ) -> c_int {
             __cabi::guard(-1, || {
-                // SAFETY: forwarded caller contract.
-                let r = unsafe { __cabi::borrow(ls) }.and_then(|ls| unsafe {
+                // SAFETY: `ls` is NULL or live for this call, and `lksb`
+                // is NULL or valid until the completion (this function's
+                // contract).
+                let r = unsafe { ls.borrow() }.and_then(|ls| unsafe {
                     __cabi::ls_unlock(ls, __FLAVOUR, lkid, flags, lksb, astarg)
                 });
                 __cabi::wait_ret(__FLAVOUR, r)
@@ -293,17 +295,19 @@ macro_rules! c_exports {
         /// A synchronous unlock or cancel.
         ///
         /// # Safety
-        /// libdlm's pointer contract (`dlm_core::cabi`).
+        /// libdlm's pointer contract (`dlm_cabi`'s `# Safety`).
         #[unsafe(no_mangle)]
         pub unsafe extern "C" fn dlm_ls_unlock_wait(
-            ls: *mut c_void,
+            ls: __cabi::LsHandle,
             lkid: u32,
             flags: u32,
             lksb: *mut __cabi::Lksb,
         ) -> c_int {
             __cabi::guard(-1, || {
-                // SAFETY: forwarded caller contract.
-                let r = unsafe { __cabi::borrow(ls) }.and_then(|ls| unsafe {
+                // SAFETY: `ls` is NULL or live for this call, and `lksb`
+                // is NULL or valid until it returns (this function's
+                // contract).
+                let r = unsafe { ls.borrow() }.and_then(|ls| unsafe {
                     __cabi::ls_unlock_wait(ls, __FLAVOUR, lkid, flags, lksb)
                 });
                 __cabi::wait_ret(__FLAVOUR, r)
@@ -316,14 +320,15 @@ macro_rules! c_exports {
         /// `ls` is NULL or a live handle.
         #[unsafe(no_mangle)]
         pub unsafe extern "C" fn dlm_ls_deadlock_cancel(
-            ls: *mut c_void,
+            ls: __cabi::LsHandle,
             lkid: u32,
             flags: u32,
         ) -> c_int {
             __cabi::guard(-1, || {
-                // SAFETY: forwarded caller contract.
-                let r = unsafe { __cabi::borrow(ls) }
-                    .and_then(|ls| __cabi::deadlock_cancel(ls, lkid, flags));
+                // SAFETY: `ls` is NULL or live for this call (this
+                // function's contract).
+                let r =
+                    unsafe { ls.borrow() }.and_then(|ls| __cabi::deadlock_cancel(ls, lkid, flags));
                 __cabi::int_ret(r)
             })
         }
@@ -333,10 +338,15 @@ macro_rules! c_exports {
         /// # Safety
         /// `ls` is NULL or a live handle.
         #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn dlm_ls_purge(ls: *mut c_void, nodeid: c_int, pid: c_int) -> c_int {
+        pub unsafe extern "C" fn dlm_ls_purge(
+            ls: __cabi::LsHandle,
+            nodeid: c_int,
+            pid: c_int,
+        ) -> c_int {
             __cabi::guard(-1, || {
-                // SAFETY: forwarded caller contract.
-                let r = unsafe { __cabi::borrow(ls) }.and_then(|ls| __cabi::purge(ls, nodeid, pid));
+                // SAFETY: `ls` is NULL or live for this call (this
+                // function's contract).
+                let r = unsafe { ls.borrow() }.and_then(|ls| __cabi::purge(ls, nodeid, pid));
                 __cabi::int_ret(r)
             })
         }
@@ -344,7 +354,7 @@ macro_rules! c_exports {
         /// `dlm_ls_lock` on the default lockspace.
         ///
         /// # Safety
-        /// libdlm's pointer contract (`dlm_core::cabi`).
+        /// libdlm's pointer contract (`dlm_cabi`'s `# Safety`).
         #[unsafe(no_mangle)]
         pub unsafe extern "C" fn dlm_lock(
             mode: u32,
@@ -359,18 +369,14 @@ macro_rules! c_exports {
             range: *mut c_void,
         ) -> c_int {
             __cabi::guard(-1, || {
-                let mut a = __cabi::LockArgs::new(mode, lksb, flags, name, namelen);
-                a.parent = parent;
-                a.astaddr = astaddr;
-                a.astarg = astarg;
-                a.bastaddr = bastaddr;
-                let r = if range.is_null() {
-                    // SAFETY: forwarded caller contract.
-                    __default_handle(true)
-                        .and_then(|ls| unsafe { __cabi::ls_lock(&ls, __FLAVOUR, &a, range) })
-                } else {
-                    Err($crate::Errno::ENOSYS)
-                };
+                let a = __cabi::LockArgs::ls_lock(
+                    mode, lksb, flags, name, namelen, parent, astaddr, astarg, bastaddr,
+                );
+                // SAFETY: `a` holds the caller's pointers, which follow
+                // libdlm's rules (this function's contract).
+                let r = __cabi::no_range(range)
+                    .and_then(|()| __cabi::open_default_ls())
+                    .and_then(|ls| unsafe { __cabi::ls_lock(&ls, __FLAVOUR, &a, range) });
                 __cabi::wait_ret(__FLAVOUR, r)
             })
         }
@@ -378,7 +384,7 @@ macro_rules! c_exports {
         /// `dlm_ls_lock_wait` on the default lockspace.
         ///
         /// # Safety
-        /// libdlm's pointer contract (`dlm_core::cabi`).
+        /// libdlm's pointer contract (`dlm_cabi`'s `# Safety`).
         #[unsafe(no_mangle)]
         pub unsafe extern "C" fn dlm_lock_wait(
             mode: u32,
@@ -392,17 +398,14 @@ macro_rules! c_exports {
             range: *mut c_void,
         ) -> c_int {
             __cabi::guard(-1, || {
-                let mut a = __cabi::LockArgs::new(mode, lksb, flags, name, namelen);
-                a.parent = parent;
-                a.astarg = bastarg;
-                a.bastaddr = bastaddr;
-                let r = if range.is_null() {
-                    // SAFETY: forwarded caller contract.
-                    __default_handle(true)
-                        .and_then(|ls| unsafe { __cabi::ls_lock_wait(&ls, __FLAVOUR, &a) })
-                } else {
-                    Err($crate::Errno::ENOSYS)
-                };
+                let a = __cabi::LockArgs::ls_lock_wait(
+                    mode, lksb, flags, name, namelen, parent, bastarg, bastaddr,
+                );
+                // SAFETY: `a` holds the caller's pointers, which follow
+                // libdlm's rules (this function's contract).
+                let r = __cabi::no_range(range)
+                    .and_then(|()| __cabi::open_default_ls())
+                    .and_then(|ls| unsafe { __cabi::ls_lock_wait(&ls, __FLAVOUR, &a) });
                 __cabi::wait_ret(__FLAVOUR, r)
             })
         }
@@ -411,7 +414,7 @@ macro_rules! c_exports {
         /// not open).
         ///
         /// # Safety
-        /// libdlm's pointer contract (`dlm_core::cabi`).
+        /// libdlm's pointer contract (`dlm_cabi`'s `# Safety`).
         #[unsafe(no_mangle)]
         pub unsafe extern "C" fn dlm_unlock(
             lkid: u32,
@@ -420,8 +423,9 @@ macro_rules! c_exports {
             astarg: *mut c_void,
         ) -> c_int {
             __cabi::guard(-1, || {
-                // SAFETY: forwarded caller contract.
-                let r = __default_handle(false).and_then(|ls| unsafe {
+                // SAFETY: `lksb` is NULL or valid until the completion
+                // (this function's contract).
+                let r = __cabi::default_ls_if_open().and_then(|ls| unsafe {
                     __cabi::ls_unlock(&ls, __FLAVOUR, lkid, flags, lksb, astarg)
                 });
                 __cabi::wait_ret(__FLAVOUR, r)
@@ -432,7 +436,7 @@ macro_rules! c_exports {
         /// is not open).
         ///
         /// # Safety
-        /// libdlm's pointer contract (`dlm_core::cabi`).
+        /// libdlm's pointer contract (`dlm_cabi`'s `# Safety`).
         #[unsafe(no_mangle)]
         pub unsafe extern "C" fn dlm_unlock_wait(
             lkid: u32,
@@ -440,8 +444,9 @@ macro_rules! c_exports {
             lksb: *mut __cabi::Lksb,
         ) -> c_int {
             __cabi::guard(-1, || {
-                // SAFETY: forwarded caller contract.
-                let r = __default_handle(false).and_then(|ls| unsafe {
+                // SAFETY: `lksb` is NULL or valid until it returns (this
+                // function's contract).
+                let r = __cabi::default_ls_if_open().and_then(|ls| unsafe {
                     __cabi::ls_unlock_wait(&ls, __FLAVOUR, lkid, flags, lksb)
                 });
                 __cabi::wait_ret(__FLAVOUR, r)
