@@ -160,6 +160,9 @@ fn control() -> Result<Control, Fail> {
     Control::connect().map_err(|e| {
         Fail(match e {
             Errno::ENOENT | Errno::ECONNREFUSED => no_dlm(e),
+            Errno::EAGAIN => "the lock manager did not answer in time (busy, stopped, or at its \
+                              connection limits); try again"
+                .to_owned(),
             e => format!("cannot reach the lock manager: {e}"),
         })
     })

@@ -4,6 +4,8 @@
 //!
 //! ```text
 //! dlmd [--foreground | --daemon] [--socket PATH] [--log-level LEVEL]
+//!      [--max-lockspaces-per-uid N] [--max-locks-per-uid N]
+//!      [--max-connections-per-uid N]
 //! dlmd --dump [LOCKSPACE] [--json] [--socket PATH]
 //! ```
 //!
@@ -23,6 +25,7 @@
 
 mod client;
 mod dump;
+mod limits;
 mod log;
 mod perm;
 mod recv;
@@ -37,6 +40,8 @@ use std::process::ExitCode;
 
 const USAGE: &str = "\
 usage: dlmd [--foreground | --daemon] [--socket PATH] [--log-level LEVEL]
+            [--max-lockspaces-per-uid N] [--max-locks-per-uid N]
+            [--max-connections-per-uid N]
        dlmd --dump [LOCKSPACE] [--json] [--socket PATH]
 
   --foreground        run in the foreground (the default; for systemd)
@@ -45,6 +50,12 @@ usage: dlmd [--foreground | --daemon] [--socket PATH] [--log-level LEVEL]
                       /run/dlmd/dlmd.sock as root, else
                       $XDG_RUNTIME_DIR/dlmd.sock, else /tmp/dlmd-$UID/dlmd.sock)
   --log-level LEVEL   error, warn, info (default) or debug; logs go to stderr
+  --max-lockspaces-per-uid N   lockspaces one uid may create (default 100)
+  --max-locks-per-uid N        locks one uid may hold, orphans included
+                               (default 100000; past it a LOCK gets ENOMEM)
+  --max-connections-per-uid N  connections one uid may keep open, two per
+                               lockspace handle (default 1024)
+                      N is a number or \"unlimited\"; root is never limited
   --dump [LOCKSPACE]  print the lock dump of a running dlmd and exit
   --json              with --dump: print JSON instead of text
 ";
@@ -55,6 +66,7 @@ struct Args {
     level: log::Level,
     dump: Option<Option<String>>,
     json: bool,
+    limits: limits::Limits,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -64,6 +76,7 @@ fn parse_args() -> Result<Args, String> {
         level: log::Level::Info,
         dump: None,
         json: false,
+        limits: limits::Limits::default(),
     };
     let mut it = std::env::args_os().skip(1).peekable();
     while let Some(arg) = it.next() {
@@ -102,6 +115,12 @@ fn parse_args() -> Result<Args, String> {
                 args.dump = Some(ls);
             }
             "--json" => args.json = true,
+            f if f.starts_with("--max-") => {
+                let v = value(f)?;
+                if !args.limits.parse_flag(f, &v.to_string_lossy())? {
+                    return Err(format!("unexpected argument {arg:?}"));
+                }
+            }
             "--help" | "-h" => {
                 print!("{USAGE}");
                 std::process::exit(0);
@@ -173,7 +192,7 @@ fn main() -> ExitCode {
         }
     };
     if args.daemon {
-        return daemonize(&path, args.level);
+        return daemonize(&path, args.level, args.limits);
     }
     raise_fd_limit();
     let listening = match startup::listen(&path, kind) {
@@ -192,7 +211,10 @@ fn main() -> ExitCode {
         }
     };
     let mut server = match server::Server::new(listener) {
-        Ok(s) => s,
+        Ok(mut s) => {
+            s.set_limits(args.limits);
+            s
+        }
         Err(e) => {
             error!("{e}");
             listening.remove_socket();
@@ -231,7 +253,7 @@ fn raise_fd_limit() {
 /// `--daemon`: starts `dlmd --foreground` detached (own process group,
 /// no stdin/stdout) and returns once its socket accepts connections, or
 /// fails with its exit status.
-fn daemonize(path: &std::path::Path, level: log::Level) -> ExitCode {
+fn daemonize(path: &std::path::Path, level: log::Level, limits: limits::Limits) -> ExitCode {
     use std::os::unix::process::CommandExt;
     let exe = match std::env::current_exe() {
         Ok(e) => e,
@@ -252,6 +274,7 @@ fn daemonize(path: &std::path::Path, level: log::Level) -> ExitCode {
         .arg(path)
         .arg("--log-level")
         .arg(level)
+        .args(limit_args(limits))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .process_group(0)
@@ -285,4 +308,17 @@ fn daemonize(path: &std::path::Path, level: log::Level) -> ExitCode {
     }
     error!("dlmd (pid {}) did not start listening in 10 s", child.id());
     ExitCode::FAILURE
+}
+
+/// The command-line flags that give a child dlmd these limits.
+fn limit_args(l: limits::Limits) -> Vec<String> {
+    let v = |x: Option<usize>| x.map_or("unlimited".to_owned(), |n| n.to_string());
+    vec![
+        "--max-lockspaces-per-uid".into(),
+        v(l.lockspaces),
+        "--max-locks-per-uid".into(),
+        v(l.locks),
+        "--max-connections-per-uid".into(),
+        v(l.connections),
+    ]
 }

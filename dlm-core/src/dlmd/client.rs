@@ -22,27 +22,54 @@ fn conn_err(e: rustix::io::Errno) -> Errno {
     }
 }
 
-/// Connects a SEQPACKET socket to dlmd at `path`.
+/// How long a client waits for dlmd to accept a connection (its listen
+/// backlog full) and then for the connection's first reply, before it
+/// gives up with EAGAIN: a dlmd that is overloaded, stopped (SIGSTOP) or
+/// at its limits never makes a client hang.
+pub const CONNECT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Connects a SEQPACKET socket to dlmd at `path`. A full listen backlog
+/// is retried for up to [`CONNECT_WAIT`]; the socket then waits at most
+/// that long for its first reply (see [`Channel`]).
 ///
 /// # Errors
 /// ENOENT when no socket file exists, ECONNREFUSED when nothing listens on
-/// it, or the errno of the failed call.
+/// it, EAGAIN when dlmd did not accept in time, or the errno of the
+/// failed call.
 pub fn connect(path: &Path) -> Result<OwnedFd, Errno> {
-    let addr = SocketAddrUnix::new(path).map_err(|e| Errno::from_raw(e.raw_os_error()))?;
+    let sys = |e: rustix::io::Errno| Errno::from_raw(e.raw_os_error());
+    let addr = SocketAddrUnix::new(path).map_err(sys)?;
     let fd = net::socket_with(
         AddressFamily::UNIX,
         SocketType::SEQPACKET,
-        SocketFlags::CLOEXEC,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
         None,
     )
-    .map_err(|e| Errno::from_raw(e.raw_os_error()))?;
+    .map_err(sys)?;
+    let deadline = std::time::Instant::now() + CONNECT_WAIT;
     loop {
         match net::connect(&fd, &addr) {
-            Ok(()) => return Ok(fd),
+            Ok(()) => break,
             Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(Errno::from_raw(e.raw_os_error())),
+            // A Unix socket's backlog is full: dlmd is busy, or stopped.
+            Err(rustix::io::Errno::AGAIN) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(e) => return Err(sys(e)),
         }
     }
+    rustix::io::ioctl_fionbio(&fd, false).map_err(sys)?;
+    net::sockopt::set_socket_timeout(&fd, net::sockopt::Timeout::Recv, Some(CONNECT_WAIT))
+        .map_err(sys)?;
+    Ok(fd)
+}
+
+/// A refusal dlmd sent instead of a connection's first reply (a REPLY
+/// with sequence number 0, PROTOCOL.md "Limits"): its errno.
+fn refusal(msg: &[u8]) -> Option<Errno> {
+    let (h, payload) = Header::parse(msg).ok()?;
+    let ret = proto::get_u64(payload, 0)? as i64;
+    (h.op == Op::Reply as u32 && h.seq == 0 && ret < 0).then(|| Errno::from_raw((-ret) as i32))
 }
 
 thread_local! {
@@ -126,6 +153,9 @@ struct Channel {
     /// The connection ended (or broke the protocol): every reply fails.
     dead: Option<Errno>,
     hook: Option<ReplyHook>,
+    /// No reply has come yet: the socket's receive timeout
+    /// ([`CONNECT_WAIT`]) is still set.
+    first: bool,
 }
 
 impl fmt::Debug for Channel {
@@ -148,6 +178,7 @@ impl Channel {
             discard: Default::default(),
             dead: None,
             hook: None,
+            first: true,
         }
     }
 
@@ -157,12 +188,23 @@ impl Channel {
         if let Some(e) = self.dead {
             return Err(e);
         }
-        self.seq = self.seq.wrapping_add(1);
+        // Sequence number 0 is dlmd's (refusals, unparsable messages).
+        self.seq = self.seq.wrapping_add(1).max(1);
         let tid = thread_id();
-        send(
+        let sent = send(
             self.fd.as_fd(),
             &proto::message(Header::new(op, self.seq, tid), payload),
-        )?;
+        );
+        if let Err(e) = sent {
+            // Refused at once (dlmd closed after saying why)?
+            let mut buf = [0u8; proto::REPLY_LEN];
+            let e = match net::recv(self.fd.as_fd(), &mut buf, RecvFlags::DONTWAIT) {
+                Ok((n, _)) => refusal(&buf[..n]).unwrap_or(e),
+                Err(_) => e,
+            };
+            self.dead = Some(e);
+            return Err(e);
+        }
         self.outstanding.push_back(self.seq);
         Ok(self.seq)
     }
@@ -175,6 +217,18 @@ impl Channel {
         let got = recv(self.fd.as_fd(), &mut buf, nonblocking).and_then(|n| match n {
             None => Ok(None),
             Some(n) => {
+                if let Some(e) = refusal(&buf[..n]) {
+                    return Err(e);
+                }
+                if self.first {
+                    self.first = false;
+                    net::sockopt::set_socket_timeout(
+                        self.fd.as_fd(),
+                        net::sockopt::Timeout::Recv,
+                        None,
+                    )
+                    .map_err(|e| Errno::from_raw(e.raw_os_error()))?;
+                }
                 let expected = self.outstanding.front().copied().ok_or(Errno::EPROTO)?;
                 let (ret, rest) = proto::parse_reply(&buf[..n], expected)?;
                 self.outstanding.pop_front();
