@@ -286,6 +286,15 @@ fn reserve_fd() -> Option<OwnedFd> {
 /// connection is closed.
 fn refuse(fd: OwnedFd, e: Errno) {
     let _ = net::send(&fd, Small::reply(0, neg(e), &[]).bytes(), SEND);
+    // What the client already sent is read first: closing a Unix socket
+    // with unread data makes the peer's next read fail with ECONNRESET
+    // before it gets to the refusal.
+    let mut buf = [0u8; 64];
+    for _ in 0..BATCH {
+        if net::recv(&fd, &mut buf, net::RecvFlags::DONTWAIT).is_err() {
+            break;
+        }
+    }
     drop(fd);
 }
 
@@ -489,7 +498,12 @@ impl Server {
                 Ok(fd) => fd,
                 Err(SysErrno::AGAIN) => return,
                 Err(SysErrno::INTR | SysErrno::CONNABORTED) => continue,
-                Err(SysErrno::MFILE | SysErrno::NFILE) if self.refuse_at_limit() => continue,
+                Err(SysErrno::MFILE | SysErrno::NFILE) if self.reserve.is_some() => {
+                    if self.refuse_at_limit() {
+                        continue;
+                    }
+                    return;
+                }
                 Err(
                     e @ (SysErrno::MFILE | SysErrno::NFILE | SysErrno::NOBUFS | SysErrno::NOMEM),
                 ) => {
@@ -564,7 +578,7 @@ impl Server {
 
     /// At the file-descriptor limit: frees the reserve descriptor,
     /// accepts one connection, refuses it with EAGAIN and takes the
-    /// reserve back. False when there is no reserve or nothing to accept.
+    /// reserve back. False when there was nothing to accept.
     fn refuse_at_limit(&mut self) -> bool {
         if self.reserve.take().is_none() {
             return false;

@@ -127,6 +127,14 @@ fn recv(fd: BorrowedFd<'_>, buf: &mut [u8], nonblocking: bool) -> Result<Option<
             Ok((n, _)) => return Ok(Some(n)),
             Err(rustix::io::Errno::INTR) => continue,
             Err(rustix::io::Errno::AGAIN) if nonblocking => return Ok(None),
+            // dlmd closed a connection it refused while our request was
+            // unread; its refusal may still be queued behind the error.
+            Err(rustix::io::Errno::CONNRESET) => {
+                return match net::recv(fd, &mut *buf, RecvFlags::DONTWAIT) {
+                    Ok((n, _)) if n > 0 => Ok(Some(n)),
+                    _ => Err(Errno::ENOTCONN),
+                };
+            }
             Err(e) => return Err(conn_err(e)),
         }
     }
