@@ -11,7 +11,11 @@
 //!     drained (goal: at most 400 bytes);
 //! (d) the synchronous pair of (a) with [`IDLE`] other handles open on
 //!     the lockspace, doing nothing, against the pair of (a) (reported:
-//!     what idle handles cost the busy one).
+//!     what idle handles cost the busy one);
+//! (e) a probe client's VERSION round trip while another client reads a
+//!     dump of the 1,000,000 locks of (c), against the probe's idle round
+//!     trip (reported: mean and worst; a dump is rendered a chunk at a
+//!     time, so it should not stall others).
 //!
 //! `DLMD_BENCH_QUICK=1` runs smaller counts. `DLMD_BENCH_CPUS=same` pins
 //! every process to CPU 0 (wake-ups are cheap, system calls dominate);
@@ -135,7 +139,7 @@ fn main() {
     drop(d);
 
     let n = 1_000_000 / scale;
-    let (base, rss) = memory(n);
+    let (base, rss, probe) = memory(n);
     println!(
         "dlmd RSS: {:.1} MiB idle, {:.1} MiB with {n} locks held",
         base as f64 / 1048576.0,
@@ -146,6 +150,64 @@ fn main() {
         rss as f64 / n as f64,
         (rss - base) as f64 / n as f64
     );
+    let (idle, busy) = probe;
+    println!(
+        "(e) probe round trip during a {n}-lock dump / idle = {:.2}x mean ({:.1} us / {:.1} us), \
+         {:.2}x worst ({:.2} ms / {:.2} ms; {} round trips during the dump)",
+        busy.mean / idle.mean,
+        busy.mean * 1e6,
+        idle.mean * 1e6,
+        busy.worst / idle.worst,
+        busy.worst * 1e3,
+        idle.worst * 1e3,
+        busy.count
+    );
+}
+
+/// Round-trip times of a probe client.
+struct Trips {
+    mean: f64,
+    worst: f64,
+    count: usize,
+}
+
+/// VERSION round trips on `probe` until `stop` says so (at least `min`).
+fn trips(probe: &mut Control, min: usize, stop: &dyn Fn() -> bool) -> Trips {
+    let (mut total, mut worst, mut count) = (0.0, 0.0f64, 0usize);
+    while count < min || !stop() {
+        let t = Instant::now();
+        assert_eq!(probe.version().0, 0);
+        let dt = t.elapsed().as_secs_f64();
+        total += dt;
+        worst = worst.max(dt);
+        count += 1;
+    }
+    Trips {
+        mean: total / count as f64,
+        worst,
+        count,
+    }
+}
+
+/// The probe's round trips idle, then while another client reads the
+/// whole dump of lockspace "mem".
+fn probe_during_dump(path: &Path) -> (Trips, Trips) {
+    let mut probe = Control::connect(path);
+    let idle = trips(&mut probe, 2000, &|| true);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (path, done) = (path.to_owned(), done.clone());
+        std::thread::spawn(move || {
+            let text = Control::connect(&path).dump(Some("mem")).unwrap();
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            text.len()
+        })
+    };
+    let busy = trips(&mut probe, 1, &|| {
+        done.load(std::sync::atomic::Ordering::SeqCst)
+    });
+    assert!(reader.join().unwrap() > 0);
+    (idle, busy)
 }
 
 /// Pins process `pid` (`None`: this one) to `cpu`.
@@ -488,8 +550,9 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks as f64 / 100.0
 }
 
-/// (idle RSS, RSS with `n` locks held) of a fresh dlmd.
-fn memory(n: u32) -> (u64, u64) {
+/// (idle RSS, RSS with `n` locks held, the probe figures of (e)) of a
+/// fresh dlmd.
+fn memory(n: u32) -> (u64, u64, (Trips, Trips)) {
     let d = start_dlmd();
     let mut ctl = Control::connect(&d.path);
     assert!(ctl.create("mem", LsFlags::empty(), 0) >= 0);
@@ -518,6 +581,7 @@ fn memory(n: u32) -> (u64, u64) {
     let head = ctl.dump(Some("mem")).unwrap();
     let first = head.lines().next().unwrap_or("").to_owned();
     assert!(first.contains(&format!(" nlocks {n} ")), "{first}");
+    let probe = probe_during_dump(&d.path);
     drop(h);
-    (base, rss)
+    (base, rss, probe)
 }
