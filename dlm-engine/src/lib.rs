@@ -144,7 +144,11 @@ impl Engine {
     /// Moves the lock objects created and freed in lockspace `minor`
     /// since the last call into the per-account counts.
     fn settle(&mut self, minor: u32) {
-        let Some(ls) = self.spaces.get_mut(minor as usize).and_then(|s| s.as_deref_mut()) else {
+        let Some(ls) = self
+            .spaces
+            .get_mut(minor as usize)
+            .and_then(|s| s.as_deref_mut())
+        else {
             return;
         };
         for (acct, created) in ls.acct_log.drain(..) {
@@ -554,7 +558,11 @@ impl Engine {
                     }
                     cur.next = next;
                     return Some(DumpItem::Lock {
-                        queue: [DumpQueue::Granted, DumpQueue::Converting, DumpQueue::Waiting][q],
+                        queue: [
+                            DumpQueue::Granted,
+                            DumpQueue::Converting,
+                            DumpQueue::Waiting,
+                        ][q],
                         lock: Self::lock_dump(ls, i),
                     });
                 }

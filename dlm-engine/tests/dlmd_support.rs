@@ -102,7 +102,8 @@ fn cursor_survives_changes_between_steps() {
     let mut cur = DumpCursor::default();
     assert!(t.e.dump_next(t.minor, &mut cur).is_some());
     t.e.close(a.id);
-    t.e.remove_lockspace(t.minor, RemoveFlags::FORCEFREE).unwrap();
+    t.e.remove_lockspace(t.minor, RemoveFlags::FORCEFREE)
+        .unwrap();
     assert!(t.e.dump_next(t.minor, &mut cur).is_none());
     assert!(t.e.dump_summary(t.minor).is_none());
 }
@@ -168,7 +169,8 @@ fn locks_are_charged_to_their_creator_until_freed() {
     t.e.close(b.id);
     t.e.close(p.id);
     assert_eq!(t.e.locks_of(2000), 1);
-    t.e.remove_lockspace(t.minor, RemoveFlags::FORCEFREE).unwrap();
+    t.e.remove_lockspace(t.minor, RemoveFlags::FORCEFREE)
+        .unwrap();
     assert_eq!(t.e.locks_of(2000), 0);
 }
 

@@ -17,7 +17,8 @@
 //!     trip (reported: mean and worst; a dump is rendered a chunk at a
 //!     time, so it should not stall others).
 //!
-//! `DLMD_BENCH_QUICK=1` runs smaller counts. `DLMD_BENCH_CPUS=same` pins
+//! `DLMD_BENCH_QUICK=1` runs smaller counts; `DLMD_BENCH_DUMP_ONLY=1`
+//! only (c)'s setup and (e). `DLMD_BENCH_CPUS=same` pins
 //! every process to CPU 0 (wake-ups are cheap, system calls dominate);
 //! `DLMD_BENCH_CPUS=split` pins the clients to CPU 0 and the servers
 //! (dlmd, the echo server) to CPU 1 (every wake-up crosses CPUs); by
@@ -68,6 +69,17 @@ fn main() {
         assert!(ctl.create("bench", LsFlags::empty(), 0o666) >= 0);
         let pair = sync_pairs(&d.path, n.parse().unwrap());
         println!("sync lock+unlock pair via dlmd: {:.2} us", pair * 1e6);
+        return;
+    }
+    if std::env::var_os("DLMD_BENCH_DUMP_ONLY").is_some() {
+        // Only (c) and (e): the memory and the probe during a dump.
+        let n = 1_000_000 / scale;
+        let (_, _, (idle, busy)) = memory(n);
+        println!(
+            "(e) probe round trip during a {n}-lock dump / idle = {:.2}x mean, {:.2}x worst",
+            busy.mean / idle.mean,
+            busy.worst / idle.worst
+        );
         return;
     }
     if let Ok(secs) = std::env::var("DLMD_BENCH_PIPELINE_ONLY") {

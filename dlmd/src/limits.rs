@@ -69,7 +69,10 @@ mod tests {
     fn flags_and_root() {
         let mut l = Limits::default();
         assert_eq!(l.parse_flag("--max-locks-per-uid", "1000"), Ok(true));
-        assert_eq!(l.parse_flag("--max-lockspaces-per-uid", "unlimited"), Ok(true));
+        assert_eq!(
+            l.parse_flag("--max-lockspaces-per-uid", "unlimited"),
+            Ok(true)
+        );
         assert_eq!(l.parse_flag("--socket", "x"), Ok(false));
         assert!(l.parse_flag("--max-connections-per-uid", "-1").is_err());
         assert_eq!(l.locks, Some(1000));

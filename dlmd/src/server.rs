@@ -63,7 +63,7 @@ const SMALL: usize = proto::OPEN_REPLY_LEN;
 pub const MAX_UNSENT_RESULTS: usize = 4096;
 /// DUMP_CHUNK messages rendered and sent per wakeup of one connection, so
 /// that a dump never holds the event loop for long.
-pub const DUMP_CHUNKS_PER_WAKEUP: usize = 8;
+pub const DUMP_CHUNKS_PER_WAKEUP: usize = 2;
 
 /// Identifies a connection: its slot and the slot's generation, so that
 /// a stale epoll event or reference never reaches a newer connection.
@@ -583,7 +583,8 @@ impl Server {
         if self.reserve.take().is_none() {
             return false;
         }
-        let accepted = net::accept_with(&self.listener, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC);
+        let accepted =
+            net::accept_with(&self.listener, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC);
         let ok = match accepted {
             Ok(fd) => {
                 debug!("at the file-descriptor limit: refusing a connection");
@@ -856,13 +857,7 @@ impl Server {
                 // level-triggered EPOLLOUT comes back), after the others.
                 return;
             }
-            fill_dump(
-                d,
-                &self.engine,
-                &self.lockspaces,
-                &self.owners,
-                &conn.peer,
-            );
+            fill_dump(d, &self.engine, &self.lockspaces, &self.owners, &conn.peer);
             let mut n = d.text.len().min(DUMP_CHUNK);
             while !d.text.is_char_boundary(n) {
                 n -= 1;
@@ -871,10 +866,7 @@ impl Server {
             for (i, w) in [Op::DumpChunk as u32, d.seq, 0, 0].iter().enumerate() {
                 head[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
             }
-            let iov = [
-                IoSlice::new(&head),
-                IoSlice::new(&d.text.as_bytes()[..n]),
-            ];
+            let iov = [IoSlice::new(&head), IoSlice::new(&d.text.as_bytes()[..n])];
             match net::sendmsg(&conn.fd, &iov, &mut SendAncillaryBuffer::default(), SEND) {
                 Ok(_) if n == 0 => conn.dump = None,
                 Ok(_) => {
@@ -1170,8 +1162,7 @@ impl Server {
                         }
                     }
                     let held = self.spaces_of.get(&peer.uid).copied().unwrap_or(0);
-                    if existing.is_none()
-                        && !Limits::allows(self.limits.lockspaces, peer.uid, held)
+                    if existing.is_none() && !Limits::allows(self.limits.lockspaces, peer.uid, held)
                     {
                         return Err(Errno::ENOMEM);
                     }

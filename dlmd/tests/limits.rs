@@ -9,7 +9,7 @@ mod common;
 
 use common::*;
 use dlm_core::dlmd::proto::{self, Header, Op};
-use dlm_core::{LockFlags, LockParams, LsFlags, Mode, Request, Status};
+use dlm_core::{LockFlags, LsFlags, Mode, Request, Status};
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use rustix::net::{self, RecvFlags, SendFlags};
 use std::os::fd::OwnedFd;
@@ -81,7 +81,12 @@ fn unread_dumps_do_not_grow_dlmd() {
     let mut ctl = Control::connect(&d.path);
     assert!(ctl.create("big", LsFlags::empty(), 0) >= 0);
     let mut h = Handle::open(&d.path, "big");
-    fill(&mut h, "resource-with-a-longish-name-", 300_000, LockFlags::empty());
+    fill(
+        &mut h,
+        "resource-with-a-longish-name-",
+        300_000,
+        LockFlags::empty(),
+    );
     settle(&d.path);
     let before = d.rss();
     // 20 dumps nobody reads: each is ~30 MB of text if rendered whole.
@@ -109,7 +114,10 @@ fn unread_dumps_do_not_grow_dlmd() {
     );
     // A dump that is read is complete.
     let text = ctl.dump(Some("big")).unwrap();
-    assert_eq!(text.lines().filter(|l| l.contains(" granted ")).count(), 300_001);
+    assert_eq!(
+        text.lines().filter(|l| l.contains(" granted ")).count(),
+        300_001
+    );
     assert!(text.starts_with("lockspace \"big\" "), "{}", &text[..80]);
 }
 
@@ -121,7 +129,10 @@ fn a_forceunlock_lock_is_gone_after_its_owner_exits() {
     // Closed handle, and a killed process.
     for how in ["close", "kill"] {
         let mut a = Handle::open(&d.path, "ls");
-        assert!(a.lock("r", Mode::Ex, LockFlags::FORCEUNLOCK, 1) > 0, "{how}");
+        assert!(
+            a.lock("r", Mode::Ex, LockFlags::FORCEUNLOCK, 1) > 0,
+            "{how}"
+        );
         assert_eq!(a.result().status, Status::GRANTED);
         let mut b = Handle::open(&d.path, "ls");
         let lb = b.lock("r", Mode::Ex, LockFlags::empty(), 2);
@@ -154,7 +165,11 @@ fn a_forceunlock_lock_is_gone_after_its_owner_exits() {
             }
         }
         let g = b.result();
-        assert_eq!((g.status, i64::from(g.lkid)), (Status::GRANTED, lb), "{how}");
+        assert_eq!(
+            (g.status, i64::from(g.lkid)),
+            (Status::GRANTED, lb),
+            "{how}"
+        );
     }
     // A purge of one's own locks releases such a lock too.
     let mut c = Handle::open(&d.path, "ls");
@@ -228,7 +243,9 @@ fn at_its_fd_limit_dlmd_still_answers() {
     let dir = temp_dir();
     let path = dir.join("dlmd.sock");
     let mut cmd = Command::new("prlimit");
-    cmd.arg("--nofile=40:40").arg("--").arg(env!("CARGO_BIN_EXE_dlmd"));
+    cmd.arg("--nofile=40:40")
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_dlmd"));
     let child = cmd
         .args(dlmd_command(&path).get_args())
         .env_remove("DLMD_SOCKET")
@@ -487,5 +504,17 @@ fn helper() {
     }
 }
 
-#[allow(dead_code)]
-fn unused(_: LockParams) {}
+#[test]
+fn a_stopped_dlmd_makes_clients_fail_not_hang() {
+    let d = start(&[]);
+    let pid = rustix::process::Pid::from_raw(d.child.id() as i32).expect("pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).expect("SIGSTOP");
+    // dlm-core's client: the connection is queued in the backlog, the
+    // first reply never comes; it gives up (bounded) with EAGAIN.
+    let got = dlm_core::dlmd::client::Control::connect(&d.path).and_then(|c| c.version());
+    rustix::process::kill_process(pid, rustix::process::Signal::CONT).expect("SIGCONT");
+    assert_eq!(got.map(drop), Err(dlm_core::Errno::EAGAIN));
+    // And once dlmd runs again, clients are served.
+    let c = dlm_core::dlmd::client::Control::connect(&d.path).unwrap();
+    assert_eq!(c.version().unwrap(), dlm_core::codec::Version::DEVICE);
+}

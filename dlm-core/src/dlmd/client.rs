@@ -414,7 +414,9 @@ impl Device {
     ///
     /// # Errors
     /// ENOENT (no such lockspace, or no dlmd), EACCES, ECONNREFUSED,
-    /// ENOTCONN.
+    /// ENOTCONN; EAGAIN when dlmd did not answer within [`CONNECT_WAIT`]
+    /// or refused the connection at its file-descriptor limit; EMFILE when
+    /// the caller's uid has too many connections (PROTOCOL.md "Limits").
     pub fn open(path: &Path, name: &Name) -> Result<Device, Errno> {
         let mut req = Channel::new(connect(path)?);
         let mut ids = [0u8; 16];
