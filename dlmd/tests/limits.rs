@@ -135,6 +135,7 @@ fn a_forceunlock_lock_is_gone_after_its_owner_exits() {
         );
         assert_eq!(a.result().status, Status::GRANTED);
         let mut b = Handle::open(&d.path, "ls");
+        bounded(&b);
         let lb = b.lock("r", Mode::Ex, LockFlags::empty(), 2);
         assert!(lb > 0);
         assert!(b.try_result().is_none(), "a holds it");
@@ -173,6 +174,7 @@ fn a_forceunlock_lock_is_gone_after_its_owner_exits() {
     }
     // A purge of one's own locks releases such a lock too.
     let mut c = Handle::open(&d.path, "ls");
+    bounded(&c);
     let mut e = Handle::open(&d.path, "ls");
     let id = e.lock("p", Mode::Ex, LockFlags::FORCEUNLOCK, 1);
     assert!(id > 0);
@@ -184,6 +186,17 @@ fn a_forceunlock_lock_is_gone_after_its_owner_exits() {
     );
     assert!(c.lock("p", Mode::Ex, LockFlags::NOQUEUE, 4) > 0);
     assert_eq!(c.result().status, Status::GRANTED);
+}
+
+/// Makes waiting for a result of `h` fail after a minute instead of
+/// hanging (a lock that is never granted fails the test).
+fn bounded(h: &Handle) {
+    net::sockopt::set_socket_timeout(
+        &h.cb,
+        net::sockopt::Timeout::Recv,
+        Some(Duration::from_secs(60)),
+    )
+    .unwrap();
 }
 
 #[test]
@@ -511,7 +524,16 @@ fn a_stopped_dlmd_makes_clients_fail_not_hang() {
     rustix::process::kill_process(pid, rustix::process::Signal::STOP).expect("SIGSTOP");
     // dlm-core's client: the connection is queued in the backlog, the
     // first reply never comes; it gives up (bounded) with EAGAIN.
-    let got = dlm_core::dlmd::client::Control::connect(&d.path).and_then(|c| c.version());
+    // (In a thread, so that a client that hangs fails the test.)
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = d.path.clone();
+    std::thread::spawn(move || {
+        let got = dlm_core::dlmd::client::Control::connect(&path).and_then(|c| c.version());
+        let _ = tx.send(got);
+    });
+    let got = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the client hung on a stopped dlmd");
     rustix::process::kill_process(pid, rustix::process::Signal::CONT).expect("SIGCONT");
     assert_eq!(got.map(drop), Err(dlm_core::Errno::EAGAIN));
     // And once dlmd runs again, clients are served.
