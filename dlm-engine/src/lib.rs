@@ -46,6 +46,9 @@
 //!   the reason a repeated cancel gets EINVAL, spec U4); the spec's C.3.5
 //!   says EBUSY-then-0. Close and purge then cannot unlock such a lock:
 //!   it stays queued, dead, until unlocked by id ([`LockOwner::Dead`]).
+//!   Both Debian kernels (6.1, 6.12) were seen doing so in the VM suite.
+//!   [`Engine::set_release_forceunlock`] turns this off (dlmd does: no
+//!   lock outlives its owner there).
 //! - An orphan unlocked by id gets no callback and, like the
 //!   kernel's object, is not freed: it stays on the orphan list, off every
 //!   queue, until a purge (the kernel would move it to the closed opener's
