@@ -1,7 +1,8 @@
 //! Per-uid limits (README "Limits", PROTOCOL.md "Limits"): how many
 //! lockspaces, locks and connections one uid may hold in dlmd, so that
 //! one user cannot exhaust the daemon's memory or file descriptors for
-//! everyone. Root (uid 0) is never limited.
+//! everyone. Root (uid 0) and the uid dlmd runs as (a per-user dlmd's own
+//! user) are never limited.
 
 /// Lockspaces a uid other than root may have created and not removed.
 pub const DEFAULT_LOCKSPACES: usize = 100;
@@ -20,6 +21,8 @@ pub struct Limits {
     pub locks: Option<usize>,
     /// `--max-connections-per-uid`.
     pub connections: Option<usize>,
+    /// The uid dlmd runs as, never limited (as root is not).
+    pub own_uid: u32,
 }
 
 impl Default for Limits {
@@ -28,6 +31,7 @@ impl Default for Limits {
             lockspaces: Some(DEFAULT_LOCKSPACES),
             locks: Some(DEFAULT_LOCKS),
             connections: Some(DEFAULT_CONNECTIONS),
+            own_uid: rustix::process::geteuid().as_raw(),
         }
     }
 }
@@ -56,8 +60,8 @@ impl Limits {
     }
 
     /// Whether a uid holding `held` may take one more, under `limit`.
-    pub fn allows(limit: Option<usize>, uid: u32, held: usize) -> bool {
-        uid == 0 || limit.is_none_or(|max| held < max)
+    pub fn allows(&self, limit: Option<usize>, uid: u32, held: usize) -> bool {
+        uid == 0 || uid == self.own_uid || limit.is_none_or(|max| held < max)
     }
 }
 
@@ -77,9 +81,11 @@ mod tests {
         assert!(l.parse_flag("--max-connections-per-uid", "-1").is_err());
         assert_eq!(l.locks, Some(1000));
         assert_eq!(l.lockspaces, None);
-        assert!(Limits::allows(l.locks, 1000, 999));
-        assert!(!Limits::allows(l.locks, 1000, 1000));
-        assert!(Limits::allows(l.locks, 0, 5000), "root is never limited");
-        assert!(Limits::allows(l.lockspaces, 1000, usize::MAX - 1));
+        l.own_uid = 500;
+        assert!(l.allows(l.locks, 1000, 999));
+        assert!(!l.allows(l.locks, 1000, 1000));
+        assert!(l.allows(l.locks, 0, 5000), "root is never limited");
+        assert!(l.allows(l.locks, 500, 5000), "nor dlmd's own uid");
+        assert!(l.allows(l.lockspaces, 1000, usize::MAX - 1));
     }
 }

@@ -55,7 +55,8 @@ usage: dlmd [--foreground | --daemon] [--socket PATH] [--log-level LEVEL]
                                (default 100000; past it a LOCK gets ENOMEM)
   --max-connections-per-uid N  connections one uid may keep open, two per
                                lockspace handle (default 1024)
-                      N is a number or \"unlimited\"; root is never limited
+                      N: a number or \"unlimited\"; root and dlmd's own
+                      uid are never limited
   --dump [LOCKSPACE]  print the lock dump of a running dlmd and exit
   --json              with --dump: print JSON instead of text
 ";

@@ -532,7 +532,7 @@ impl Server {
                 }
             };
             let held = self.conns_of.get(&peer.uid).copied().unwrap_or(0);
-            if !Limits::allows(self.limits.connections, peer.uid, held) {
+            if !self.limits.allows(self.limits.connections, peer.uid, held) {
                 debug!(
                     "uid {} has {held} connections: refusing pid {}",
                     peer.uid, peer.pid
@@ -1032,7 +1032,9 @@ impl Server {
             }
             Ok((_, Request::Lock(p)))
                 if !p.flags.intersects(LockFlags::CONVERT | LockFlags::ORPHAN)
-                    && !Limits::allows(self.limits.locks, uid, self.engine.locks_of(uid)) =>
+                    && !self
+                        .limits
+                        .allows(self.limits.locks, uid, self.engine.locks_of(uid)) =>
             {
                 // A new lock past the uid's limit: what the kernel answers
                 // when it cannot allocate one.
@@ -1162,7 +1164,8 @@ impl Server {
                         }
                     }
                     let held = self.spaces_of.get(&peer.uid).copied().unwrap_or(0);
-                    if existing.is_none() && !Limits::allows(self.limits.lockspaces, peer.uid, held)
+                    if existing.is_none()
+                        && !self.limits.allows(self.limits.lockspaces, peer.uid, held)
                     {
                         return Err(Errno::ENOMEM);
                     }
