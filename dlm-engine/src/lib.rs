@@ -497,10 +497,11 @@ impl Engine {
 
     /// The next item of an incremental dump of lockspace `minor` from
     /// `cur` (start with [`DumpCursor::default`]), advancing it; `None`
-    /// at the end, or when the lockspace is gone. Each call costs O(1)
-    /// (plus a walk of the orphan list for a resource that has detached
-    /// orphans), so a server can dump a lockspace of any size a little at
-    /// a time between other requests.
+    /// at the end, or when the lockspace is gone. Each call costs O(1),
+    /// or at most [`DUMP_SCAN_STEPS`] steps of a walk of the orphan list
+    /// for a resource that has detached orphans ([`DumpItem::Busy`]: no
+    /// item yet, call again), so a server can dump a lockspace of any
+    /// size a little at a time between other requests.
     ///
     /// Not a snapshot: resources come in slab order, each followed by its
     /// grant, convert and wait queues and its detached orphans. Changes
@@ -597,7 +598,14 @@ impl Engine {
                             _ => NIL,
                         }
                     };
+                    let mut steps = 0;
                     while i != NIL {
+                        if steps == DUMP_SCAN_STEPS {
+                            // Resume here on the next call.
+                            cur.next = i;
+                            return Some(DumpItem::Busy);
+                        }
+                        steps += 1;
                         let l = ls.l(i);
                         if l.res == r && l.status == space::ST_NONE {
                             cur.next = l.o_next;
@@ -639,6 +647,10 @@ impl Engine {
         }
     }
 }
+
+/// Orphan-list entries one [`Engine::dump_next`] call examines at most
+/// while looking for a resource's detached orphans.
+pub const DUMP_SCAN_STEPS: usize = 256;
 
 /// A position in an incremental dump ([`Engine::dump_next`]).
 #[derive(Clone, Copy, Debug)]
@@ -733,6 +745,9 @@ pub enum DumpItem {
         /// The lock.
         lock: LockDump,
     },
+    /// Nothing yet: the call used up its work (a long orphan list); the
+    /// next call goes on.
+    Busy,
 }
 
 /// A snapshot of one lockspace ([`Engine::dump`]).

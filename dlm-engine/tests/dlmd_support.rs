@@ -39,6 +39,7 @@ fn through_cursor(t: &T) -> Vec<ResourceDump> {
                 };
                 q.push(lock);
             }
+            DumpItem::Busy => {}
         }
     }
     out.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
@@ -190,4 +191,33 @@ fn forceunlock_locks_outlive_their_owner_unless_released() {
         let locks = t.e.dump(t.minor).unwrap().locks;
         assert_eq!(locks, usize::from(!release));
     }
+}
+
+#[test]
+fn many_detached_orphans_are_listed_a_bounded_step_at_a_time() {
+    let mut t = T::new();
+    let holder = t.open();
+    let n = 600;
+    for i in 0..n {
+        t.lock(holder, &format!("r{i}"), Mode::Ex, NONE).unwrap();
+    }
+    // A PERSISTENT waiter on every resource, whose owner closes: n
+    // detached orphans, the last resources' far down the orphan list.
+    let w = t.open();
+    for i in 0..n {
+        t.lock(w, &format!("r{i}"), Mode::Ex, F::PERSISTENT)
+            .unwrap();
+    }
+    t.e.close(w.id);
+    let mut cur = DumpCursor::default();
+    let mut busy = 0;
+    while let Some(item) = t.e.dump_next(t.minor, &mut cur) {
+        if item == DumpItem::Busy {
+            busy += 1;
+        }
+    }
+    assert!(busy > 0, "long scans are split");
+    let got = through_cursor(&t);
+    assert_eq!(got, t.e.dump(t.minor).unwrap().resources);
+    assert_eq!(got.iter().map(|r| r.detached.len()).sum::<usize>(), n);
 }

@@ -64,6 +64,9 @@ pub const MAX_UNSENT_RESULTS: usize = 4096;
 /// DUMP_CHUNK messages rendered and sent per wakeup of one connection, so
 /// that a dump never holds the event loop for long.
 pub const DUMP_CHUNKS_PER_WAKEUP: usize = 2;
+/// Engine dump steps that produced nothing yet ([`DumpItem::Busy`], each
+/// a bounded walk of an orphan list) per fill of a dump chunk.
+const DUMP_BUSY_PER_WAKEUP: usize = 32;
 
 /// Identifies a connection: its slot and the slot's generation, so that
 /// a stale epoll event or reference never reaches a newer connection.
@@ -328,6 +331,7 @@ fn fill_dump(
     peer: &Peer,
 ) {
     let owner_id = |o: OwnerId| owners.get(&o).copied();
+    let mut busy = 0;
     while d.text.len() < DUMP_CHUNK {
         let Some(minor) = d.minor else {
             return;
@@ -352,6 +356,13 @@ fn fill_dump(
             }) => dump::resource(&mut d.text, &name, lvb.as_ref(), lvb_invalid),
             Some(DumpItem::Lock { queue, lock }) => {
                 dump::lock_line(&mut d.text, queue, &lock, &owner_id);
+            }
+            Some(DumpItem::Busy) => {
+                // A long orphan list: go on at the next wakeup.
+                busy += 1;
+                if busy == DUMP_BUSY_PER_WAKEUP {
+                    return;
+                }
             }
             None => next_lockspace(d, engine),
         }
@@ -858,6 +869,11 @@ impl Server {
                 return;
             }
             fill_dump(d, &self.engine, &self.lockspaces, &self.owners, &conn.peer);
+            if d.text.is_empty() && d.minor.is_some() {
+                // Nothing rendered this time (long scans): more next
+                // round, as EPOLLOUT stays level-triggered.
+                return;
+            }
             let mut n = d.text.len().min(DUMP_CHUNK);
             while !d.text.is_char_boundary(n) {
                 n -= 1;
