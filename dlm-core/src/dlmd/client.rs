@@ -30,7 +30,7 @@ pub const CONNECT_WAIT: std::time::Duration = std::time::Duration::from_secs(10)
 
 /// Connects a SEQPACKET socket to dlmd at `path`. A full listen backlog
 /// is retried for up to [`CONNECT_WAIT`]; the socket then waits at most
-/// that long for its first reply (see [`Channel`]).
+/// that long for its first reply, then fails with EAGAIN.
 ///
 /// # Errors
 /// ENOENT when no socket file exists, ECONNREFUSED when nothing listens on
