@@ -1048,6 +1048,7 @@ impl Server {
             }
             Ok((_, Request::Lock(p)))
                 if !p.flags.intersects(LockFlags::CONVERT | LockFlags::ORPHAN)
+                    && self.limits.locks.is_some()
                     && !self
                         .limits
                         .allows(self.limits.locks, uid, self.engine.locks_of(uid)) =>
