@@ -89,6 +89,9 @@ fn control() -> Result<Control, Fail> {
     Control::connect().map_err(|e| {
         Fail(match e {
             Errno::ENOENT | Errno::ECONNREFUSED => no_dlm(e),
+            Errno::EAGAIN => "the lock manager did not answer in time (busy, stopped, or at its \
+                              connection limits); try again"
+                .to_owned(),
             e => match dlm_core::transport::dlmd_refusal() {
                 Some(why) if e == Errno::EACCES => why.to_string(),
                 _ => format!("cannot reach the lock manager: {e}"),

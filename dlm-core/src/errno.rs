@@ -34,6 +34,8 @@ impl Errno {
     pub const EBUSY: Errno = Errno(libc::EBUSY);
     /// Already exists (lockspace created with NEWEXCL; thread started).
     pub const EEXIST: Errno = Errno(libc::EEXIST);
+    /// Too many open files (a dlmd connection past its uid's limit).
+    pub const EMFILE: Errno = Errno(libc::EMFILE);
     /// No such device.
     pub const ENODEV: Errno = Errno(libc::ENODEV);
     /// Invalid argument.

@@ -46,6 +46,9 @@
 //!   the reason a repeated cancel gets EINVAL, docs/semantics.md U4 and
 //!   C.3.5). Close and purge then cannot unlock such a lock:
 //!   it stays queued, dead, until unlocked by id ([`LockOwner::Dead`]).
+//!   Both Debian kernels (6.1, 6.12) were seen doing so in the VM suite.
+//!   [`Engine::set_release_forceunlock`] turns this off (dlmd does: no
+//!   lock outlives its owner there).
 //! - An orphan unlocked by id gets no callback and, like the
 //!   kernel's object, is not freed: it stays on the orphan list, off every
 //!   queue, until a purge (the kernel would move it to the closed opener's
@@ -108,6 +111,10 @@ pub struct Engine {
     /// [`Engine::take_notified`], each once (so that call costs nothing
     /// for the lockspaces that saw no callback).
     notified_spaces: Vec<u32>,
+    /// Live lock objects per account ([`Engine::locks_of`]).
+    acct_locks: HashMap<u32, usize>,
+    /// See [`Engine::set_release_forceunlock`].
+    release_forced: bool,
 }
 
 impl Default for Engine {
@@ -126,6 +133,54 @@ impl Engine {
             next_owner: 1,
             agg_threshold: AGG_THRESHOLD,
             notified_spaces: Vec::new(),
+            acct_locks: HashMap::new(),
+            release_forced: false,
+        }
+    }
+
+    /// Makes close and purge release a lock whose own flags hold
+    /// FORCEUNLOCK (set by the LOCK, CONVERT or DEADLOCK request that
+    /// carried it), in every lockspace. The kernel refuses that
+    /// force-unlock and keeps the lock for ever, granted to nobody
+    /// ([`LockOwner::Dead`]); dlmd turns this on so that no lock outlives
+    /// its owner.
+    pub fn set_release_forceunlock(&mut self, on: bool) {
+        self.release_forced = on;
+        for ls in self.spaces.iter_mut().flatten() {
+            ls.release_forced = on;
+        }
+    }
+
+    /// The number of live lock objects (orphans included) created by
+    /// owners opened with account `acct` ([`Engine::open_as`]): a lock
+    /// stays charged to its creator's account when it becomes an orphan
+    /// or is adopted, until it is freed.
+    pub fn locks_of(&self, acct: u32) -> usize {
+        self.acct_locks.get(&acct).copied().unwrap_or(0)
+    }
+
+    /// Moves the lock objects created and freed in lockspace `minor`
+    /// since the last call into the per-account counts.
+    fn settle(&mut self, minor: u32) {
+        let Some(ls) = self
+            .spaces
+            .get_mut(minor as usize)
+            .and_then(|s| s.as_deref_mut())
+        else {
+            return;
+        };
+        for (acct, created) in ls.acct_log.drain(..) {
+            if created {
+                *self.acct_locks.entry(acct).or_insert(0) += 1;
+            } else if let Some(n) = self.acct_locks.get_mut(&acct) {
+                *n -= 1;
+                if *n == 0 {
+                    self.acct_locks.remove(&acct);
+                }
+            }
+        }
+        if ls.acct_log.capacity() > 4096 {
+            ls.acct_log = Vec::new();
         }
     }
 
@@ -175,8 +230,9 @@ impl Engine {
             return Ok(minor);
         }
         let minor = self.spaces.len() as u32;
-        self.spaces
-            .push(Some(Box::new(Lockspace::new(name, self.agg_threshold))));
+        let mut ls = Box::new(Lockspace::new(name, self.agg_threshold));
+        ls.release_forced = self.release_forced;
+        self.spaces.push(Some(ls));
         self.by_name.insert(name, minor);
         Ok(minor)
     }
@@ -208,7 +264,18 @@ impl Engine {
             return Err(Errno::EBUSY);
         }
         self.by_name.remove(&ls.name);
-        self.spaces[minor as usize] = None;
+        self.settle(minor);
+        if let Some(ls) = self.spaces[minor as usize].take() {
+            // FORCEFREE: the remaining locks go with the lockspace.
+            for l in ls.locks.iter().filter(|l| l.in_use()) {
+                if let Some(n) = self.acct_locks.get_mut(&l.acct) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.acct_locks.remove(&l.acct);
+                    }
+                }
+            }
+        }
         Ok(())
     }
 
@@ -222,6 +289,16 @@ impl Engine {
     /// # Errors
     /// ENOENT if no lockspace has this minor.
     pub fn open(&mut self, minor: u32) -> Result<OwnerId, Errno> {
+        self.open_as(minor, 0)
+    }
+
+    /// Opens the lockspace device as [`Engine::open`], charging the new
+    /// owner's locks to account `acct` ([`Engine::locks_of`]; dlmd uses
+    /// the peer's uid).
+    ///
+    /// # Errors
+    /// ENOENT if no lockspace has this minor.
+    pub fn open_as(&mut self, minor: u32, acct: u32) -> Result<OwnerId, Errno> {
         let ls = self
             .spaces
             .get_mut(minor as usize)
@@ -229,7 +306,7 @@ impl Engine {
             .ok_or(Errno::ENOENT)?;
         let id = OwnerId(self.next_owner);
         self.next_owner += 1;
-        let slot = ls.add_owner(id);
+        let slot = ls.add_owner(id, acct);
         self.owners.insert(id, (minor, slot));
         Ok(id)
     }
@@ -242,8 +319,10 @@ impl Engine {
     pub fn close(&mut self, owner: OwnerId) {
         if let Some((ls, slot)) = self.owner_mut(owner) {
             ls.close_owner(slot);
-            let minor = self.owners.remove(&owner).map(|(m, _)| m);
-            self.note(minor);
+            if let Some((minor, _)) = self.owners.remove(&owner) {
+                self.settle(minor);
+                self.note(Some(minor));
+            }
         }
     }
 
@@ -279,10 +358,12 @@ impl Engine {
     /// conversion of a lock that is not granted; EAGAIN for an orphan held
     /// in another mode.
     pub fn write(&mut self, owner: OwnerId, req: &Request, tid: u32) -> Result<u32, Errno> {
-        let r = self.write_in(owner, req, tid);
-        let minor = self.owners.get(&owner).map(|&(m, _)| m);
-        self.note(minor);
-        r
+        let ret = self.write_in(owner, req, tid);
+        if let Some(&(minor, _)) = self.owners.get(&owner) {
+            self.settle(minor);
+            self.note(Some(minor));
+        }
+        ret
     }
 
     fn write_in(&mut self, owner: OwnerId, req: &Request, tid: u32) -> Result<u32, Errno> {
@@ -427,6 +508,286 @@ impl Engine {
             resources,
         })
     }
+}
+
+impl Engine {
+    /// The first lockspace whose minor is `from` or above (minors are
+    /// never reused, so a dump of every lockspace walks them with this).
+    pub fn next_lockspace(&self, from: u32) -> Option<u32> {
+        let start = from as usize;
+        self.spaces
+            .get(start..)?
+            .iter()
+            .position(Option::is_some)
+            .map(|k| (start + k) as u32)
+    }
+
+    /// The summary of lockspace `minor` that starts its dump, or `None`.
+    pub fn dump_summary(&self, minor: u32) -> Option<LockspaceSummary> {
+        let ls = self.space(minor)?;
+        Some(LockspaceSummary {
+            name: ls.name,
+            minor,
+            create_count: ls.create_count,
+            openers: ls.openers,
+            resources: ls.res.len() - ls.free_res.len(),
+            locks: ls.nobjects,
+        })
+    }
+
+    /// The next item of an incremental dump of lockspace `minor` from
+    /// `cur` (start with [`DumpCursor::default`]), advancing it; `None`
+    /// at the end, or when the lockspace is gone. Each call costs O(1),
+    /// or at most [`DUMP_SCAN_STEPS`] steps of a walk of the orphan list
+    /// for a resource that has detached orphans ([`DumpItem::Busy`]: no
+    /// item yet, call again), so a server can dump a lockspace of any
+    /// size a little at a time between other requests.
+    ///
+    /// Not a snapshot: resources come in slab order, each followed by its
+    /// grant, convert and wait queues and its detached orphans. Changes
+    /// made between two calls may be seen or not; a resource freed and
+    /// reused meanwhile is listed from its start; a lock that moved or
+    /// went away ends the walk of the queue it was on (the rest of that
+    /// queue is skipped), and a lock that moved behind the cursor may be
+    /// listed twice.
+    pub fn dump_next(&self, minor: u32, cur: &mut DumpCursor) -> Option<DumpItem> {
+        let ls = self.space(minor)?;
+        loop {
+            let r = cur.res;
+            let res = ls.res.get(r as usize)?;
+            if res.nlocks == 0 || (cur.stage > 0 && *res.name != *cur.name.as_bytes()) {
+                if res.nlocks == 0 {
+                    cur.next_resource();
+                } else {
+                    // Freed and reused since the last call: start over.
+                    cur.stage = 0;
+                    cur.next = NIL;
+                }
+                continue;
+            }
+            let queue_status = [space::ST_GRANTED, space::ST_CONVERT, space::ST_WAITING];
+            match cur.stage {
+                0 => {
+                    let name = Name::new(&res.name).expect("resource names fit");
+                    cur.name = name;
+                    cur.stage = 1;
+                    cur.next = NIL;
+                    return Some(DumpItem::Resource {
+                        name,
+                        lvb: res.lvb.as_deref().copied(),
+                        lvb_invalid: res.lvb_invalid,
+                    });
+                }
+                s @ 1..=3 => {
+                    let q = usize::from(s - 1);
+                    let i = if cur.next == NIL {
+                        res.q[q].head
+                    } else {
+                        let l = ls.locks.get(cur.next as usize);
+                        match l {
+                            Some(l) if l.in_use() && l.res == r && l.status == queue_status[q] => {
+                                cur.next
+                            }
+                            _ => NIL,
+                        }
+                    };
+                    if i == NIL {
+                        cur.stage += 1;
+                        cur.next = NIL;
+                        continue;
+                    }
+                    let next = ls.l(i).q_next;
+                    if next == NIL {
+                        cur.stage += 1;
+                    }
+                    cur.next = next;
+                    return Some(DumpItem::Lock {
+                        queue: [
+                            DumpQueue::Granted,
+                            DumpQueue::Converting,
+                            DumpQueue::Waiting,
+                        ][q],
+                        lock: Self::lock_dump(ls, i),
+                    });
+                }
+                4 => {
+                    // Detached orphans: only when some lock of the
+                    // resource is on none of its queues.
+                    let queued: u32 = match res.agg.as_deref() {
+                        Some(a) => a.g.iter().chain(&a.c).chain(&a.w).sum(),
+                        None => res
+                            .q
+                            .iter()
+                            .map(|q| {
+                                let (mut n, mut i) = (0, q.head);
+                                while i != NIL {
+                                    n += 1;
+                                    i = ls.l(i).q_next;
+                                }
+                                n
+                            })
+                            .sum(),
+                    };
+                    let mut i = if res.nlocks <= queued {
+                        NIL
+                    } else if cur.next == NIL {
+                        ls.orphans.head
+                    } else {
+                        match ls.locks.get(cur.next as usize) {
+                            Some(l) if l.in_use() && l.bits & space::B_ORPHAN != 0 => cur.next,
+                            _ => NIL,
+                        }
+                    };
+                    let mut steps = 0;
+                    while i != NIL {
+                        if steps == DUMP_SCAN_STEPS {
+                            // Resume here on the next call.
+                            cur.next = i;
+                            return Some(DumpItem::Busy);
+                        }
+                        steps += 1;
+                        let l = ls.l(i);
+                        if l.res == r && l.status == space::ST_NONE {
+                            cur.next = l.o_next;
+                            if cur.next == NIL {
+                                cur.next_resource();
+                            }
+                            return Some(DumpItem::Lock {
+                                queue: DumpQueue::Detached,
+                                lock: Self::lock_dump(ls, i),
+                            });
+                        }
+                        i = l.o_next;
+                    }
+                    cur.next_resource();
+                }
+                _ => cur.next_resource(),
+            }
+        }
+    }
+
+    fn lock_dump(ls: &Lockspace, i: u32) -> LockDump {
+        let l = ls.l(i);
+        let owner = if l.bits & space::B_DEAD != 0 {
+            LockOwner::Dead
+        } else if l.owner == NIL {
+            LockOwner::Orphan
+        } else {
+            LockOwner::Owner(ls.owners[l.owner as usize].id)
+        };
+        let mode = |m: i8| (m >= 0).then(|| Mode::ALL[m as usize]);
+        LockDump {
+            id: i + 1,
+            granted: mode(l.gr),
+            requested: mode(l.rq),
+            owner,
+            pid: l.ownpid,
+            flags: l.exflags,
+            xid: l.ua.xid,
+        }
+    }
+}
+
+/// Orphan-list entries one [`Engine::dump_next`] call examines at most
+/// while looking for a resource's detached orphans.
+pub const DUMP_SCAN_STEPS: usize = 256;
+
+/// A position in an incremental dump ([`Engine::dump_next`]).
+#[derive(Clone, Copy, Debug)]
+pub struct DumpCursor {
+    /// The resource slot.
+    res: u32,
+    /// 0: its line; 1-3: the grant, convert, wait queue; 4: detached.
+    stage: u8,
+    /// The next lock of the stage (NIL: the stage's first).
+    next: u32,
+    /// The name of the resource being listed (to notice its reuse).
+    name: Name,
+}
+
+impl Default for DumpCursor {
+    fn default() -> DumpCursor {
+        DumpCursor {
+            res: 0,
+            stage: 0,
+            next: NIL,
+            name: Name::new(b"").expect("the empty name"),
+        }
+    }
+}
+
+impl DumpCursor {
+    fn next_resource(&mut self) {
+        self.res += 1;
+        self.stage = 0;
+        self.next = NIL;
+    }
+}
+
+/// The head of a lockspace's dump ([`Engine::dump_summary`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct LockspaceSummary {
+    /// The lockspace name.
+    pub name: Name,
+    /// The lockspace's minor.
+    pub minor: u32,
+    /// How many times it was created without being removed.
+    pub create_count: u32,
+    /// The number of open owners.
+    pub openers: usize,
+    /// The number of resources.
+    pub resources: usize,
+    /// The number of lock objects (orphans included).
+    pub locks: usize,
+}
+
+/// Which list of its resource a dumped lock is on.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum DumpQueue {
+    /// The grant queue.
+    Granted,
+    /// The convert queue.
+    Converting,
+    /// The wait queue.
+    Waiting,
+    /// No queue: a detached orphan.
+    Detached,
+}
+
+impl DumpQueue {
+    /// The word the dump text uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            DumpQueue::Granted => "granted",
+            DumpQueue::Converting => "converting",
+            DumpQueue::Waiting => "waiting",
+            DumpQueue::Detached => "detached",
+        }
+    }
+}
+
+/// One item of an incremental dump ([`Engine::dump_next`]).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum DumpItem {
+    /// A resource; its locks follow.
+    Resource {
+        /// The resource name.
+        name: Name,
+        /// Its LVB, if any lock on it has used one.
+        lvb: Option<Lvb>,
+        /// Whether the LVB is marked invalid.
+        lvb_invalid: bool,
+    },
+    /// A lock of the resource listed last.
+    Lock {
+        /// Its queue.
+        queue: DumpQueue,
+        /// The lock.
+        lock: LockDump,
+    },
+    /// Nothing yet: the call used up its work (a long orphan list); the
+    /// next call goes on.
+    Busy,
 }
 
 /// A snapshot of one lockspace ([`Engine::dump`]).

@@ -651,7 +651,8 @@ impl Lockspace {
     /// Returns the lock id.
     pub fn request(&mut self, owner: u32, p: &LockParams, tid: u32) -> Result<u32, Errno> {
         let mode = check_lock_args(p.mode.into(), p.flags, p.name.len(), true)?;
-        let i = self.alloc_lock();
+        let acct = self.owners[owner as usize].acct;
+        let i = self.alloc_lock(acct);
         let valblk = p.flags.contains(F::VALBLK);
         *self.lm(i) = Lock {
             ua: Ua {
@@ -668,6 +669,7 @@ impl Lockspace {
             exflags: p.flags,
             rq: mode.raw() as i8,
             bits: if valblk { B_LVBPTR } else { 0 },
+            acct,
             ..Lock::FREE
         };
         let r = self.attach(i, p.name.as_bytes());
@@ -882,9 +884,14 @@ impl Lockspace {
 
     /// `unlock_proc_lock`: force-unlock with IVVALBLK, for close and
     /// purge. A lock whose own flags already hold FORCEUNLOCK is refused
-    /// (EINVAL, ignored by the kernel) and stays where it is, dead.
+    /// (EINVAL, ignored by the kernel) and stays where it is, dead, unless
+    /// the engine releases such locks (`release_forced`, dlmd's choice).
     fn unlock_proc_lock(&mut self, i: u32) {
         self.lm(i).bits |= B_DEAD;
+        if self.release_forced {
+            // dlmd's choice: no lock outlives its owner.
+            self.lm(i).exflags.remove(F::FORCEUNLOCK);
+        }
         if self
             .validate_unlock(i, F::FORCEUNLOCK | F::IVVALBLK)
             .is_ok()

@@ -144,6 +144,9 @@ pub(crate) struct Lock {
     pub last_cb: i8,
     /// `B_*` bits.
     pub bits: u8,
+    /// The account of the owner that created the lock (kept when it
+    /// becomes an orphan or is adopted): see [`Engine::locks_of`](crate::Engine::locks_of).
+    pub acct: u32,
 }
 
 impl Lock {
@@ -176,6 +179,7 @@ impl Lock {
         last_cast: IV,
         last_cb: IV,
         bits: 0,
+        acct: 0,
     };
 
     fn prev(&self, k: Link) -> u32 {
@@ -508,6 +512,8 @@ impl NameTable {
 /// One opener of the lockspace.
 pub(crate) struct OwnerSlot {
     pub id: OwnerId,
+    /// The account its new locks are charged to.
+    pub acct: u32,
     pub open: bool,
     /// Its locks, in creation / adoption order (the kernel's proc list).
     pub locks: List,
@@ -546,6 +552,12 @@ pub(crate) struct Lockspace {
     pub openers: usize,
     /// Resources get aggregates once they hold more lock objects than this.
     pub agg_threshold: u32,
+    /// Lock objects created (`true`) and freed (`false`) since the engine
+    /// last settled its per-account counts, with their account.
+    pub acct_log: Vec<(u32, bool)>,
+    /// Close and purge release a lock whose own flags hold FORCEUNLOCK
+    /// (see [`Engine::set_release_forceunlock`](crate::Engine::set_release_forceunlock)).
+    pub release_forced: bool,
 }
 
 impl Lockspace {
@@ -567,6 +579,8 @@ impl Lockspace {
             noted: false,
             openers: 0,
             agg_threshold,
+            acct_log: Vec::new(),
+            release_forced: false,
         }
     }
 
@@ -581,8 +595,9 @@ impl Lockspace {
     // ---- ids and objects -------------------------------------------------
 
     /// Takes the lowest free lock index (id - 1).
-    pub fn alloc_lock(&mut self) -> u32 {
+    pub fn alloc_lock(&mut self, acct: u32) -> u32 {
         self.nobjects += 1;
+        self.acct_log.push((acct, true));
         match self.free_ids.pop() {
             Some(Reverse(i)) => i,
             None => {
@@ -606,6 +621,8 @@ impl Lockspace {
             self.unlist(i);
         }
         let r = self.l(i).res;
+        let acct = self.l(i).acct;
+        self.acct_log.push((acct, false));
         self.locks[i as usize] = Lock::FREE;
         self.free_ids.push(Reverse(i));
         self.nobjects -= 1;
@@ -883,9 +900,10 @@ impl Lockspace {
 
     // ---- owners ----------------------------------------------------------
 
-    pub fn add_owner(&mut self, id: OwnerId) -> u32 {
+    pub fn add_owner(&mut self, id: OwnerId, acct: u32) -> u32 {
         let slot = OwnerSlot {
             id,
+            acct,
             open: true,
             locks: List::EMPTY,
             cbs: VecDeque::new(),

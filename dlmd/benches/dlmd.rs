@@ -22,7 +22,13 @@
 //! (f) the synchronous pair with 5,000 other handles attached (10,000
 //!     sockets in dlmd) against 10 (`handles_5k_over_10`; goal: at most
 //!     1.2); this process raises its soft descriptor limit to the hard
-//!     one, and skips the figure when that is too low.
+//!     one, and skips the figure when that is too low;
+//! (g) a probe client's VERSION round trip while another client reads a
+//!     dump of the 1,000,000 locks of (c), against the probe's idle round
+//!     trip (`dump_probe_over_idle`: the mean's ratio; the worst case is
+//!     printed beside it): a dump is rendered a chunk at a time, so it
+//!     should not stall others. `DLMD_BENCH_DUMP_ONLY=1` runs only (c)'s
+//!     setup and (g).
 //!
 //! CPU placement uses the CPUs this process may run on
 //! (`sched_getaffinity`): "split" puts the clients on the first of them
@@ -106,6 +112,17 @@ fn main() {
         assert!(ctl.create("bench", LsFlags::empty(), 0o666) >= 0);
         let pair = sync_pairs(&d.path, n.parse().unwrap());
         println!("sync lock+unlock pair via dlmd: {:.2} us", pair * 1e6);
+        return;
+    }
+    if std::env::var_os("DLMD_BENCH_DUMP_ONLY").is_some() {
+        // Only (c) and (e): the memory and the probe during a dump.
+        let n = 1_000_000 / scale;
+        let (_, _, (idle, busy)) = memory(n);
+        println!(
+            "(g) probe round trip during a {n}-lock dump / idle = {:.2}x mean, {:.2}x worst",
+            busy.mean / idle.mean,
+            busy.worst / idle.worst
+        );
         return;
     }
     if let Ok(secs) = std::env::var("DLMD_BENCH_PIPELINE_ONLY") {
@@ -220,7 +237,7 @@ fn main() {
 
     place(Placement::Free, None);
     let n = 1_000_000 / scale;
-    let (base, rss) = memory(n);
+    let (base, rss, probe) = memory(n);
     out.line(format!(
         "dlmd RSS: {:.1} MiB idle, {:.1} MiB with {n} locks held",
         base as f64 / 1048576.0,
@@ -233,6 +250,26 @@ fn main() {
         format!(
             "(c) {per_lock:.0} bytes per lock (RSS / locks; {:.0} counting only the growth) (goal <= 400)",
             (rss - base) as f64 / f64::from(n)
+        ),
+    );
+    let (idle, busy) = probe;
+    let mean = busy.mean / idle.mean;
+    out.ratio(
+        "dump_probe_over_idle",
+        report::Stats {
+            median: mean,
+            min: mean,
+            max: mean,
+        },
+        format!(
+            "(g) probe round trip during a {n}-lock dump / idle = {mean:.2}x mean ({:.1} us / \
+             {:.1} us), {:.2}x worst ({:.2} ms / {:.2} ms; {} round trips during the dump)",
+            busy.mean * 1e6,
+            idle.mean * 1e6,
+            busy.worst / idle.worst,
+            busy.worst * 1e3,
+            idle.worst * 1e3,
+            busy.count
         ),
     );
     out.finish();
@@ -308,6 +345,52 @@ fn growth(out: &Report, p: Placement, rounds: usize, scale: u32) {
             report::median(&p_few) * 1e6
         ),
     );
+}
+
+/// Round-trip times of a probe client.
+struct Trips {
+    mean: f64,
+    worst: f64,
+    count: usize,
+}
+
+/// VERSION round trips on `probe` until `stop` says so (at least `min`).
+fn trips(probe: &mut Control, min: usize, stop: &dyn Fn() -> bool) -> Trips {
+    let (mut total, mut worst, mut count) = (0.0, 0.0f64, 0usize);
+    while count < min || !stop() {
+        let t = Instant::now();
+        assert_eq!(probe.version().0, 0);
+        let dt = t.elapsed().as_secs_f64();
+        total += dt;
+        worst = worst.max(dt);
+        count += 1;
+    }
+    Trips {
+        mean: total / count as f64,
+        worst,
+        count,
+    }
+}
+
+/// The probe's round trips idle, then while another client reads the
+/// whole dump of lockspace "mem".
+fn probe_during_dump(path: &Path) -> (Trips, Trips) {
+    let mut probe = Control::connect(path);
+    let idle = trips(&mut probe, 2000, &|| true);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (path, done) = (path.to_owned(), done.clone());
+        std::thread::spawn(move || {
+            let text = Control::connect(&path).dump(Some("mem")).unwrap();
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            text.len()
+        })
+    };
+    let busy = trips(&mut probe, 1, &|| {
+        done.load(std::sync::atomic::Ordering::SeqCst)
+    });
+    assert!(reader.join().unwrap() > 0);
+    (idle, busy)
 }
 
 /// Seconds per creation and opening (a handle, both sockets) of one of
@@ -770,8 +853,9 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks as f64 / 100.0
 }
 
-/// (idle RSS, RSS with `n` locks held) of a fresh dlmd.
-fn memory(n: u32) -> (u64, u64) {
+/// (idle RSS, RSS with `n` locks held, the probe figures of (e)) of a
+/// fresh dlmd.
+fn memory(n: u32) -> (u64, u64, (Trips, Trips)) {
     let d = start_dlmd();
     let mut ctl = Control::connect(&d.path);
     assert!(ctl.create("mem", LsFlags::empty(), 0) >= 0);
@@ -800,6 +884,7 @@ fn memory(n: u32) -> (u64, u64) {
     let head = ctl.dump(Some("mem")).unwrap();
     let first = head.lines().next().unwrap_or("").to_owned();
     assert!(first.contains(&format!(" nlocks {n} ")), "{first}");
+    let probe = probe_during_dump(&d.path);
     drop(h);
-    (base, rss)
+    (base, rss, probe)
 }

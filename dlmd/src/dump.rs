@@ -14,57 +14,41 @@
 //! string with one code point per byte (U+0000..U+00FF).
 
 use crate::perm::LsMeta;
-use dlm_core::{LockFlags, Mode, Name};
-use dlm_engine::{LockDump, LockOwner, LockspaceDump, OwnerId};
+use dlm_core::{LockFlags, Lvb, Mode, Name};
+#[cfg(test)]
+use dlm_engine::LockspaceDump;
+use dlm_engine::{DumpQueue, LockDump, LockOwner, LockspaceSummary, OwnerId};
 use std::fmt::Write as _;
 
-/// Appends the dump of one lockspace to `out`. `owner_id` maps an engine
-/// owner to the handle id OPEN reported (`None`: unknown).
+/// Appends the dump of one lockspace to `out` from a snapshot (the
+/// unit tests' path; dlmd itself dumps incrementally with [`header`],
+/// [`resource`] and [`lock_line`]). `owner_id` maps an engine owner to
+/// the handle id OPEN reported (`None`: unknown).
+#[cfg(test)]
 pub fn render(
     out: &mut String,
     ls: &LockspaceDump,
     meta: Option<&LsMeta>,
     owner_id: &dyn Fn(OwnerId) -> Option<u64>,
 ) {
-    out.push_str("lockspace ");
-    quote(out, &ls.name);
-    let _ = write!(
-        out,
-        " minor {} created {} openers {} nresources {} nlocks {}",
-        ls.minor,
-        ls.create_count,
-        ls.openers,
-        ls.resources.len(),
-        ls.locks
-    );
-    if let Some(m) = meta {
-        let _ = write!(out, " uid {} gid {} mode {:04o}", m.uid, m.gid, m.mode);
-    }
-    out.push('\n');
+    let summary = LockspaceSummary {
+        name: ls.name,
+        minor: ls.minor,
+        create_count: ls.create_count,
+        openers: ls.openers,
+        resources: ls.resources.len(),
+        locks: ls.locks,
+    };
+    header(out, &summary, meta);
     let mut resources: Vec<_> = ls.resources.iter().collect();
     resources.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
     for r in resources {
-        out.push_str("  resource ");
-        quote(out, &r.name);
-        match &r.lvb {
-            None => out.push_str(" lvb none"),
-            Some(lvb) => {
-                out.push_str(if r.lvb_invalid {
-                    " lvb_valid no lvb "
-                } else {
-                    " lvb_valid yes lvb "
-                });
-                for b in lvb {
-                    let _ = write!(out, "{b:02x}");
-                }
-            }
-        }
-        out.push('\n');
+        resource(out, &r.name, r.lvb.as_ref(), r.lvb_invalid);
         for (queue, locks) in [
-            ("granted", &r.granted),
-            ("converting", &r.converting),
-            ("waiting", &r.waiting),
-            ("detached", &r.detached),
+            (DumpQueue::Granted, &r.granted),
+            (DumpQueue::Converting, &r.converting),
+            (DumpQueue::Waiting, &r.waiting),
+            (DumpQueue::Detached, &r.detached),
         ] {
             for l in locks {
                 lock_line(out, queue, l, owner_id);
@@ -73,12 +57,50 @@ pub fn render(
     }
 }
 
-fn lock_line(
+/// Appends the line that starts a lockspace's dump.
+pub fn header(out: &mut String, ls: &LockspaceSummary, meta: Option<&LsMeta>) {
+    out.push_str("lockspace ");
+    quote(out, &ls.name);
+    let _ = write!(
+        out,
+        " minor {} created {} openers {} nresources {} nlocks {}",
+        ls.minor, ls.create_count, ls.openers, ls.resources, ls.locks
+    );
+    if let Some(m) = meta {
+        let _ = write!(out, " uid {} gid {} mode {:04o}", m.uid, m.gid, m.mode);
+    }
+    out.push('\n');
+}
+
+/// Appends a resource's line.
+pub fn resource(out: &mut String, name: &Name, lvb: Option<&Lvb>, lvb_invalid: bool) {
+    out.push_str("  resource ");
+    quote(out, name);
+    match lvb {
+        None => out.push_str(" lvb none"),
+        Some(lvb) => {
+            out.push_str(if lvb_invalid {
+                " lvb_valid no lvb "
+            } else {
+                " lvb_valid yes lvb "
+            });
+            for b in lvb {
+                let _ = write!(out, "{b:02x}");
+            }
+        }
+    }
+    out.push('\n');
+}
+
+/// Appends a lock's line. `owner_id` maps an engine owner to the handle
+/// id OPEN reported (`None`: unknown).
+pub fn lock_line(
     out: &mut String,
-    queue: &str,
+    queue: DumpQueue,
     l: &LockDump,
     owner_id: &dyn Fn(OwnerId) -> Option<u64>,
 ) {
+    let queue = queue.name();
     let _ = write!(
         out,
         "    {queue} lkid {:#010x} grmode {} rqmode {} pid {} owner ",

@@ -3,7 +3,9 @@
 //! `SOCK_SEQPACKET` Unix socket, speaking the protocol of `PROTOCOL.md`.
 //!
 //! ```text
-//! dlmd [--foreground | --daemon] [--socket PATH] [--log-level LEVEL] [--admin-group GROUP]
+//! dlmd [--foreground | --daemon] [--socket PATH] [--log-level LEVEL]
+//!      [--admin-group GROUP] [--max-lockspaces-per-uid N]
+//!      [--max-locks-per-uid N] [--max-connections-per-uid N]
 //! dlmd --dump [LOCKSPACE] [--json] [--socket PATH]
 //! ```
 //!
@@ -23,6 +25,7 @@
 
 mod client;
 mod dump;
+mod limits;
 mod log;
 mod perm;
 mod recv;
@@ -37,7 +40,8 @@ use std::process::ExitCode;
 
 const USAGE: &str = "\
 usage: dlmd [--foreground | --daemon] [--socket PATH] [--log-level LEVEL]
-            [--admin-group GROUP]
+            [--admin-group GROUP] [--max-lockspaces-per-uid N]
+            [--max-locks-per-uid N] [--max-connections-per-uid N]
        dlmd --dump [LOCKSPACE] [--json] [--socket PATH]
 
   --foreground        run in the foreground (the default; for systemd)
@@ -48,6 +52,13 @@ usage: dlmd [--foreground | --daemon] [--socket PATH] [--log-level LEVEL]
   --log-level LEVEL   error, warn, info (default) or debug; logs go to stderr
   --admin-group GROUP as root: members of GROUP (a name or a gid) may create
                       and remove lockspaces, as root may (others: EPERM)
+  --max-lockspaces-per-uid N   lockspaces one uid may create (default 100)
+  --max-locks-per-uid N        locks one uid may hold, orphans included
+                               (default 100000; past it a LOCK gets ENOMEM)
+  --max-connections-per-uid N  connections one uid may keep open, two per
+                               lockspace handle (default 1024)
+                      N: a number or \"unlimited\"; root and dlmd's own
+                      uid are never limited
   --dump [LOCKSPACE]  print the lock dump of a running dlmd and exit
   --json              with --dump: print JSON instead of text
 ";
@@ -59,6 +70,7 @@ struct Args {
     dump: Option<Option<String>>,
     json: bool,
     admin_group: Option<String>,
+    limits: limits::Limits,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -69,6 +81,7 @@ fn parse_args() -> Result<Args, String> {
         dump: None,
         json: false,
         admin_group: None,
+        limits: limits::Limits::default(),
     };
     let mut it = std::env::args_os().skip(1).peekable();
     while let Some(arg) = it.next() {
@@ -110,6 +123,12 @@ fn parse_args() -> Result<Args, String> {
             "--admin-group" | "-g" => {
                 let v = value("--admin-group")?;
                 args.admin_group = Some(v.to_string_lossy().into_owned());
+            }
+            f if f.starts_with("--max-") => {
+                let v = value(f)?;
+                if !args.limits.parse_flag(f, &v.to_string_lossy())? {
+                    return Err(format!("unexpected argument {arg:?}"));
+                }
             }
             "--help" | "-h" => {
                 print!("{USAGE}");
@@ -195,7 +214,7 @@ fn main() -> ExitCode {
         );
     }
     if args.daemon {
-        return daemonize(&path, kind, args.level, args.admin_group.as_deref());
+        return daemonize(&path);
     }
     raise_fd_limit();
     let listening = match startup::listen(&path, kind) {
@@ -214,7 +233,10 @@ fn main() -> ExitCode {
         }
     };
     let mut server = match server::Server::new(listener) {
-        Ok(s) => s,
+        Ok(mut s) => {
+            s.set_limits(args.limits);
+            s
+        }
         Err(e) => {
             error!("{e}");
             listening.remove_socket();
@@ -257,16 +279,12 @@ fn raise_fd_limit() {
 /// no stdin/stdout) and returns once its socket accepts connections, or
 /// fails with its exit status.
 ///
-/// The child is given `--socket` only when the path was explicit: a
-/// default path is found again by the child (same environment), so it
-/// keeps its kind and its directory is prepared as documented (created
-/// on first run).
-fn daemonize(
-    path: &std::path::Path,
-    kind: PathKind,
-    level: log::Level,
-    admin_group: Option<&str>,
-) -> ExitCode {
+/// The child gets this process's own arguments with `--daemon` replaced
+/// by `--foreground`, in the same environment: a default socket path is
+/// found again by the child, so it keeps its kind and its directory is
+/// prepared as documented (created on first run), and every other option
+/// reaches it unchanged.
+fn daemonize(path: &std::path::Path) -> ExitCode {
     use std::os::unix::process::CommandExt;
     let exe = match std::env::current_exe() {
         Ok(e) => e,
@@ -275,26 +293,12 @@ fn daemonize(
             return ExitCode::FAILURE;
         }
     };
-    let level = match level {
-        log::Level::Error => "error",
-        log::Level::Warn => "warn",
-        log::Level::Info => "info",
-        log::Level::Debug => "debug",
-    };
+    let args = std::env::args_os()
+        .skip(1)
+        .filter(|a| a != "--daemon" && a != "-d");
     let mut cmd = std::process::Command::new(exe);
-    cmd.arg("--foreground");
-    if kind == PathKind::Explicit {
-        cmd.arg("--socket").arg(path);
-    }
+    cmd.arg("--foreground").args(args);
     let mut child = match cmd
-        .arg("--log-level")
-        .arg(level)
-        .args(
-            admin_group
-                .map(|g| ["--admin-group", g])
-                .into_iter()
-                .flatten(),
-        )
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .process_group(0)

@@ -14,20 +14,30 @@
 //!   until EPOLLOUT;
 //! - an operation's results are written before its reply (a batch's
 //!   results before the batch's replies);
-//! - closing either socket of a handle closes the owner.
+//! - while a handle has [`MAX_UNSENT_RESULTS`] or more results queued
+//!   that its client has not read, its request socket is not read
+//!   (backpressure: nothing is dropped or merged);
+//! - a dump is rendered a chunk at a time from an engine cursor as the
+//!   client reads it, so it holds about one chunk of text in dlmd and
+//!   each wakeup renders at most [`DUMP_CHUNKS_PER_WAKEUP`] chunks;
+//! - closing either socket of a handle closes the owner;
+//! - per-uid limits ([`Limits`]) on lockspaces, locks and connections; at
+//!   its file-descriptor limit dlmd accepts with a reserve descriptor and
+//!   refuses at once (a seq-0 reply with -EAGAIN).
 //!
 //! Nothing a client sends is trusted: every length and field is checked,
 //! errors become `-errno` replies, and no input panics.
 
 use crate::dump;
+use crate::limits::Limits;
 use crate::log::{debug, warning};
 use crate::perm::{LsMeta, Peer, Policy};
 use crate::recv::{BATCH, RecvBatch};
 use crate::signals;
 use dlm_core::codec::{RESULT_LVB_LEN, ResultBuf};
 use dlm_core::dlmd::proto::{self, DUMP_CHUNK, HEADER_LEN, Header, MAX_REQUEST_MSG, Op};
-use dlm_core::{Errno, Name, Request, Version};
-use dlm_engine::{Engine, OwnerId};
+use dlm_core::{Errno, LockFlags, Name, Request, Version};
+use dlm_engine::{DumpCursor, DumpItem, Engine, OwnerId};
 use rustix::event::epoll::{self, Event, EventData, EventFlags};
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::io::Errno as SysErrno;
@@ -48,6 +58,15 @@ const CHUNK: usize = 32;
 const SEND: SendFlags = SendFlags::NOSIGNAL.union(SendFlags::DONTWAIT);
 /// Room for the largest reply (OPEN: header, ret, owner id, token).
 const SMALL: usize = proto::OPEN_REPLY_LEN;
+/// A handle whose client has left this many results unread is not read
+/// from until it reads some (about 100 bytes each in the engine).
+pub const MAX_UNSENT_RESULTS: usize = 4096;
+/// DUMP_CHUNK messages rendered and sent per wakeup of one connection, so
+/// that a dump never holds the event loop for long.
+pub const DUMP_CHUNKS_PER_WAKEUP: usize = 2;
+/// Engine dump steps that produced nothing yet ([`DumpItem::Busy`], each
+/// a bounded walk of an orphan list) per fill of a dump chunk.
+const DUMP_BUSY_PER_WAKEUP: usize = 32;
 
 /// Identifies a connection: its slot and the slot's generation, so that
 /// a stale epoll event or reference never reaches a newer connection.
@@ -100,11 +119,17 @@ impl Small {
     }
 }
 
-/// A dump being sent as DUMP_CHUNK messages.
+/// A dump being rendered and sent as DUMP_CHUNK messages.
 struct DumpOut {
     seq: u32,
-    text: Vec<u8>,
-    pos: usize,
+    /// Every lockspace the peer may open (else only `minor`).
+    all: bool,
+    /// The lockspace being dumped; `None` when the dump is complete.
+    minor: Option<u32>,
+    /// Where in it; `None` before its first line.
+    cursor: Option<DumpCursor>,
+    /// Rendered text not sent yet (about one chunk at most).
+    text: String,
 }
 
 /// The request socket of a handle.
@@ -198,6 +223,14 @@ pub struct Server {
     /// and replies are sent once every ready connection has been read, so
     /// that dlmd wakes its clients once per round, not once per message.
     ended: Vec<Tok>,
+    limits: Limits,
+    /// Open connections per uid.
+    conns_of: HashMap<u32, usize>,
+    /// Lockspaces per creator uid.
+    spaces_of: HashMap<u32, usize>,
+    /// A spare descriptor, closed to accept (and refuse) a connection
+    /// when dlmd is at its file-descriptor limit.
+    reserve: Option<OwnedFd>,
 }
 
 /// The live connection `tok` names, borrowing only the slots (so that
@@ -243,6 +276,33 @@ fn ls_name(payload: &[u8]) -> Result<Name, Errno> {
     Name::lockspace(&payload[..end])
 }
 
+/// A spare descriptor for [`Server::refuse_at_limit`].
+fn reserve_fd() -> Option<OwnedFd> {
+    rustix::fs::open(
+        "/dev/null",
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .ok()
+}
+
+/// Refuses a fresh connection: a reply with sequence number 0 and
+/// `-errno` (what a client reads instead of its first reply), then the
+/// connection is closed.
+fn refuse(fd: OwnedFd, e: Errno) {
+    let _ = net::send(&fd, Small::reply(0, neg(e), &[]).bytes(), SEND);
+    // What the client already sent is read first: closing a Unix socket
+    // with unread data makes the peer's next read fail with ECONNRESET
+    // before it gets to the refusal.
+    let mut buf = [0u8; 64];
+    for _ in 0..BATCH {
+        if net::recv(&fd, &mut buf, net::RecvFlags::DONTWAIT).is_err() {
+            break;
+        }
+    }
+    drop(fd);
+}
+
 fn random_u64() -> u64 {
     let mut b = [0u8; 8];
     match rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty()) {
@@ -254,6 +314,70 @@ fn random_u64() -> u64 {
             .map_or(0x5eed, |d| d.as_nanos() as u64)
             .wrapping_mul(0x9e37_79b9_7f4a_7c15),
     }
+}
+
+/// Whether `peer` may see a lockspace in a dump: as it may open it.
+fn may_dump(meta: Option<&LsMeta>, peer: &Peer) -> bool {
+    meta.map_or(peer.is_root(), |m| m.may_open(peer))
+}
+
+/// Renders the next part of a dump into `d.text`, up to about one
+/// [`DUMP_CHUNK`]: the engine's cursor moves on; nothing else is kept.
+/// Lockspaces come in minor order, the resources of each in the engine's
+/// order (PROTOCOL.md: a dump is not a snapshot).
+fn fill_dump(
+    d: &mut DumpOut,
+    engine: &Engine,
+    lockspaces: &HashMap<u32, LsMeta>,
+    owners: &HashMap<OwnerId, u64>,
+    peer: &Peer,
+) {
+    let owner_id = |o: OwnerId| owners.get(&o).copied();
+    let mut busy = 0;
+    while d.text.len() < DUMP_CHUNK {
+        let Some(minor) = d.minor else {
+            return;
+        };
+        let Some(cursor) = d.cursor.as_mut() else {
+            // The lockspace's first line (unless it went away, or the
+            // peer may not see it in a dump of all).
+            match engine.dump_summary(minor) {
+                Some(s) if !d.all || may_dump(lockspaces.get(&minor), peer) => {
+                    dump::header(&mut d.text, &s, lockspaces.get(&minor));
+                    d.cursor = Some(DumpCursor::default());
+                }
+                _ => next_lockspace(d, engine),
+            }
+            continue;
+        };
+        match engine.dump_next(minor, cursor) {
+            Some(DumpItem::Resource {
+                name,
+                lvb,
+                lvb_invalid,
+            }) => dump::resource(&mut d.text, &name, lvb.as_ref(), lvb_invalid),
+            Some(DumpItem::Lock { queue, lock }) => {
+                dump::lock_line(&mut d.text, queue, &lock, &owner_id);
+            }
+            Some(DumpItem::Busy) => {
+                // A long orphan list: go on at the next wakeup.
+                busy += 1;
+                if busy == DUMP_BUSY_PER_WAKEUP {
+                    return;
+                }
+            }
+            None => next_lockspace(d, engine),
+        }
+    }
+}
+
+/// Moves a dump on to the next lockspace it lists, if any.
+fn next_lockspace(d: &mut DumpOut, engine: &Engine) {
+    d.cursor = None;
+    d.minor = match d.minor {
+        Some(m) if d.all => m.checked_add(1).and_then(|n| engine.next_lockspace(n)),
+        _ => None,
+    };
 }
 
 impl Server {
@@ -276,12 +400,15 @@ impl Server {
             EventData::new_u64(SIGNALS),
             EventFlags::IN,
         )?;
+        let mut engine = Engine::new();
+        // No lock outlives its owner (docs/kernel-differences.md).
+        engine.set_release_forceunlock(true);
         Ok(Server {
             epoll,
             listener,
             listener_paused: false,
             signals,
-            engine: Engine::new(),
+            engine,
             slots: Vec::new(),
             free: Vec::new(),
             callbacks: HashMap::new(),
@@ -295,6 +422,10 @@ impl Server {
             dirty: false,
             rx: Some(RecvBatch::new()),
             ended: Vec::new(),
+            limits: Limits::default(),
+            conns_of: HashMap::new(),
+            spaces_of: HashMap::new(),
+            reserve: reserve_fd(),
         })
     }
 
@@ -302,6 +433,11 @@ impl Server {
     /// (`--admin-group`; it matters only when dlmd runs as root).
     pub fn set_admin_group(&mut self, gid: u32) {
         self.policy.admin_gid = Some(gid);
+    }
+
+    /// Sets the per-uid limits.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
     }
 
     /// Serves until a stop signal arrives; returns its number.
@@ -382,6 +518,12 @@ impl Server {
                 Ok(fd) => fd,
                 Err(SysErrno::AGAIN) => return,
                 Err(SysErrno::INTR | SysErrno::CONNABORTED) => continue,
+                Err(SysErrno::MFILE | SysErrno::NFILE) if self.reserve.is_some() => {
+                    if self.refuse_at_limit() {
+                        continue;
+                    }
+                    return;
+                }
                 Err(
                     e @ (SysErrno::MFILE | SysErrno::NFILE | SysErrno::NOBUFS | SysErrno::NOMEM),
                 ) => {
@@ -413,6 +555,15 @@ impl Server {
                 );
                 continue;
             }
+            let held = self.conns_of.get(&peer.uid).copied().unwrap_or(0);
+            if !self.limits.allows(self.limits.connections, peer.uid, held) {
+                debug!(
+                    "uid {} has {held} connections: refusing pid {}",
+                    peer.uid, peer.pid
+                );
+                refuse(fd, Errno::EMFILE);
+                continue;
+            }
             let slot = match self.free.pop() {
                 Some(s) => s,
                 None => {
@@ -434,6 +585,7 @@ impl Server {
                 continue;
             }
             debug!("connection {slot} from pid {} uid {}", peer.pid, peer.uid);
+            *self.conns_of.entry(peer.uid).or_insert(0) += 1;
             self.slots[slot as usize].conn = Some(Conn {
                 fd,
                 peer,
@@ -446,6 +598,27 @@ impl Server {
                 closing: false,
             });
         }
+    }
+
+    /// At the file-descriptor limit: frees the reserve descriptor,
+    /// accepts one connection, refuses it with EAGAIN and takes the
+    /// reserve back. False when there was nothing to accept.
+    fn refuse_at_limit(&mut self) -> bool {
+        if self.reserve.take().is_none() {
+            return false;
+        }
+        let accepted =
+            net::accept_with(&self.listener, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC);
+        let ok = match accepted {
+            Ok(fd) => {
+                debug!("at the file-descriptor limit: refusing a connection");
+                refuse(fd, Errno::EAGAIN);
+                true
+            }
+            Err(_) => false,
+        };
+        self.reserve = reserve_fd();
+        ok
     }
 
     fn conn_event(&mut self, tok: Tok, flags: EventFlags) {
@@ -496,7 +669,7 @@ impl Server {
         let mut rx = self.rx.take().unwrap_or_else(RecvBatch::new);
         let mut total = 0;
         'batch: while let Some(conn) = self.conn(tok) {
-            if conn.closing || (!hup && (total >= BATCH || conn.blocked())) {
+            if conn.closing || (!hup && (total >= BATCH || conn.blocked() || self.held(conn))) {
                 break;
             }
             let want = if hup { BATCH } else { BATCH - total };
@@ -537,6 +710,15 @@ impl Server {
         }
         if self.rx.is_none() {
             self.rx = Some(rx);
+        }
+    }
+
+    /// Whether a request socket is held back because its client has left
+    /// too many results unread.
+    fn held(&self, conn: &Conn) -> bool {
+        match &conn.role {
+            Role::Request(r) => self.engine.pending_callbacks(r.owner) >= MAX_UNSENT_RESULTS,
+            _ => false,
         }
     }
 
@@ -692,15 +874,37 @@ impl Server {
             }
         }
         conn.stalled = false;
-        let mut chunk = Vec::new();
+        let mut sent = 0;
         while let Some(d) = conn.dump.as_mut() {
-            let end = (d.pos + DUMP_CHUNK).min(d.text.len());
-            chunk.clear();
-            Header::new(Op::DumpChunk, d.seq, 0).put(&mut chunk);
-            chunk.extend_from_slice(&d.text[d.pos..end]);
-            match net::send(&conn.fd, &chunk, SEND) {
-                Ok(_) if chunk.len() == HEADER_LEN => conn.dump = None,
-                Ok(_) => d.pos = end,
+            if sent == DUMP_CHUNKS_PER_WAKEUP {
+                // More next round (the socket is still writable, so the
+                // level-triggered EPOLLOUT comes back), after the others.
+                return;
+            }
+            fill_dump(d, &self.engine, &self.lockspaces, &self.owners, &conn.peer);
+            if d.text.is_empty() && d.minor.is_some() {
+                // Nothing rendered this time (long scans): more next
+                // round, as EPOLLOUT stays level-triggered.
+                return;
+            }
+            let mut n = d.text.len().min(DUMP_CHUNK);
+            while !d.text.is_char_boundary(n) {
+                n -= 1;
+            }
+            let mut head = [0u8; HEADER_LEN];
+            for (i, w) in [Op::DumpChunk as u32, d.seq, 0, 0].iter().enumerate() {
+                head[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+            }
+            let iov = [IoSlice::new(&head), IoSlice::new(&d.text.as_bytes()[..n])];
+            match net::sendmsg(&conn.fd, &iov, &mut SendAncillaryBuffer::default(), SEND) {
+                Ok(_) if n == 0 => conn.dump = None,
+                Ok(_) => {
+                    d.text.drain(..n);
+                    if d.text.capacity() > 4 * DUMP_CHUNK {
+                        d.text.shrink_to(2 * DUMP_CHUNK);
+                    }
+                    sent += 1;
+                }
                 Err(SysErrno::AGAIN) => return,
                 Err(SysErrno::INTR) => {}
                 Err(_) => {
@@ -715,6 +919,7 @@ impl Server {
 
     /// Registers the epoll interest the connection's state calls for.
     fn update_interest(&mut self, tok: Tok) {
+        let held = self.conn(tok).is_some_and(|c| self.held(c));
         let Some(conn) = slot_conn(&mut self.slots, tok) else {
             return;
         };
@@ -724,6 +929,9 @@ impl Server {
             }
             Role::Callback(_) => EventFlags::IN | EventFlags::RDHUP,
             _ if conn.blocked() => EventFlags::OUT | EventFlags::RDHUP,
+            // Held back: its requests wait until the callback socket
+            // drains (flush_cb restores the interest).
+            _ if held => EventFlags::RDHUP,
             _ => EventFlags::IN | EventFlags::RDHUP,
         };
         if want != conn.interest {
@@ -794,8 +1002,16 @@ impl Server {
                 break;
             }
         }
+        let req = cb.req;
         if was_stashed == cb.stash.is_empty() {
             self.update_interest(tok);
+        }
+        // A request socket held back may be read again.
+        if self
+            .conn(req)
+            .is_some_and(|c| c.interest == EventFlags::RDHUP)
+        {
+            self.update_interest(req);
         }
     }
 
@@ -835,10 +1051,24 @@ impl Server {
             return;
         };
         let owner = req.owner;
+        let Some(uid) = self.conn(tok).map(|c| c.peer.uid) else {
+            return;
+        };
         let ret = match Request::decode(payload) {
             Err(e) => neg(e),
             Ok((_, Request::CreateLockspace { .. } | Request::RemoveLockspace { .. })) => {
                 neg(Errno::EINVAL)
+            }
+            Ok((_, Request::Lock(p)))
+                if !p.flags.intersects(LockFlags::CONVERT | LockFlags::ORPHAN)
+                    && self.limits.locks.is_some()
+                    && !self
+                        .limits
+                        .allows(self.limits.locks, uid, self.engine.locks_of(uid)) =>
+            {
+                // A new lock past the uid's limit: what the kernel answers
+                // when it cannot allocate one.
+                neg(Errno::ENOMEM)
             }
             Ok((_, request)) => {
                 self.dirty = true;
@@ -866,7 +1096,7 @@ impl Server {
             if !allowed {
                 return Err(Errno::EACCES);
             }
-            Ok((minor, self.engine.open(minor)?))
+            Ok((minor, self.engine.open_as(minor, peer.uid)?))
         })();
         match opened {
             Err(e) => self.reply(tok, hdr.seq, neg(e), &[]),
@@ -960,8 +1190,15 @@ impl Server {
                         // Unknown permissions: root only.
                         return Err(Errno::EACCES);
                     }
+                    let held = self.spaces_of.get(&peer.uid).copied().unwrap_or(0);
+                    if existing.is_none()
+                        && !self.limits.allows(self.limits.lockspaces, peer.uid, held)
+                    {
+                        return Err(Errno::ENOMEM);
+                    }
                     let minor = self.engine.create_lockspace(name, flags)?;
                     if existing.is_none() {
+                        *self.spaces_of.entry(peer.uid).or_insert(0) += 1;
                         let meta = LsMeta::new(name, &peer, mode);
                         debug!(
                             "lockspace {:?} created (minor {minor}, uid {}, mode {:04o})",
@@ -985,6 +1222,12 @@ impl Server {
                                 String::from_utf8_lossy(meta.name.as_bytes())
                             );
                             self.lockspaces.remove(&minor);
+                            if let Some(n) = self.spaces_of.get_mut(&meta.uid) {
+                                *n -= 1;
+                                if *n == 0 {
+                                    self.spaces_of.remove(&meta.uid);
+                                }
+                            }
                         }
                     }
                     Ok(0)
@@ -1000,51 +1243,37 @@ impl Server {
         let Some(peer) = self.conn(tok).map(|c| c.peer.clone()) else {
             return;
         };
-        let may = |meta: Option<&LsMeta>| meta.map_or(peer.is_root(), |m| m.may_open(&peer));
-        let minors = if payload.iter().all(|&b| b == 0) {
-            // Every lockspace the peer could open, by name.
-            let mut all: Vec<(Name, u32)> = self
-                .lockspaces
-                .iter()
-                .filter(|(_, m)| may(Some(m)))
-                .map(|(&minor, m)| (m.name, minor))
-                .collect();
-            all.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-            Ok(all.into_iter().map(|(_, m)| m).collect::<Vec<u32>>())
+        let start = if payload.iter().all(|&b| b == 0) {
+            // Every lockspace the peer could open, by minor.
+            Ok((true, 0))
         } else {
             ls_name(payload).and_then(|name| {
                 let minor = self.engine.find_lockspace(&name).ok_or(Errno::ENOENT)?;
-                if may(self.lockspaces.get(&minor)) {
-                    Ok(vec![minor])
+                if may_dump(self.lockspaces.get(&minor), &peer) {
+                    Ok((false, minor))
                 } else {
                     Err(Errno::EACCES)
                 }
             })
         };
-        let minors = match minors {
-            Ok(m) => m,
+        let (all, minor) = match start {
+            Ok(x) => x,
             Err(e) => {
                 self.reply(tok, hdr.seq, neg(e), &[]);
                 return;
             }
         };
-        let mut text = String::new();
-        let owners = &self.owners;
-        let owner_id = |o: OwnerId| owners.get(&o).copied();
-        for minor in minors {
-            if let Some(ls) = self.engine.dump(minor) {
-                dump::render(&mut text, &ls, self.lockspaces.get(&minor), &owner_id);
-            }
-        }
         self.reply(tok, hdr.seq, 0, &[]);
         if let Some(conn) = self.conn_mut(tok) {
             if !conn.gone {
-                // Sent after the reply, at the end of the batch; no
-                // request is read until it is all out.
+                // Rendered and sent after the reply, a chunk at a time as
+                // the client reads; no request is read until it is all out.
                 conn.dump = Some(DumpOut {
                     seq: hdr.seq,
-                    text: text.into_bytes(),
-                    pos: 0,
+                    all,
+                    minor: Some(minor),
+                    cursor: None,
+                    text: String::new(),
                 });
             }
         }
@@ -1106,6 +1335,12 @@ impl Server {
         };
         slot.generation = (slot.generation + 1) & 0x7fff_ffff;
         self.free.push(tok.slot);
+        if let Some(n) = self.conns_of.get_mut(&conn.peer.uid) {
+            *n -= 1;
+            if *n == 0 {
+                self.conns_of.remove(&conn.peer.uid);
+            }
+        }
         let _ = epoll::delete(&self.epoll, &conn.fd);
         drop(conn.fd);
         match conn.role {

@@ -76,6 +76,16 @@ pub struct Dlmd {
     socket: PathBuf,
 }
 
+/// dlmd arguments that lift its per-uid limits.
+pub const NO_LIMITS: [&str; 6] = [
+    "--max-lockspaces-per-uid",
+    "unlimited",
+    "--max-locks-per-uid",
+    "unlimited",
+    "--max-connections-per-uid",
+    "unlimited",
+];
+
 impl Dlmd {
     /// Starts the `dlmd` binary of this build (`target/<profile>/dlmd`,
     /// built by `cargo xtask test`) on a socket in a fresh
@@ -84,6 +94,16 @@ impl Dlmd {
     /// # Panics
     /// If the binary is missing or does not come up within 10 seconds.
     pub fn start(test: &str) -> Dlmd {
+        Dlmd::start_with(test, &[])
+    }
+
+    /// [`Dlmd::start`] with more dlmd arguments. Every dlmd a test starts
+    /// has no per-uid limits (tests running as an ordinary user make many
+    /// locks) unless `args` set some.
+    ///
+    /// # Panics
+    /// As [`Dlmd::start`].
+    pub fn start_with(test: &str, args: &[&str]) -> Dlmd {
         let dir = scratch_dir(&format!("dlmd-{test}"));
         // Tests switch to other uids to check permissions.
         let _ = std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777));
@@ -92,6 +112,8 @@ impl Dlmd {
             .arg("--foreground")
             .arg("--socket")
             .arg(&socket)
+            .args(NO_LIMITS)
+            .args(args)
             .env("DLMD_SOCKET", &socket)
             .stdout(std::process::Stdio::null())
             .spawn()

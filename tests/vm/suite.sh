@@ -18,5 +18,5 @@ exec cargo xtask vmtest --kernel all --nodes all \
 	--file "$target/release/dlm-test-client" \
 	--file "$out/kclib-deb-lt" --file "$out/kclib-deb-thr" \
 	--file "$out/kclib-ours-lt" --file "$out/kclib-ours-thr" \
-	--cargo-test '-p dlm-tests --test kernel_scenarios --test kernel_race --test kernel_two_nodes --test kernel_clib --test kernel_speed --test kernel_rust --test kernel_cli --test kernel_owners' \
+	--cargo-test '-p dlm-tests --test kernel_scenarios --test kernel_race --test kernel_two_nodes --test kernel_clib --test kernel_speed --test kernel_rust --test kernel_cli --test kernel_owners --test kernel_forceunlock' \
 	"$@"

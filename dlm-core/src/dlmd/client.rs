@@ -22,15 +22,23 @@ fn conn_err(e: rustix::io::Errno) -> Errno {
     }
 }
 
+/// How long a client waits for dlmd to accept a connection (its listen
+/// backlog full) and then for the connection's first reply, before it
+/// gives up with EAGAIN: a dlmd that is overloaded, stopped (SIGSTOP) or
+/// at its limits never makes a client hang.
+pub const CONNECT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Connects a SEQPACKET socket to dlmd at `sock`, checking a discovered
 /// socket first ([`SocketPath::check_dir`] before connecting,
 /// [`SocketPath::check_server`] on the server's `SO_PEERCRED` before
-/// anything is sent).
+/// anything is sent). A full listen backlog is retried for up to
+/// [`CONNECT_WAIT`]; the socket then waits at most that long for its
+/// first reply, then fails with EAGAIN.
 ///
 /// # Errors
 /// EACCES for an untrusted socket, ENOENT when no socket file exists,
-/// ECONNREFUSED when nothing listens on it, or the errno of the failed
-/// call.
+/// ECONNREFUSED when nothing listens on it, EAGAIN when dlmd did not
+/// accept in time, or the errno of the failed call.
 pub fn connect(sock: &SocketPath) -> Result<OwnedFd, Errno> {
     connect_checked(sock).map_err(|e| e.errno())
 }
@@ -46,14 +54,19 @@ pub fn connect_checked(sock: &SocketPath) -> Result<OwnedFd, ConnectError> {
     let fd = net::socket_with(
         AddressFamily::UNIX,
         SocketType::SEQPACKET,
-        SocketFlags::CLOEXEC,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
         None,
     )
     .map_err(sys)?;
+    let deadline = std::time::Instant::now() + CONNECT_WAIT;
     loop {
         match net::connect(&fd, &addr) {
             Ok(()) => break,
             Err(rustix::io::Errno::INTR) => continue,
+            // A Unix socket's backlog is full: dlmd is busy, or stopped.
+            Err(rustix::io::Errno::AGAIN) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
             Err(e) => return Err(sys(e)),
         }
     }
@@ -61,7 +74,18 @@ pub fn connect_checked(sock: &SocketPath) -> Result<OwnedFd, ConnectError> {
         let cred = net::sockopt::socket_peercred(&fd).map_err(sys)?;
         sock.check_server(cred.uid.as_raw())?;
     }
+    rustix::io::ioctl_fionbio(&fd, false).map_err(sys)?;
+    net::sockopt::set_socket_timeout(&fd, net::sockopt::Timeout::Recv, Some(CONNECT_WAIT))
+        .map_err(sys)?;
     Ok(fd)
+}
+
+/// A refusal dlmd sent instead of a connection's first reply (a REPLY
+/// with sequence number 0, PROTOCOL.md "Limits"): its errno.
+fn refusal(msg: &[u8]) -> Option<Errno> {
+    let (h, payload) = Header::parse(msg).ok()?;
+    let ret = proto::get_u64(payload, 0)? as i64;
+    (h.op == Op::Reply as u32 && h.seq == 0 && ret < 0).then(|| Errno::from_raw((-ret) as i32))
 }
 
 thread_local! {
@@ -119,6 +143,14 @@ fn recv(fd: BorrowedFd<'_>, buf: &mut [u8], nonblocking: bool) -> Result<Option<
             Ok((n, _)) => return Ok(Some(n)),
             Err(rustix::io::Errno::INTR) => continue,
             Err(rustix::io::Errno::AGAIN) if nonblocking => return Ok(None),
+            // dlmd closed a connection it refused while our request was
+            // unread; its refusal may still be queued behind the error.
+            Err(rustix::io::Errno::CONNRESET) => {
+                return match net::recv(fd, &mut *buf, RecvFlags::DONTWAIT) {
+                    Ok((n, _)) if n > 0 => Ok(Some(n)),
+                    _ => Err(Errno::ENOTCONN),
+                };
+            }
             Err(e) => return Err(conn_err(e)),
         }
     }
@@ -145,6 +177,9 @@ struct Channel {
     /// The connection ended (or broke the protocol): every reply fails.
     dead: Option<Errno>,
     hook: Option<ReplyHook>,
+    /// No reply has come yet: the socket's receive timeout
+    /// ([`CONNECT_WAIT`]) is still set.
+    first: bool,
 }
 
 impl fmt::Debug for Channel {
@@ -167,6 +202,7 @@ impl Channel {
             discard: Default::default(),
             dead: None,
             hook: None,
+            first: true,
         }
     }
 
@@ -176,12 +212,23 @@ impl Channel {
         if let Some(e) = self.dead {
             return Err(e);
         }
-        self.seq = self.seq.wrapping_add(1);
+        // Sequence number 0 is dlmd's (refusals, unparsable messages).
+        self.seq = self.seq.wrapping_add(1).max(1);
         let tid = thread_id();
-        send(
+        let sent = send(
             self.fd.as_fd(),
             &proto::message(Header::new(op, self.seq, tid), payload),
-        )?;
+        );
+        if let Err(e) = sent {
+            // Refused at once (dlmd closed after saying why)?
+            let mut buf = [0u8; proto::REPLY_LEN];
+            let e = match net::recv(self.fd.as_fd(), &mut buf, RecvFlags::DONTWAIT) {
+                Ok((n, _)) => refusal(&buf[..n]).unwrap_or(e),
+                Err(_) => e,
+            };
+            self.dead = Some(e);
+            return Err(e);
+        }
         self.outstanding.push_back(self.seq);
         Ok(self.seq)
     }
@@ -194,6 +241,18 @@ impl Channel {
         let got = recv(self.fd.as_fd(), &mut buf, nonblocking).and_then(|n| match n {
             None => Ok(None),
             Some(n) => {
+                if let Some(e) = refusal(&buf[..n]) {
+                    return Err(e);
+                }
+                if self.first {
+                    self.first = false;
+                    net::sockopt::set_socket_timeout(
+                        self.fd.as_fd(),
+                        net::sockopt::Timeout::Recv,
+                        None,
+                    )
+                    .map_err(|e| Errno::from_raw(e.raw_os_error()))?;
+                }
                 let expected = self.outstanding.front().copied().ok_or(Errno::EPROTO)?;
                 let (ret, rest) = proto::parse_reply(&buf[..n], expected)?;
                 self.outstanding.pop_front();
@@ -368,7 +427,9 @@ impl Device {
     ///
     /// # Errors
     /// ENOENT (no such lockspace, or no dlmd), EACCES, ECONNREFUSED,
-    /// ENOTCONN.
+    /// ENOTCONN; EAGAIN when dlmd did not answer within [`CONNECT_WAIT`]
+    /// or refused the connection at its file-descriptor limit; EMFILE when
+    /// the caller's uid has too many connections (PROTOCOL.md "Limits").
     pub fn open(path: &SocketPath, name: &Name) -> Result<Device, Errno> {
         let mut req = Channel::new(connect(path)?);
         let mut ids = [0u8; 16];

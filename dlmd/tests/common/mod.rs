@@ -108,6 +108,16 @@ pub fn dlmd_command(path: &Path) -> Command {
         .arg(path)
         .arg("--log-level")
         .arg("warn")
+        // No per-uid limits unless a test adds its own flags (later
+        // flags win): tests and benchmarks may run as an ordinary user.
+        .args([
+            "--max-lockspaces-per-uid",
+            "unlimited",
+            "--max-locks-per-uid",
+            "unlimited",
+            "--max-connections-per-uid",
+            "unlimited",
+        ])
         .env_remove("DLMD_SOCKET")
         .stdin(Stdio::null());
     cmd
