@@ -509,6 +509,17 @@ fn helper() {
                 fds.push(fd);
             }
             fds.truncate(1);
+            // dlmd notices the four closes when it next polls: until then
+            // a new connection may still be refused (bounded wait).
+            for i in 0.. {
+                let fd = connect(&path);
+                let _ = net::send(&fd, &msg(Op::Version, 1, &[]), SendFlags::NOSIGNAL);
+                match answer(&fd) {
+                    Some((0, _)) => break,
+                    _ if i < 500 => std::thread::sleep(std::time::Duration::from_millis(10)),
+                    other => panic!("still refused after the closes: {other:?}"),
+                }
+            }
             let mut c = Control::connect(&path);
             for (i, name) in ["a", "b", "c"].iter().enumerate() {
                 let ret = c.create(name, LsFlags::empty(), 0);
