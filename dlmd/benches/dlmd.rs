@@ -530,7 +530,7 @@ fn place_server(pid: u32) {
 
 /// Starts dlmd, placed as the current placement says.
 fn start_dlmd() -> Daemon {
-    let d = Daemon::start();
+    let d = Daemon::start("dlmd");
     place_server(d.child.id());
     d
 }

@@ -433,7 +433,7 @@ fn fuzz_live_dlmd() {
         })
         | 1;
     println!("dlmd fuzz: seed {seed} (DLMD_FUZZ_SEED to repeat)");
-    let mut d = Daemon::start();
+    let mut d = Daemon::start("dlmd");
     let mut ctl = Control::connect(&d.path);
     for ls in LOCKSPACES {
         assert!(ctl.create(ls, LsFlags::empty(), 0) >= 0);

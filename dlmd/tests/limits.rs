@@ -24,16 +24,7 @@ const EMFILE: i64 = -(libc::EMFILE as i64);
 /// dlmd on a fresh socket with extra arguments (after the harness's
 /// "no limits" ones, so these win).
 fn start(args: &[&str]) -> Daemon {
-    let dir = temp_dir();
-    let path = dir.join("dlmd.sock");
-    let child = dlmd_command(&path)
-        .args(args)
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn dlmd");
-    let d = Daemon { child, dir, path };
-    wait_listening(&d.path);
-    d
+    Daemon::start_with("limits", args)
 }
 
 fn is_root() -> bool {

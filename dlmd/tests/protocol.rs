@@ -33,7 +33,7 @@ fn wait_no_openers(ctl: &mut Control, ls: &str) {
 
 #[test]
 fn version() {
-    let d = Daemon::start();
+    let d = Daemon::start("dlmd");
     let mut ctl = Control::connect(&d.path);
     let (ret, rest) = ctl.version();
     assert_eq!(ret, 0);
@@ -43,7 +43,7 @@ fn version() {
 
 #[test]
 fn create_and_remove() {
-    let d = Daemon::start();
+    let d = Daemon::start("dlmd");
     let mut ctl = Control::connect(&d.path);
     let minor = ctl.create("ls1", LsFlags::empty(), 0);
     assert!(minor >= 0, "CREATE returns the minor, got {minor}");
@@ -85,7 +85,7 @@ fn create_and_remove() {
 
 #[test]
 fn remove_is_busy_with_locks_or_openers() {
-    let d = Daemon::start();
+    let d = Daemon::start("dlmd");
     let mut ctl = Control::connect(&d.path);
     let minor = ctl.create("busy", LsFlags::empty(), 0) as u32;
 
@@ -115,7 +115,7 @@ fn remove_is_busy_with_locks_or_openers() {
 
 #[test]
 fn lock_and_unlock_with_casts() {
-    let d = Daemon::start();
+    let d = Daemon::start("dlmd");
     let mut ctl = Control::connect(&d.path);
     let minor = ctl.create("ls", LsFlags::empty(), 0);
     let mut h = Handle::open(&d.path, "ls");
@@ -167,7 +167,7 @@ impl WithLkid for Request {
 
 #[test]
 fn blocking_callback_goes_to_the_holder_only() {
-    let d = Daemon::start();
+    let d = Daemon::start("dlmd");
     let mut ctl = Control::connect(&d.path);
     ctl.create("ls", LsFlags::empty(), 0o666);
     let mut a = Handle::open(&d.path, "ls");
@@ -193,7 +193,7 @@ fn blocking_callback_goes_to_the_holder_only() {
 
 #[test]
 fn attach_needs_the_right_token_once() {
-    let d = Daemon::start();
+    let d = Daemon::start("dlmd");
     let mut ctl = Control::connect(&d.path);
     ctl.create("ls", LsFlags::empty(), 0);
     let (ret, id, token, _req) = open_raw(&d.path, "ls");
@@ -218,7 +218,7 @@ fn attach_needs_the_right_token_once() {
 
 #[test]
 fn malformed_messages_get_einval_and_the_connection_goes_on() {
-    let d = Daemon::start();
+    let d = Daemon::start("dlmd");
     let mut ctl = Control::connect(&d.path);
     ctl.create("ls", LsFlags::empty(), 0);
     let mut h = Handle::open(&d.path, "ls");
@@ -304,7 +304,7 @@ fn malformed_messages_get_einval_and_the_connection_goes_on() {
 
 #[test]
 fn pipelined_requests_are_answered_in_order() {
-    let d = Daemon::start();
+    let d = Daemon::start("dlmd");
     let mut ctl = Control::connect(&d.path);
     ctl.create("ls", LsFlags::empty(), 0);
     let h = Handle::open(&d.path, "ls");
@@ -337,7 +337,7 @@ fn pipelined_requests_are_answered_in_order() {
 
 #[test]
 fn a_client_that_does_not_read_stalls_only_itself() {
-    let d = Daemon::start();
+    let d = Daemon::start("dlmd");
     let mut ctl = Control::connect(&d.path);
     ctl.create("ls", LsFlags::empty(), 0o666);
     let mut slow = Handle::open(&d.path, "ls");
@@ -397,7 +397,7 @@ fn a_client_that_does_not_read_stalls_only_itself() {
 
 #[test]
 fn closing_a_handle_releases_its_locks() {
-    let d = Daemon::start();
+    let d = Daemon::start("dlmd");
     let mut ctl = Control::connect(&d.path);
     ctl.create("ls", LsFlags::empty(), 0o666);
     // Closing the request socket.
@@ -501,7 +501,7 @@ fn helper_lines(out: &[u8]) -> std::collections::HashMap<String, String> {
 
 #[test]
 fn a_killed_client_releases_its_locks() {
-    let d = Daemon::start();
+    let d = Daemon::start("dlmd");
     let mut ctl = Control::connect(&d.path);
     ctl.create("ls", LsFlags::empty(), 0o666);
     let mut child = spawn_helper("hold", &d.path).spawn().unwrap();
@@ -526,7 +526,7 @@ fn a_killed_client_releases_its_locks() {
 
 #[test]
 fn permissions_for_another_uid() {
-    let d = Daemon::start();
+    let d = Daemon::start("dlmd");
     let mut ctl = Control::connect(&d.path);
     assert!(ctl.create("ls600", LsFlags::empty(), 0) >= 0);
     assert!(ctl.create("ls660", LsFlags::empty(), 0o660) >= 0);
@@ -568,7 +568,7 @@ fn permissions_for_another_uid() {
 
 #[test]
 fn dump_shows_locks_and_json() {
-    let d = Daemon::start();
+    let d = Daemon::start("dlmd");
     let mut ctl = Control::connect(&d.path);
     ctl.create("ls", LsFlags::empty(), 0);
     let mut h = Handle::open(&d.path, "ls");
@@ -632,7 +632,7 @@ fn dump_shows_locks_and_json() {
 
 #[test]
 fn a_second_instance_is_refused() {
-    let mut d = Daemon::start();
+    let mut d = Daemon::start("dlmd");
     let second = dlmd_command(&d.path).output().unwrap();
     assert!(!second.status.success());
     let err = String::from_utf8_lossy(&second.stderr);
@@ -684,7 +684,7 @@ fn a_close_is_seen_before_the_next_request() {
     // write(): removing a lockspace right after closing its last handle
     // works, and a lock closed by one handle is free for the next
     // request of another.
-    let d = Daemon::start();
+    let d = Daemon::start("dlmd");
     let mut ctl = Control::connect(&d.path);
     for _ in 0..100 {
         let minor = ctl.create("gone", LsFlags::empty(), 0) as u32;
@@ -709,7 +709,7 @@ fn a_close_is_seen_before_the_next_request() {
 
 #[test]
 fn a_large_dump_comes_in_chunks() {
-    let d = Daemon::start();
+    let d = Daemon::start("dlmd");
     let mut ctl = Control::connect(&d.path);
     ctl.create("big", LsFlags::empty(), 0);
     let mut h = Handle::open(&d.path, "big");
@@ -815,7 +815,7 @@ fn a_user_daemon_listens_in_its_runtime_dir() {
 fn a_half_close_is_an_owner_close_confirmed_by_eof() {
     // dlm-core's synchronous close: shut the request socket down for
     // writing, wait for dlmd's end of it; by then the owner is closed.
-    let d = Daemon::start();
+    let d = Daemon::start("dlmd");
     let mut ctl = Control::connect(&d.path);
     ctl.create("ls", LsFlags::empty(), 0);
     let mut a = Handle::open(&d.path, "ls");

@@ -455,7 +455,7 @@ fn the_system_socket_needs_a_root_directory_and_a_root_server() {
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
     assert_eq!(fake.finish(), [0], "one connection, nothing sent");
     // A root dlmd in a root 0755 directory is trusted.
-    let mut d = Daemon::start();
+    let mut d = Daemon::start("dlmd");
     std::fs::set_permissions(&d.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let sys = SocketPath {
         path: d.path.clone(),
@@ -471,7 +471,7 @@ fn ordinary_users_cannot_create_or_remove_on_a_root_dlmd() {
     if !root_or_skip("create/remove") {
         return;
     }
-    let d = Daemon::start();
+    let d = Daemon::start("dlmd");
     let mut ctl = Control::connect(&d.path);
     assert!(ctl.create("ls600", LsFlags::empty(), 0) >= 0);
     assert!(ctl.create("ls660", LsFlags::empty(), 0o660) >= 0);

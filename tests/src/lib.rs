@@ -66,14 +66,20 @@ pub fn run_c(test: &str, source: &str) -> String {
     String::from_utf8(out.stdout).expect("C program output is UTF-8")
 }
 
-/// A dlmd process started by a test on its own socket, killed when
-/// dropped. Tests point clients at it with [`Dlmd::env`] (it sets
-/// `DLMD_SOCKET` and `DLM_BACKEND=dlmd` for child processes) or
-/// [`Dlmd::socket`].
+/// A dlmd process started by a test on its own socket in a private
+/// directory, killed (and the directory removed) when dropped. This is the
+/// one launcher of every test and benchmark that needs a dlmd (dlmd's own
+/// tests use it too, as `common::Daemon`). Tests point clients at it with
+/// [`Dlmd::env`] (it sets `DLMD_SOCKET` and `DLM_BACKEND=dlmd` for child
+/// processes) or [`Dlmd::socket`].
 pub struct Dlmd {
-    child: std::process::Child,
-    dir: PathBuf,
-    socket: PathBuf,
+    /// The dlmd process.
+    pub child: std::process::Child,
+    /// Its directory (mode 0777, so that tests that switch uid reach the
+    /// socket), removed on drop.
+    pub dir: PathBuf,
+    /// The socket it listens on.
+    pub path: PathBuf,
 }
 
 /// dlmd arguments that lift its per-uid limits.
@@ -86,51 +92,110 @@ pub const NO_LIMITS: [&str; 6] = [
     "unlimited",
 ];
 
+/// A fresh directory of this process, mode 0777 (tests that switch uid
+/// must reach sockets in it), never the same twice.
+pub fn fresh_dir(prefix: &str) -> PathBuf {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = scratch_dir(&format!("{prefix}-{n}"));
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+        .expect("chmod scratch directory");
+    dir
+}
+
+/// How tests run dlmd: this build's binary in the foreground on `socket`,
+/// logging warnings and errors to the inherited stderr, without per-uid
+/// limits (tests may run as an ordinary user and make many locks; later
+/// flags win, so a test adds its own), stdin closed, and `$DLMD_SOCKET`
+/// removed so that only `--socket` counts.
+pub fn dlmd_command(socket: &std::path::Path) -> Command {
+    let mut cmd = Command::new(dlmd_binary());
+    cmd.arg("--foreground")
+        .arg("--socket")
+        .arg(socket)
+        .arg("--log-level")
+        .arg("warn")
+        .args(NO_LIMITS)
+        .env_remove("DLMD_SOCKET")
+        .stdin(std::process::Stdio::null());
+    cmd
+}
+
+/// Waits until something accepts connections on `socket` (a readiness
+/// wait, not a timing assertion: it gives up after a minute).
+///
+/// # Panics
+/// If nothing listens within a minute.
+pub fn wait_listening(socket: &std::path::Path) {
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let addr = SocketAddrUnix::new(socket).expect("socket path");
+    for _ in 0..6000 {
+        let fd = rustix::net::socket_with(
+            AddressFamily::UNIX,
+            SocketType::SEQPACKET,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .expect("socket");
+        if rustix::net::connect(&fd, &addr).is_ok() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("dlmd did not start listening on {}", socket.display());
+}
+
 impl Dlmd {
-    /// Starts the `dlmd` binary of this build (`target/<profile>/dlmd`,
-    /// built by `cargo xtask test`) on a socket in a fresh
-    /// world-accessible directory, and waits until it answers.
+    /// Starts the `dlmd` binary of this build ([`dlmd_command`]) on a
+    /// socket in a fresh directory, and waits until it answers.
     ///
     /// # Panics
-    /// If the binary is missing or does not come up within 10 seconds.
+    /// If the binary is missing or does not come up.
     pub fn start(test: &str) -> Dlmd {
         Dlmd::start_with(test, &[])
     }
 
-    /// [`Dlmd::start`] with more dlmd arguments. Every dlmd a test starts
-    /// has no per-uid limits (tests running as an ordinary user make many
-    /// locks) unless `args` set some.
+    /// [`Dlmd::start`] with more dlmd arguments (after [`NO_LIMITS`], so
+    /// limits given here count).
     ///
     /// # Panics
     /// As [`Dlmd::start`].
     pub fn start_with(test: &str, args: &[&str]) -> Dlmd {
-        let dir = scratch_dir(&format!("dlmd-{test}"));
-        // Tests switch to other uids to check permissions.
-        let _ = std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777));
-        let socket = dir.join("dlmd.sock");
-        let child = Command::new(dlmd_binary())
-            .arg("--foreground")
-            .arg("--socket")
-            .arg(&socket)
-            .args(NO_LIMITS)
+        let dir = fresh_dir(&format!("dlmd-{test}"));
+        let path = dir.join("dlmd.sock");
+        let child = dlmd_command(&path)
             .args(args)
-            .env("DLMD_SOCKET", &socket)
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("start dlmd");
-        let dlmd = Dlmd { child, dir, socket };
-        let start = std::time::Instant::now();
-        let sock = dlm_core::dlmd::proto::SocketPath::explicit(&dlmd.socket);
-        while dlm_core::dlmd::client::connect(&sock).is_err() {
-            assert!(start.elapsed().as_secs() < 10, "dlmd did not come up");
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
+        let dlmd = Dlmd { child, dir, path };
+        wait_listening(&dlmd.path);
         dlmd
+    }
+
+    /// Sends SIGTERM and waits for dlmd to exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("pid");
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("kill");
+        self.child.wait().expect("wait")
+    }
+
+    /// Whether dlmd is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+
+    /// dlmd's resident set size in bytes.
+    pub fn rss(&self) -> u64 {
+        let statm =
+            std::fs::read_to_string(format!("/proc/{}/statm", self.child.id())).expect("statm");
+        let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+        pages * 4096
     }
 
     /// The socket it listens on.
     pub fn socket(&self) -> &std::path::Path {
-        &self.socket
+        &self.path
     }
 
     /// The pid of the dlmd process.
@@ -142,7 +207,7 @@ impl Dlmd {
     /// `DLM_BACKEND=dlmd`).
     pub fn env(&self) -> [(&'static str, std::ffi::OsString); 2] {
         [
-            ("DLMD_SOCKET", self.socket.clone().into_os_string()),
+            ("DLMD_SOCKET", self.path.clone().into_os_string()),
             ("DLM_BACKEND", "dlmd".into()),
         ]
     }

@@ -12,10 +12,8 @@ use rustix::net::{
     self, AddressFamily, RecvFlags, SendFlags, SocketAddrUnix, SocketFlags, SocketType,
 };
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 pub const EINVAL: i64 = -(libc::EINVAL as i64);
@@ -30,65 +28,15 @@ pub const CASTADDR: u64 = 0xca57_0000_0000_0001;
 /// The bastaddr of locks that want blocking callbacks.
 pub const BASTADDR: u64 = 0xba57_0000_0000_0002;
 
-static DIRS: AtomicU32 = AtomicU32::new(0);
+/// The one dlmd launcher of all tests (`dlm_tests::Dlmd`): a running dlmd
+/// on a private socket, killed and cleaned up on drop.
+#[allow(unused_imports)]
+pub use dlm_tests::{Dlmd as Daemon, dlmd_command, wait_listening};
 
 /// A fresh directory, mode 0777, so that tests that switch uid can reach
 /// the socket in it.
 pub fn temp_dir() -> PathBuf {
-    let n = DIRS.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("dlmd-test-{}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir(&dir).expect("create temp dir");
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
-    dir
-}
-
-/// A running dlmd on a private socket; stopped (SIGKILL if needed) and
-/// cleaned up on drop.
-pub struct Daemon {
-    pub child: Child,
-    pub dir: PathBuf,
-    pub path: PathBuf,
-}
-
-impl Daemon {
-    /// Starts dlmd on a socket in a new temporary directory.
-    pub fn start() -> Daemon {
-        let dir = temp_dir();
-        let path = dir.join("dlmd.sock");
-        let child = spawn_dlmd(&path);
-        let d = Daemon { child, dir, path };
-        wait_listening(&d.path);
-        d
-    }
-
-    /// Sends SIGTERM and waits for dlmd to exit.
-    pub fn terminate(&mut self) -> ExitStatus {
-        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("pid");
-        rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("kill");
-        self.child.wait().expect("wait")
-    }
-
-    /// Whether dlmd is still running.
-    pub fn alive(&mut self) -> bool {
-        self.child.try_wait().expect("try_wait").is_none()
-    }
-
-    /// dlmd's resident set size in bytes.
-    pub fn rss(&self) -> u64 {
-        let statm =
-            std::fs::read_to_string(format!("/proc/{}/statm", self.child.id())).expect("statm");
-        let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
-        pages * 4096
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    dlm_tests::fresh_dir("dlmd-test")
 }
 
 /// Spawns the dlmd binary listening on `path` (stderr inherited, so that
@@ -98,41 +46,6 @@ pub fn spawn_dlmd(path: &Path) -> Child {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn dlmd")
-}
-
-/// The command that runs dlmd on `path`, stdin closed.
-pub fn dlmd_command(path: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dlmd"));
-    cmd.arg("--foreground")
-        .arg("--socket")
-        .arg(path)
-        .arg("--log-level")
-        .arg("warn")
-        // No per-uid limits unless a test adds its own flags (later
-        // flags win): tests and benchmarks may run as an ordinary user.
-        .args([
-            "--max-lockspaces-per-uid",
-            "unlimited",
-            "--max-locks-per-uid",
-            "unlimited",
-            "--max-connections-per-uid",
-            "unlimited",
-        ])
-        .env_remove("DLMD_SOCKET")
-        .stdin(Stdio::null());
-    cmd
-}
-
-/// Waits until something accepts connections on `path` (a readiness
-/// wait, not a timing assertion: it gives up after a minute).
-pub fn wait_listening(path: &Path) {
-    for _ in 0..6000 {
-        if try_connect(path).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("dlmd did not start listening on {}", path.display());
 }
 
 /// Connects a blocking SEQPACKET socket to `path`.
