@@ -356,8 +356,17 @@ impl Control {
     /// # Errors
     /// As [`connect`].
     pub fn connect(path: &SocketPath) -> Result<Control, Errno> {
+        Control::connect_checked(path).map_err(|e| e.errno())
+    }
+
+    /// [`Control::connect`], with the reason when the socket is not
+    /// trusted.
+    ///
+    /// # Errors
+    /// As [`connect_checked`].
+    pub fn connect_checked(path: &SocketPath) -> Result<Control, ConnectError> {
         Ok(Control {
-            chan: Mutex::new(Channel::new(connect(path)?)),
+            chan: Mutex::new(Channel::new(connect_checked(path)?)),
         })
     }
 
