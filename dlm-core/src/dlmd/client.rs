@@ -251,7 +251,7 @@ impl Channel {
                         net::sockopt::Timeout::Recv,
                         None,
                     )
-                    .map_err(|e| Errno::from_raw(e.raw_os_error()))?;
+                    .map_err(Errno::from)?;
                 }
                 let expected = self.outstanding.front().copied().ok_or(Errno::EPROTO)?;
                 let (ret, rest) = proto::parse_reply(&buf[..n], expected)?;
