@@ -8,7 +8,7 @@ use super::apt::Suites;
 use super::cache::Cache;
 use crate::host::{in_path, is_root};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 pub(super) struct Tool {
     /// A program looked up in PATH, or an absolute file.
@@ -86,23 +86,18 @@ pub(super) fn ensure_host_tools(cache: &Cache, tools: &[Tool]) -> Result<()> {
         // the host's sources may lack bookworm-backports: use a private list
         let apt = cache.apt(Suites::HostTools)?;
         apt.update()?;
-        let pkgs: Vec<String> = missing
-            .iter()
-            .map(|p| {
-                let bpo = format!("{p}/bookworm-backports");
-                let in_bpo = apt
-                    .cmd("apt-cache")
-                    .args(["show", &bpo])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-                    .is_ok_and(|s| s.success());
-                if in_bpo { bpo } else { p.to_string() }
-            })
+        // Backports as the target release for the packages *and* their
+        // dependencies: a host that already has a backports qemu-utils
+        // (Debian's images do) needs qemu-system-x86 and
+        // qemu-system-common from backports too, or apt gives up with
+        // "held broken packages".
+        let pkgs: Vec<String> = ["-t", "bookworm-backports"]
+            .into_iter()
+            .map(str::to_owned)
+            .chain(missing.iter().map(|p| p.to_string()))
             .collect();
         println!(
-            "vmtest: trying again with bookworm-backports (private apt lists): {}",
-            pkgs.join(" ")
+            "vmtest: trying again with bookworm-backports as the target release (private apt lists): {list}"
         );
         if !install(&mut apt.cmd("apt-get"), &pkgs) {
             return Err(format!(
