@@ -129,6 +129,16 @@ impl Signals {
     }
 }
 
+/// Whether `sig`'s disposition is "ignore" (inherited from the caller).
+fn ignored(sig: libc::c_int) -> bool {
+    let mut old = std::mem::MaybeUninit::<libc::sigaction>::uninit();
+    // SAFETY: a null new action only reads the current one into `old`,
+    // which sigaction fills when it returns 0.
+    let ok = unsafe { libc::sigaction(sig, std::ptr::null(), old.as_mut_ptr()) } == 0;
+    // SAFETY: filled by the successful call above.
+    ok && unsafe { old.assume_init() }.sa_sigaction == libc::SIG_IGN
+}
+
 /// Blocks `signals` for this process; returns the mask before.
 fn block(signals: &[libc::c_int]) -> libc::sigset_t {
     let set = sigset(signals);
@@ -144,10 +154,14 @@ pub fn run(req: Request) -> Result<ExitCode, Fail> {
     check_name_len("lockspace", &req.lockspace)?;
     check_name_len("resource", &req.name)?;
     // Block the signals first: from here on they queue on the signalfds.
-    let mut blocked = FORWARDED.to_vec();
+    // A signal ignored when dlm started stays ignored, as a shell keeps it
+    // (a background job's SIGINT and SIGQUIT): it neither cancels the
+    // wait nor is passed on, and the command inherits the disposition.
+    let handled: Vec<libc::c_int> = FORWARDED.into_iter().filter(|&s| !ignored(s)).collect();
+    let mut blocked = handled.clone();
     blocked.push(libc::SIGCHLD);
     let old_mask = block(&blocked);
-    let stop = Signals::open(&FORWARDED)?;
+    let stop = Signals::open(&handled)?;
     let child_exit = Signals::open(&[libc::SIGCHLD])?;
 
     let ls = open_or_create(&req.lockspace)?;

@@ -7,6 +7,20 @@ use std::time::{Duration, Instant};
 fn dlm(dlmd: &Dlmd) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_dlm"));
     cmd.envs(dlmd.env());
+    // The signals dlm handles at their default disposition, whatever this
+    // test inherited (a test run in the background of a non-interactive
+    // shell starts with SIGINT and SIGQUIT ignored, and dlm and its
+    // command would keep them so).
+    // SAFETY: runs in the child before exec; signal() is
+    // async-signal-safe.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT] {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+            Ok(())
+        });
+    }
     cmd
 }
 
@@ -253,6 +267,54 @@ fn with_close_the_command_does_not_keep_the_lock() {
     assert_eq!(status.code(), Some(0), "-o: the lock died with dlm");
     std::fs::write(dir.join("stop"), "").unwrap();
     wait_for_file(&dir.join("ended"));
+}
+
+#[test]
+fn a_signal_ignored_when_dlm_starts_stays_ignored() {
+    // As a shell's background job: SIGINT ignored on entry neither cancels
+    // the wait nor ends the command, which inherits the disposition.
+    let dlmd = Dlmd::start("cli-ignored");
+    let held = holder(&dlmd, "r");
+    let mut cmd = dlm(&dlmd);
+    // SAFETY: runs in the child before exec (after dlm()'s own reset);
+    // signal() is async-signal-safe.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::signal(libc::SIGINT, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let waiter = cmd
+        .args([
+            "lock",
+            "-l",
+            "cli",
+            "r",
+            "--",
+            "sh",
+            "-c",
+            "kill -INT $$; echo ran",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !dump(&dlmd).contains("waiting lkid") {
+        assert!(start.elapsed() < HANG, "the request never queued");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    signal(waiter.id(), rustix::process::Signal::INT);
+    // Still queued after the signal was delivered (dlm reads it at once
+    // when it handles it; give it the time to act if it wrongly did).
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        dump(&dlmd).contains("waiting lkid"),
+        "SIGINT cancelled the wait"
+    );
+    stop(held);
+    let out = waiter.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ran\n");
 }
 
 #[test]
