@@ -16,8 +16,11 @@ use std::path::PathBuf;
 /// locks and orphans) to the processes of this machine over a Unix
 /// socket. libdlm, libdlm_lt, the Rust API of dlm-rs and dlm(1) use it
 /// when the kernel has no DLM configured.
+// An option given twice takes its last value (args_override_self), as
+// with the hand-written parser before: scripts and tests add to a base
+// command line.
 #[derive(Parser, Debug)]
-#[command(name = "dlmd", version, about, long_about)]
+#[command(name = "dlmd", version, about, long_about, args_override_self = true)]
 pub struct Args {
     /// Run in the foreground (the default; for systemd and shells)
     #[arg(short = 'f', long, overrides_with = "daemon")]
