@@ -38,8 +38,19 @@ pub struct Args {
     #[arg(short = 's', long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
 
-    /// How much to log
-    #[arg(short = 'l', long, value_name = "LEVEL", default_value = "info")]
+    /// How much to log: error, warn, info or debug
+    ///
+    /// error: only failures that stop dlmd or lose a client; warn: also
+    /// suspicious client behaviour and recoverable trouble; info: also
+    /// start, stop and lockspace lifecycle; debug: also every connection
+    /// and handle.
+    #[arg(
+        short = 'l',
+        long,
+        value_name = "LEVEL",
+        default_value = "info",
+        hide_possible_values = true
+    )]
     pub log_level: Level,
 
     /// Write the log to PATH instead of standard error
@@ -94,17 +105,15 @@ fn parse_limit(s: &str) -> Result<Limit, String> {
     }
 }
 
-/// How much dlmd says.
+/// How much dlmd says (the variants carry no doc comments: clap would
+/// turn them into a list that clap_mangen renders with roff warnings).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, ValueEnum)]
+#[allow(missing_docs)]
 pub enum Level {
-    /// Only failures that stop dlmd or lose a client
     Error,
-    /// Also suspicious client behaviour and recoverable trouble
     #[value(alias = "warning")]
     Warn,
-    /// Also start, stop and lockspace lifecycle
     Info,
-    /// Also every connection and handle
     Debug,
 }
 

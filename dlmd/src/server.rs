@@ -30,7 +30,6 @@
 
 use crate::dump;
 use crate::limits::Limits;
-use log::{debug, warn};
 use crate::perm::{LsMeta, Peer, Policy};
 use crate::recv::{BATCH, RecvBatch};
 use crate::signals;
@@ -38,6 +37,7 @@ use dlm_core::codec::{RESULT_LVB_LEN, ResultBuf};
 use dlm_core::dlmd::proto::{self, DUMP_CHUNK, HEADER_LEN, Header, MAX_REQUEST_MSG, Op};
 use dlm_core::{Errno, LockFlags, Name, Request, Version};
 use dlm_engine::{DumpCursor, DumpItem, Engine, OwnerId};
+use log::{debug, warn};
 use rustix::event::epoll::{self, Event, EventData, EventFlags};
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::io::Errno as SysErrno;

@@ -227,7 +227,11 @@ fn socket_activation_serves_the_passed_socket() {
         0
     );
     assert!(ctl.dump(Some("activated")).is_ok());
-    for p in [&unused, &dir.join("dlmd.sock.lock"), &dir.join("unused.sock.lock")] {
+    for p in [
+        &unused,
+        &dir.join("dlmd.sock.lock"),
+        &dir.join("unused.sock.lock"),
+    ] {
         assert!(!p.exists(), "{} was created", p.display());
     }
     drop(ctl);
@@ -306,10 +310,7 @@ fn first_stderr_line(dir: &Path, journal: Option<&str>) -> String {
     let err_path = dir.join("stderr");
     let err = std::fs::File::create(&err_path).unwrap();
     let meta = err.metadata().unwrap();
-    let stream = journal.map_or_else(
-        || format!("{}:{}", meta.dev(), meta.ino()),
-        str::to_string,
-    );
+    let stream = journal.map_or_else(|| format!("{}:{}", meta.dev(), meta.ino()), str::to_string);
     let mut dlmd = dlmd_command(&path)
         .args(["--log-level", "info"])
         .env("JOURNAL_STREAM", stream)
