@@ -237,28 +237,19 @@ fn daemon() -> Result<ExitCode, Fail> {
     // `--daemon` returns once the detached daemon listens.
     let mut cmd = Command::new(&program);
     cmd.arg("--daemon");
-    // The daemon must not hold our caller's terminal or pipes: its log
-    // goes to a file, for an ordinary user beside the socket, inside the
-    // private directory (never a predictable name in /tmp).
+    // The daemon must not hold our caller's terminal or pipes: it logs to
+    // a file (`--log-file`, reopened on SIGHUP), for an ordinary user
+    // beside the socket, inside the private directory (never a
+    // predictable name in /tmp). dlmd opens it (0600, never through a
+    // symbolic link) and detaches its child from our stderr; an error
+    // before that (the file cannot be opened) still reaches our stderr.
     let log = if is_root {
         PathBuf::from("/var/log/dlmd.log")
     } else {
         user_log_dir(&socket)?.join("dlmd.log")
     };
-    let log_file = {
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            // Never through a symbolic link.
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-            .open(&log)
-            .map_err(|e| Fail(format!("{}: {e}", log.display())))?
-    };
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log_file);
+    cmd.arg("--log-file").arg(&log);
+    cmd.stdin(Stdio::null()).stdout(Stdio::null());
     let status = cmd
         .status()
         .map_err(|e| Fail(format!("cannot start {}: {e}", program.display())))?;

@@ -37,28 +37,6 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// Sets the limit a `--max-…-per-uid` flag names from its value (a
-    /// number, or `unlimited`); `Ok(false)` for another flag.
-    ///
-    /// # Errors
-    /// A one-line message for a bad value.
-    pub fn parse_flag(&mut self, flag: &str, value: &str) -> Result<bool, String> {
-        let slot = match flag {
-            "--max-lockspaces-per-uid" => &mut self.lockspaces,
-            "--max-locks-per-uid" => &mut self.locks,
-            "--max-connections-per-uid" => &mut self.connections,
-            _ => return Ok(false),
-        };
-        *slot = match value {
-            "unlimited" => None,
-            v => Some(
-                v.parse()
-                    .map_err(|_| format!("{flag}: {v:?} is not a number or \"unlimited\""))?,
-            ),
-        };
-        Ok(true)
-    }
-
     /// Whether a uid holding `held` may take one more, under `limit`.
     pub fn allows(&self, limit: Option<usize>, uid: u32, held: usize) -> bool {
         uid == 0 || uid == self.own_uid || limit.is_none_or(|max| held < max)
@@ -70,17 +48,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn flags_and_root() {
-        let mut l = Limits::default();
-        assert_eq!(l.parse_flag("--max-locks-per-uid", "1000"), Ok(true));
-        assert_eq!(
-            l.parse_flag("--max-lockspaces-per-uid", "unlimited"),
-            Ok(true)
-        );
-        assert_eq!(l.parse_flag("--socket", "x"), Ok(false));
-        assert!(l.parse_flag("--max-connections-per-uid", "-1").is_err());
-        assert_eq!(l.locks, Some(1000));
-        assert_eq!(l.lockspaces, None);
+    fn limits_and_root() {
+        let mut l = Limits {
+            locks: Some(1000),
+            lockspaces: None,
+            ..Limits::default()
+        };
         l.own_uid = 500;
         assert!(l.allows(l.locks, 1000, 999));
         assert!(!l.allows(l.locks, 1000, 1000));

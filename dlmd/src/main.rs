@@ -4,158 +4,66 @@
 //!
 //! ```text
 //! dlmd [--foreground | --daemon] [--socket PATH] [--log-level LEVEL]
-//!      [--admin-group GROUP] [--max-lockspaces-per-uid N]
+//!      [--log-file PATH] [--admin-group GROUP] [--max-lockspaces-per-uid N]
 //!      [--max-locks-per-uid N] [--max-connections-per-uid N]
 //! dlmd --dump [LOCKSPACE] [--json] [--socket PATH]
 //! ```
 //!
-//! dlmd runs in the foreground by default (systemd's `Type=simple`, or a
-//! shell's `&`); `--daemon` starts a detached copy (its own process
-//! group, stdin and stdout closed, stderr kept), prints its pid and
-//! returns once it listens. One dlmd per socket path: an exclusive
-//! `flock` on `PATH.lock` (left in place on exit, which keeps that check
-//! race-free) and a connect test refuse a second one; a socket file
-//! nobody listens on (ECONNREFUSED) is removed, anything else at the path
-//! is left alone. dlmd stops cleanly on SIGTERM, SIGINT or SIGHUP,
-//! removing its socket (only if it is still the one it bound). Modules: [`server`] (the event loop), [`startup`] (the
-//! socket), [`perm`] (permissions), [`dump`] (the lock dump), [`client`]
-//! (`--dump`), [`signals`], [`log`].
+//! The arguments are parsed by clap from the definition in the `dlmd`
+//! library (`dlmd::Args`), which also gives dlmd(8) and the shell
+//! completions (`cargo xtask man`).
+//!
+//! dlmd runs in the foreground by default (systemd's `Type=notify`: it
+//! sends `READY=1` to `$NOTIFY_SOCKET` once its socket accepts, see
+//! [`systemd`]; or a shell's `&`); `--daemon` starts a detached copy (its
+//! own process group, stdin and stdout closed, stderr kept unless
+//! `--log-file` is given), prints its pid and returns once it listens.
+//! One dlmd per socket path: an exclusive `flock` on `PATH.lock` (left in
+//! place on exit, which keeps that check race-free) and a connect test
+//! refuse a second one; a socket file nobody listens on (ECONNREFUSED) is
+//! removed, anything else at the path is left alone. Under socket
+//! activation (`$LISTEN_FDS`, `dlmd.socket`) the passed socket is used
+//! as it is: no lock file, and it is not removed at exit. dlmd stops
+//! cleanly on SIGTERM or SIGINT, removing its socket (only if it is
+//! still the one it bound); SIGHUP reopens `--log-file`. Modules:
+//! [`server`] (the event loop), [`startup`] (the socket), [`perm`]
+//! (permissions), [`dump`] (the lock dump), [`client`] (`--dump`),
+//! [`signals`], [`logging`], [`systemd`].
 
 #![deny(unsafe_code)]
 
 mod client;
 mod dump;
 mod limits;
-mod log;
+mod logging;
 mod perm;
 mod recv;
 mod server;
 mod signals;
 mod startup;
+mod systemd;
 
+use clap::Parser;
 use log::{error, info};
 use startup::PathKind;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-const USAGE: &str = "\
-usage: dlmd [--foreground | --daemon] [--socket PATH] [--log-level LEVEL]
-            [--admin-group GROUP] [--max-lockspaces-per-uid N]
-            [--max-locks-per-uid N] [--max-connections-per-uid N]
-       dlmd --dump [LOCKSPACE] [--json] [--socket PATH]
-
-  --foreground        run in the foreground (the default; for systemd)
-  --daemon            start a detached dlmd and return once it listens
-  --socket PATH       the socket to listen on (default: $DLMD_SOCKET, else
-                      /run/dlmd/dlmd.sock as root, else
-                      $XDG_RUNTIME_DIR/dlmd.sock, else /tmp/dlmd-$UID/dlmd.sock)
-  --log-level LEVEL   error, warn, info (default) or debug; logs go to stderr
-  --admin-group GROUP as root: members of GROUP (a name or a gid) may create
-                      and remove lockspaces, as root may (others: EPERM)
-  --max-lockspaces-per-uid N   lockspaces one uid may create (default 100)
-  --max-locks-per-uid N        locks one uid may hold, orphans included
-                               (default 100000; past it a LOCK gets ENOMEM)
-  --max-connections-per-uid N  connections one uid may keep open, two per
-                               lockspace handle (default 1024)
-                      N: a number or \"unlimited\"; root and dlmd's own
-                      uid are never limited
-  --dump [LOCKSPACE]  print the lock dump of a running dlmd and exit
-  --json              with --dump: print JSON instead of text
-";
-
-struct Args {
-    daemon: bool,
-    socket: Option<PathBuf>,
-    level: log::Level,
-    dump: Option<Option<String>>,
-    json: bool,
-    admin_group: Option<String>,
-    limits: limits::Limits,
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        daemon: false,
-        socket: None,
-        level: log::Level::Info,
-        dump: None,
-        json: false,
-        admin_group: None,
-        limits: limits::Limits::default(),
-    };
-    let mut it = std::env::args_os().skip(1).peekable();
-    while let Some(arg) = it.next() {
-        let arg = arg
-            .into_string()
-            .map_err(|a| format!("unexpected argument {a:?}"))?;
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
-            _ => (arg.clone(), None),
-        };
-        let mut value = |name: &str| -> Result<std::ffi::OsString, String> {
-            match &inline {
-                Some(v) => Ok(v.into()),
-                None => it.next().ok_or(format!("{name} needs a value")),
-            }
-        };
-        match flag.as_str() {
-            "--foreground" | "-f" => args.daemon = false,
-            "--daemon" | "-d" => args.daemon = true,
-            "--socket" | "-s" => args.socket = Some(value("--socket")?.into()),
-            "--log-level" | "-l" => {
-                let v = value("--log-level")?;
-                let v = v.to_string_lossy();
-                args.level = log::Level::parse(&v).ok_or(format!("unknown log level {v:?}"))?;
-            }
-            "--dump" => {
-                let ls = match inline {
-                    Some(v) => Some(v),
-                    None => match it.peek().and_then(|a| a.to_str()) {
-                        Some(a) if !a.starts_with('-') => {
-                            it.next().and_then(|a| a.into_string().ok())
-                        }
-                        _ => None,
-                    },
-                };
-                args.dump = Some(ls);
-            }
-            "--json" => args.json = true,
-            "--admin-group" | "-g" => {
-                let v = value("--admin-group")?;
-                args.admin_group = Some(v.to_string_lossy().into_owned());
-            }
-            f if f.starts_with("--max-") => {
-                let v = value(f)?;
-                if !args.limits.parse_flag(f, &v.to_string_lossy())? {
-                    return Err(format!("unexpected argument {arg:?}"));
-                }
-            }
-            "--help" | "-h" => {
-                print!("{USAGE}");
-                std::process::exit(0);
-            }
-            "--version" | "-V" => {
-                println!("dlmd {}", env!("CARGO_PKG_VERSION"));
-                std::process::exit(0);
-            }
-            _ => return Err(format!("unexpected argument {arg:?}")),
-        }
-    }
-    if args.json && args.dump.is_none() {
-        return Err("--json goes with --dump".into());
-    }
-    Ok(args)
-}
-
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("dlmd: {e}\n{USAGE}");
-            return ExitCode::from(2);
+    let args = dlmd::Args::parse();
+    if let Err(e) = logging::init(args.log_level.filter(), args.log_file.as_deref()) {
+        eprintln!("dlmd: {e}");
+        return ExitCode::FAILURE;
+    }
+    let mut limits = limits::Limits::default();
+    for (value, slot) in [
+        (args.max_lockspaces_per_uid, &mut limits.lockspaces),
+        (args.max_locks_per_uid, &mut limits.locks),
+        (args.max_connections_per_uid, &mut limits.connections),
+    ] {
+        if let Some(dlmd::Limit(n)) = value {
+            *slot = n;
         }
-    };
-    log::set_level(args.level);
+    }
     if let Some(lockspace) = &args.dump {
         let path = args.socket.clone().map_or_else(
             dlm_core::dlmd::proto::client_socket_path,
@@ -209,20 +117,30 @@ fn main() -> ExitCode {
         }
     };
     if admin_gid.is_some() && !is_root {
-        log::warning!(
+        log::warn!(
             "--admin-group has no effect: a dlmd not run by root serves only its own user and root"
         );
     }
     if args.daemon {
-        return daemonize(&path);
+        return daemonize(&path, args.log_file.is_some());
     }
     raise_fd_limit();
-    let listening = match startup::listen(&path, kind) {
-        Ok(l) => l,
+    let activated = match systemd::listen_fd() {
+        Ok(fd) => fd,
         Err(e) => {
             error!("{e}");
             return ExitCode::FAILURE;
         }
+    };
+    let listening = match activated {
+        Some(fd) => startup::Listening::activated(fd, path.clone()),
+        None => match startup::listen(&path, kind) {
+            Ok(l) => l,
+            Err(e) => {
+                error!("{e}");
+                return ExitCode::FAILURE;
+            }
+        },
     };
     let listener = match listening.listener.try_clone() {
         Ok(fd) => fd,
@@ -234,7 +152,7 @@ fn main() -> ExitCode {
     };
     let mut server = match server::Server::new(listener) {
         Ok(mut s) => {
-            s.set_limits(args.limits);
+            s.set_limits(limits);
             s
         }
         Err(e) => {
@@ -246,11 +164,20 @@ fn main() -> ExitCode {
     if let Some(gid) = admin_gid {
         server.set_admin_group(gid);
     }
-    info!(
-        "listening on {} (pid {})",
-        path.display(),
-        std::process::id()
-    );
+    if listening.is_activated() {
+        info!(
+            "serving the socket passed by the service manager (pid {})",
+            std::process::id()
+        );
+    } else {
+        info!(
+            "listening on {} (pid {})",
+            path.display(),
+            std::process::id()
+        );
+    }
+    // The socket accepts connections from here on (listen() is done).
+    systemd::notify("READY=1");
     let code = match server.run() {
         Ok(sig) => {
             info!("signal {sig}: shutting down");
@@ -261,6 +188,7 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     };
+    systemd::notify("STOPPING=1");
     listening.remove_socket();
     code
 }
@@ -276,7 +204,7 @@ fn raise_fd_limit() {
 }
 
 /// `--daemon`: starts `dlmd --foreground` detached (own process group,
-/// no stdin/stdout) and returns once its socket accepts connections, or
+/// no stdin/stdout; no stderr either with `--log-file`) and returns once its socket accepts connections, or
 /// fails with its exit status.
 ///
 /// The child gets this process's own arguments with `--daemon` replaced
@@ -284,7 +212,7 @@ fn raise_fd_limit() {
 /// found again by the child, so it keeps its kind and its directory is
 /// prepared as documented (created on first run), and every other option
 /// reaches it unchanged.
-fn daemonize(path: &std::path::Path) -> ExitCode {
+fn daemonize(path: &std::path::Path, log_file: bool) -> ExitCode {
     use std::os::unix::process::CommandExt;
     let exe = match std::env::current_exe() {
         Ok(e) => e,
@@ -298,6 +226,11 @@ fn daemonize(path: &std::path::Path) -> ExitCode {
         .filter(|a| a != "--daemon" && a != "-d");
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("--foreground").args(args);
+    if log_file {
+        // The child logs to the file: it must not keep our caller's
+        // terminal or pipe open.
+        cmd.stderr(std::process::Stdio::null());
+    }
     let mut child = match cmd
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())

@@ -30,7 +30,6 @@
 
 use crate::dump;
 use crate::limits::Limits;
-use crate::log::{debug, warning};
 use crate::perm::{LsMeta, Peer, Policy};
 use crate::recv::{BATCH, RecvBatch};
 use crate::signals;
@@ -38,6 +37,7 @@ use dlm_core::codec::{RESULT_LVB_LEN, ResultBuf};
 use dlm_core::dlmd::proto::{self, DUMP_CHUNK, HEADER_LEN, Header, MAX_REQUEST_MSG, Op};
 use dlm_core::{Errno, LockFlags, Name, Request, Version};
 use dlm_engine::{DumpCursor, DumpItem, Engine, OwnerId};
+use log::{debug, warn};
 use rustix::event::epoll::{self, Event, EventData, EventFlags};
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::io::Errno as SysErrno;
@@ -440,7 +440,8 @@ impl Server {
         self.limits = limits;
     }
 
-    /// Serves until a stop signal arrives; returns its number.
+    /// Serves until a stop signal (SIGTERM, SIGINT) arrives; returns its
+    /// number. SIGHUP reopens the log file.
     ///
     /// # Errors
     /// The errno of `epoll_wait` (other than EINTR).
@@ -476,8 +477,12 @@ impl Server {
                 match ev.data.u64() {
                     LISTENER => self.accept(),
                     SIGNALS => {
-                        if let Some(sig) = signals::read_signal(&self.signals) {
-                            return Ok(sig);
+                        while let Some(sig) = signals::read_signal(&self.signals) {
+                            if sig == signals::SIGHUP {
+                                crate::logging::reopen();
+                            } else {
+                                return Ok(sig);
+                            }
                         }
                     }
                     _ if flags.intersects(hangup) => {}
@@ -529,21 +534,21 @@ impl Server {
                 ) => {
                     // Stop accepting until a connection closes, rather
                     // than spinning on a readable listener.
-                    warning!("accept: {e}; not accepting until a connection closes");
+                    warn!("accept: {e}; not accepting until a connection closes");
                     if epoll::delete(&self.epoll, &self.listener).is_ok() {
                         self.listener_paused = true;
                     }
                     return;
                 }
                 Err(e) => {
-                    warning!("accept: {e}");
+                    warn!("accept: {e}");
                     return;
                 }
             };
             let peer = match Peer::of(&fd) {
                 Ok(p) => p,
                 Err(e) => {
-                    warning!("peer credentials: {e}; dropping the connection");
+                    warn!("peer credentials: {e}; dropping the connection");
                     continue;
                 }
             };
@@ -580,7 +585,7 @@ impl Server {
             };
             let interest = EventFlags::IN | EventFlags::RDHUP;
             if let Err(e) = epoll::add(&self.epoll, &fd, EventData::new_u64(tok.data()), interest) {
-                warning!("epoll add: {e}; dropping the connection");
+                warn!("epoll add: {e}; dropping the connection");
                 self.free.push(slot);
                 continue;
             }
@@ -938,7 +943,7 @@ impl Server {
             match epoll::modify(&self.epoll, &conn.fd, EventData::new_u64(tok.data()), want) {
                 Ok(()) => conn.interest = want,
                 Err(e) => {
-                    warning!("epoll modify: {e}; closing connection {}", tok.slot);
+                    warn!("epoll modify: {e}; closing connection {}", tok.slot);
                     self.dead.push(tok);
                 }
             }

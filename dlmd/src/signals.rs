@@ -1,6 +1,6 @@
-//! Termination signals as a readable fd: SIGTERM, SIGINT and SIGHUP are
-//! blocked and delivered through a `signalfd`, which the event loop polls
-//! like any socket. No signal handler runs, so no async-signal-safety
+//! Signals as a readable fd: SIGTERM and SIGINT (stop) and SIGHUP (reopen
+//! the log file) are blocked and delivered through a `signalfd`, which the
+//! event loop polls like any socket. No signal handler runs, so no async-signal-safety
 //! questions arise.
 //!
 //! # Safety
@@ -13,10 +13,14 @@
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
 
-/// The signals that stop dlmd cleanly.
+/// The signals dlmd handles: SIGTERM and SIGINT stop it cleanly, SIGHUP
+/// reopens the log file.
 const STOP_SIGNALS: [libc::c_int; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
 
-/// Blocks the stop signals for this (single-threaded) process and returns
+/// SIGHUP's number, as [`read_signal`] returns it.
+pub const SIGHUP: u32 = libc::SIGHUP as u32;
+
+/// Blocks the handled signals for this (single-threaded) process and returns
 /// a non-blocking signalfd that becomes readable when one arrives.
 ///
 /// # Errors

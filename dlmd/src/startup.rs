@@ -32,10 +32,13 @@ pub struct Listening {
     pub listener: OwnedFd,
     /// Where it is bound.
     pub path: PathBuf,
-    /// Device and inode of the socket file, to unlink only our own.
-    id: (u64, u64),
-    /// The lock file, held (flock) for the daemon's lifetime.
-    _lock: OwnedFd,
+    /// Device and inode of the socket file, to unlink only our own;
+    /// `None` for a socket passed by socket activation, which belongs
+    /// to the socket unit and stays.
+    id: Option<(u64, u64)>,
+    /// The lock file, held (flock) for the daemon's lifetime (not taken
+    /// under socket activation: the service manager runs one instance).
+    _lock: Option<OwnedFd>,
 }
 
 /// Prepares the directory of `path`, takes the instance lock, removes a
@@ -94,7 +97,7 @@ pub fn listen(path: &Path, kind: PathKind) -> Result<Listening, String> {
                 ));
             }
             Err(Errno::CONNREFUSED) if meta.file_type().is_socket() => {
-                crate::log::info!("removing stale socket {}", path.display());
+                log::info!("removing stale socket {}", path.display());
                 std::fs::remove_file(path)
                     .map_err(|e| format!("cannot remove stale socket {}: {e}", path.display()))?;
             }
@@ -119,18 +122,34 @@ pub fn listen(path: &Path, kind: PathKind) -> Result<Listening, String> {
     Ok(Listening {
         listener,
         path: path.to_owned(),
-        id: (meta.dev(), meta.ino()),
-        _lock: lock,
+        id: Some((meta.dev(), meta.ino())),
+        _lock: Some(lock),
     })
 }
 
 impl Listening {
+    /// The socket passed by socket activation: no lock file, no stale
+    /// check, and it is not removed at exit.
+    pub fn activated(listener: OwnedFd, path: PathBuf) -> Listening {
+        Listening {
+            listener,
+            path,
+            id: None,
+            _lock: None,
+        }
+    }
+
+    /// Whether the socket came from socket activation.
+    pub fn is_activated(&self) -> bool {
+        self._lock.is_none()
+    }
+
     /// Unlinks the socket file if it is still the one this daemon bound.
     pub fn remove_socket(&self) {
         if let Ok(meta) = std::fs::symlink_metadata(&self.path) {
-            if (meta.dev(), meta.ino()) == self.id {
+            if Some((meta.dev(), meta.ino())) == self.id {
                 if let Err(e) = std::fs::remove_file(&self.path) {
-                    crate::log::warning!("cannot remove {}: {e}", self.path.display());
+                    log::warn!("cannot remove {}: {e}", self.path.display());
                 }
             }
         }

@@ -256,6 +256,10 @@ fn file_lists() {
         "/usr/bin/dlmd",
         "/usr/bin/dlm",
         "/usr/lib/systemd/system/dlmd.service",
+        "/usr/lib/systemd/system/dlmd.socket",
+        "/usr/share/bash-completion/completions/dlmd",
+        "/usr/share/zsh/vendor-completions/_dlmd",
+        "/usr/share/fish/vendor_completions.d/dlmd.fish",
         "/usr/share/man/man8/dlmd.8.gz",
         "/usr/share/man/man1/dlm.1.gz",
         "/usr/share/man/man1/dlm-lock.1.gz",
@@ -279,6 +283,9 @@ fn file_lists() {
         daemon.contains(exec),
         "ExecStart={exec} is not in the package"
     );
+    // dlmd tells systemd when it is ready; the socket unit is optional.
+    assert!(unit.lines().any(|l| l == "Type=notify"), "{unit}");
+    assert!(unit.lines().any(|l| l == "RuntimeDirectoryPreserve=yes"));
     // Every file of every package is below /usr.
     for package in PACKAGES {
         for f in file_list(root, package) {

@@ -35,7 +35,11 @@ fn generated() -> &'static PathBuf {
 
 fn pages() -> Vec<PathBuf> {
     let mut pages = Vec::new();
-    for dir in [clib::workspace_root().join("man"), generated().join("man1")] {
+    for dir in [
+        clib::workspace_root().join("man"),
+        generated().join("man1"),
+        generated().join("man8"),
+    ] {
         for entry in std::fs::read_dir(&dir).expect("read the pages") {
             pages.push(entry.unwrap().path());
         }
@@ -132,6 +136,32 @@ fn completions_know_every_subcommand_and_option() {
         .status()
         .expect("run bash");
     assert!(status.success(), "bash -n dlm.bash: {status}");
+    // dlmd's completions, from its clap definition too.
+    let bash = std::fs::read_to_string(dir.join("dlmd.bash")).unwrap();
+    let zsh = std::fs::read_to_string(dir.join("_dlmd")).unwrap();
+    let fish = std::fs::read_to_string(dir.join("dlmd.fish")).unwrap();
+    for word in [
+        "--foreground",
+        "--daemon",
+        "--socket",
+        "--log-level",
+        "--log-file",
+        "--admin-group",
+        "--max-locks-per-uid",
+        "--dump",
+        "--json",
+    ] {
+        let bare = word.trim_start_matches('-');
+        assert!(bash.contains(word), "dlmd's bash completion lacks {word}");
+        assert!(zsh.contains(word), "dlmd's zsh completion lacks {word}");
+        assert!(fish.contains(bare), "dlmd's fish completion lacks {word}");
+    }
+    let status = Command::new("bash")
+        .arg("-n")
+        .arg(dir.join("dlmd.bash"))
+        .status()
+        .expect("run bash");
+    assert!(status.success(), "bash -n dlmd.bash: {status}");
 }
 
 /// The example programs of a page: the text between `.EX` and `.EE`
@@ -188,15 +218,17 @@ fn the_libdlm_page_examples_compile_and_run() {
 
 #[test]
 fn dlmd_page_names_every_option_of_dlmd_help() {
-    // dlmd(8) is written by hand until dlmd parses its arguments with
-    // clap; this keeps it from falling behind `dlmd --help`.
+    // dlmd(8) is generated from dlmd's clap definition, as `dlmd --help`
+    // is: every option of the help is on the page, and the help is
+    // clap's.
     let help = Command::new(dlm_tests::dlmd_binary())
         .arg("--help")
         .output()
         .expect("run dlmd --help");
     assert!(help.status.success());
     let help = String::from_utf8_lossy(&help.stdout);
-    let page = std::fs::read_to_string(clib::workspace_root().join("man/dlmd.8"))
+    assert!(help.contains("Usage: dlmd [OPTIONS]"), "{help}");
+    let page = std::fs::read_to_string(generated().join("man8/dlmd.8"))
         .unwrap()
         .replace("\\-", "-");
     let options: Vec<&str> = help

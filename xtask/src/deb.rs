@@ -219,14 +219,21 @@ pub fn build(root: &Path, built: &Path, out: &Path) -> Result<Vec<PathBuf>, Stri
     daemon.copy(&built.join("dlmd"), "usr/bin/dlmd")?;
     daemon.copy(&built.join("dlm"), "usr/bin/dlm")?;
     daemon.elves = vec!["usr/bin/dlmd".into(), "usr/bin/dlm".into()];
-    daemon.copy(
-        &root.join("contrib/dlmd.service"),
-        "usr/lib/systemd/system/dlmd.service",
-    )?;
+    for unit in ["dlmd.service", "dlmd.socket"] {
+        daemon.copy(
+            &root.join("contrib").join(unit),
+            &format!("usr/lib/systemd/system/{unit}"),
+        )?;
+    }
     for page in &generated.man1 {
         let name = page.file_name().expect("a page").to_string_lossy();
         daemon.gzip(page, &format!("usr/share/man/man1/{name}.gz"))?;
     }
+    daemon.gzip(&generated.man8, "usr/share/man/man8/dlmd.8.gz")?;
+    let [bash, zsh, fish] = &generated.dlmd_completions;
+    daemon.copy(bash, "usr/share/bash-completion/completions/dlmd")?;
+    daemon.copy(zsh, "usr/share/zsh/vendor-completions/_dlmd")?;
+    daemon.copy(fish, "usr/share/fish/vendor_completions.d/dlmd.fish")?;
     daemon.copy(&generated.bash, "usr/share/bash-completion/completions/dlm")?;
     daemon.copy(&generated.zsh, "usr/share/zsh/vendor-completions/_dlm")?;
     daemon.copy(
