@@ -30,7 +30,16 @@ pub fn fetch_dump(path: &SocketPath, lockspace: Option<&str>) -> Result<String, 
     net::send(&fd, &msg, SendFlags::NOSIGNAL).map_err(|e| format!("send: {e}"))?;
     let mut buf = vec![0u8; proto::HEADER_LEN + proto::DUMP_CHUNK + 64];
     let n = recv(&fd, &mut buf)?;
-    let (ret, _) = proto::parse_reply(&buf[..n], 1).map_err(|e| format!("bad reply: {e:?}"))?;
+    if let Ok((h, ret, _)) = proto::parse_reply_header(&buf[..n], 0) {
+        if ret == -i64::from(libc::EPROTONOSUPPORT) {
+            return Err(proto::mismatch_message(proto::PROTOCOL_VERSION, h.reserved));
+        }
+    }
+    let (h, ret, _) =
+        proto::parse_reply_header(&buf[..n], 1).map_err(|e| format!("bad reply: {e:?}"))?;
+    if h.reserved != proto::PROTOCOL_VERSION {
+        return Err(proto::mismatch_message(proto::PROTOCOL_VERSION, h.reserved));
+    }
     if ret < 0 {
         let err = std::io::Error::from_raw_os_error((-ret) as i32);
         return Err(match lockspace {
