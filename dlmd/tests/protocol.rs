@@ -851,7 +851,10 @@ fn a_synchronous_request_gets_its_completion_in_the_reply() {
     // Refused at once (NOQUEUE against a's EX): EAGAIN in the reply.
     let (lb, rode) = b.write_sync(&lock_req("r", Mode::Pr, LockFlags::NOQUEUE, 2, 0), 0);
     assert!(lb > 0);
-    assert_eq!(rode.expect("EAGAIN rides").status, Status::from_raw(libc::EAGAIN));
+    assert_eq!(
+        rode.expect("EAGAIN rides").status,
+        Status::from_raw(libc::EAGAIN)
+    );
     // Unlocked.
     let unlock = Request::Unlock(dlm_core::LockParams {
         lkid: lkid as u32,
@@ -932,12 +935,18 @@ fn a_completion_never_overtakes_an_earlier_callback() {
     // A BAST to the requester itself, caused by its own synchronous
     // request: the first of its results (the BAST) rides in the reply,
     // the completion follows on the callback socket once granted.
-    let (ls1, rode) = a.write_sync(&lock_req("s", Mode::Pr, LockFlags::empty(), 11, BASTADDR), 5);
+    let (ls1, rode) = a.write_sync(
+        &lock_req("s", Mode::Pr, LockFlags::empty(), 11, BASTADDR),
+        5,
+    );
     assert_eq!(rode.map(|r| i64::from(r.lkid)), Some(ls1));
     let (ls2, rode) = a.write_sync(&lock_req("s", Mode::Ex, LockFlags::empty(), 12, 0), 5);
     assert!(ls2 > 0);
     let bast = rode.expect("the BAST for a's PR rides");
-    assert_eq!((bast.bast_mode, i64::from(bast.lkid)), (Some(Mode::Ex), ls1));
+    assert_eq!(
+        (bast.bast_mode, i64::from(bast.lkid)),
+        (Some(Mode::Ex), ls1)
+    );
     assert!(a.try_result().is_none(), "the EX waits");
 }
 
@@ -950,7 +959,11 @@ fn mismatched_protocol_versions_refuse_each_other() {
     let d = Daemon::start();
     let mut ctl = Control::connect(&d.path);
     ctl.create("ls", LsFlags::empty(), 0o666);
-    for (op, payload) in [(Op::Open, &b"ls"[..]), (Op::Version, &[][..]), (Op::Dump, &[][..])] {
+    for (op, payload) in [
+        (Op::Open, &b"ls"[..]),
+        (Op::Version, &[][..]),
+        (Op::Dump, &[][..]),
+    ] {
         for version in [0, proto::PROTOCOL_VERSION + 1] {
             let fd = connect(&d.path);
             let mut h = Header::new(op, 1, 1);
@@ -970,12 +983,7 @@ fn mismatched_protocol_versions_refuse_each_other() {
     // word 0 in its replies): the library refuses it.
     let dir = temp_dir();
     let path = dir.join("old.sock");
-    let listener = net::socket(
-        net::AddressFamily::UNIX,
-        net::SocketType::SEQPACKET,
-        None,
-    )
-    .unwrap();
+    let listener = net::socket(net::AddressFamily::UNIX, net::SocketType::SEQPACKET, None).unwrap();
     net::bind(&listener, &net::SocketAddrUnix::new(&path).unwrap()).unwrap();
     net::listen(&listener, 4).unwrap();
     let old = std::thread::spawn(move || {
@@ -983,7 +991,11 @@ fn mismatched_protocol_versions_refuse_each_other() {
         let mut buf = [0u8; 256];
         let n = net::recv(&fd, &mut buf, net::RecvFlags::empty()).unwrap().0;
         let (h, _) = Header::parse(&buf[..n]).unwrap();
-        assert_eq!(h.reserved, proto::PROTOCOL_VERSION, "the client says its version");
+        assert_eq!(
+            h.reserved,
+            proto::PROTOCOL_VERSION,
+            "the client says its version"
+        );
         let mut reply = proto::reply(h.seq, 0, &[&Version::DEVICE.encode()]);
         reply[12..16].copy_from_slice(&0u32.to_ne_bytes());
         net::send(&fd, &reply, SendFlags::empty()).unwrap();

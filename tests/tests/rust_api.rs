@@ -331,11 +331,16 @@ fn a_blocking_call_never_overtakes_an_earlier_callback() {
     // BAST, so the BAST's callback has run when the call returns.
     let y = a.lock(b"y", Mode::Ex, LockOptions::new()).unwrap();
     seen.lock().unwrap().push("y granted".into());
-    assert_eq!(*seen.lock().unwrap(), vec!["bast Pr".to_string(), "y granted".into()]);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec!["bast Pr".to_string(), "y granted".into()]
+    );
     // With nothing unread, blocking calls go on working (their
     // completions riding in the replies), and later callbacks follow.
     for i in 0..50 {
-        let l = a.lock(format!("n{i}").as_bytes(), Mode::Ex, LockOptions::new()).unwrap();
+        let l = a
+            .lock(format!("n{i}").as_bytes(), Mode::Ex, LockOptions::new())
+            .unwrap();
         assert_eq!(l.unlock().unwrap(), Status::UNLOCKED);
     }
     assert_eq!(y.unlock().unwrap(), Status::UNLOCKED);

@@ -146,9 +146,18 @@ fn register_forget_tid() {
 
 /// Sends one message, the header and the payload pieces gathered by
 /// `sendmsg` (at most three pieces): nothing is copied or allocated.
-fn send(fd: BorrowedFd<'_>, header: &[u8; proto::HEADER_LEN], payload: &[&[u8]]) -> Result<(), Errno> {
+fn send(
+    fd: BorrowedFd<'_>,
+    header: &[u8; proto::HEADER_LEN],
+    payload: &[&[u8]],
+) -> Result<(), Errno> {
     use std::io::IoSlice;
-    let mut iov = [IoSlice::new(header), IoSlice::new(&[]), IoSlice::new(&[]), IoSlice::new(&[])];
+    let mut iov = [
+        IoSlice::new(header),
+        IoSlice::new(&[]),
+        IoSlice::new(&[]),
+        IoSlice::new(&[]),
+    ];
     assert!(payload.len() < iov.len(), "at most three payload pieces");
     for (slot, p) in iov[1..].iter_mut().zip(payload) {
         *slot = IoSlice::new(p);

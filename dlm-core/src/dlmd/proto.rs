@@ -125,7 +125,10 @@ impl Header {
     /// The header's bytes.
     pub fn bytes(&self) -> [u8; HEADER_LEN] {
         let mut b = [0u8; HEADER_LEN];
-        for (i, v) in [self.op, self.seq, self.tid, self.reserved].iter().enumerate() {
+        for (i, v) in [self.op, self.seq, self.tid, self.reserved]
+            .iter()
+            .enumerate()
+        {
             b[i * 4..i * 4 + 4].copy_from_slice(&v.to_ne_bytes());
         }
         b

@@ -551,12 +551,12 @@ impl Lockspace {
     /// [`Error::WouldBlock`] (EAGAIN) when one exists in another mode.
     pub fn adopt(&self, name: &[u8], mode: Mode, opts: LockOptions) -> Result<Lock<'_>, Error> {
         let flags = opts.flags | LockFlags::PERSISTENT | LockFlags::ORPHAN;
-        let (token, lkid) = self
-            .submit(name, mode, flags, &opts, None, false)
-            .map_err(|e| match e {
-                Error::Sys(Errno::EAGAIN) => Error::WouldBlock,
-                e => e,
-            })?;
+        let (token, lkid) =
+            self.submit(name, mode, flags, &opts, None, false)
+                .map_err(|e| match e {
+                    Error::Sys(Errno::EAGAIN) => Error::WouldBlock,
+                    e => e,
+                })?;
         // An adoption has no completion: the write's answer is the outcome.
         if let Some(slot) = self.table().get(token) {
             slot.status = Status::GRANTED;
@@ -598,7 +598,8 @@ impl Lockspace {
         on_complete: impl FnOnce(Completion, Option<Lvb>) + Send + 'static,
     ) -> Result<u32, Error> {
         let flags = opts.flags - LockFlags::CONVERT - LockFlags::WAIT;
-        let (_, lkid) = self.submit(name, mode, flags, &opts, Some(Box::new(on_complete)), false)?;
+        let (_, lkid) =
+            self.submit(name, mode, flags, &opts, Some(Box::new(on_complete)), false)?;
         Ok(lkid)
     }
 
