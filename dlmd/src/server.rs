@@ -37,7 +37,7 @@ use crate::signals;
 use dlm_core::codec::{RESULT_LVB_LEN, ResultBuf};
 use dlm_core::dlmd::proto::{self, DUMP_CHUNK, HEADER_LEN, Header, MAX_REQUEST_MSG, Op};
 use dlm_core::{Errno, LockFlags, Name, Request, Version};
-use dlm_engine::{DumpCursor, DumpItem, Engine, OwnerId};
+use dlm_engine::{DumpCursor, DumpItem, Engine, IdMap, OwnerId};
 use rustix::event::epoll::{self, Event, EventData, EventFlags};
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::io::Errno as SysErrno;
@@ -207,13 +207,13 @@ pub struct Server {
     slots: Vec<Slot>,
     free: Vec<u32>,
     /// Engine owner → its attached callback socket, to deliver results to.
-    callbacks: HashMap<OwnerId, Tok>,
+    callbacks: IdMap<OwnerId, Tok>,
     /// Owners with new results (`Engine::take_notified`), reused.
     notified: Vec<OwnerId>,
     /// Owner id → request socket, until ATTACH.
     pending_attach: HashMap<u64, Tok>,
     /// Engine owner → (owner id, pid), for the dump.
-    owners: HashMap<OwnerId, u64>,
+    owners: IdMap<OwnerId, u64>,
     /// What dlmd knows about each lockspace (by minor).
     lockspaces: HashMap<u32, LsMeta>,
     /// Who may connect, create and remove.
@@ -335,7 +335,7 @@ fn fill_dump(
     d: &mut DumpOut,
     engine: &Engine,
     lockspaces: &HashMap<u32, LsMeta>,
-    owners: &HashMap<OwnerId, u64>,
+    owners: &IdMap<OwnerId, u64>,
     peer: &Peer,
 ) {
     let owner_id = |o: OwnerId| owners.get(&o).copied();
@@ -417,10 +417,10 @@ impl Server {
             engine,
             slots: Vec::new(),
             free: Vec::new(),
-            callbacks: HashMap::new(),
+            callbacks: IdMap::default(),
             notified: Vec::new(),
             pending_attach: HashMap::new(),
-            owners: HashMap::new(),
+            owners: IdMap::default(),
             lockspaces: HashMap::new(),
             policy: Policy::new(rustix::process::geteuid().as_raw(), None),
             next_id: 1,
