@@ -403,10 +403,17 @@ unsafe fn write_params(
     cmd: u32,
     name: &[u8],
     lksb: *mut Lksb,
+    sync: bool,
 ) -> Result<u32, Errno> {
     // SAFETY: `lksb` is valid (this function's contract).
     unsafe { set_status(lksb, EINPROG) };
-    ls.handle.device().write_params(p, cmd, name)
+    if sync {
+        // The caller waits for the completion: on dlmd it may ride in
+        // the reply (PROTOCOL.md "One answer per synchronous operation").
+        ls.handle.device().write_params_sync(p, cmd, name)
+    } else {
+        ls.handle.device().write_params(p, cmd, name)
+    }
 }
 
 /// `dlm_ls_lock`'s local checks (B.2, in the C library's order, then the
@@ -418,7 +425,12 @@ unsafe fn write_params(
 /// # Safety
 /// The pointers of `a` follow the module's rules.
 #[inline(always)]
-unsafe fn send_lock(ls: &Ls, a: &LockArgs, castaddr: u64) -> Result<Option<u32>, Errno> {
+unsafe fn send_lock(
+    ls: &Ls,
+    a: &LockArgs,
+    castaddr: u64,
+    sync: bool,
+) -> Result<Option<u32>, Errno> {
     let lksb = a.lksb;
     if lksb.is_null() {
         return Err(Errno::EINVAL);
@@ -466,7 +478,7 @@ unsafe fn send_lock(ls: &Ls, a: &LockArgs, castaddr: u64) -> Result<Option<u32>,
     };
     // SAFETY: `lksb` was checked non-NULL above and is valid by the
     // module's rules (this function's contract).
-    let id = unsafe { write_params(ls, &p, DLM_USER_LOCK, name, lksb) }?;
+    let id = unsafe { write_params(ls, &p, DLM_USER_LOCK, name, lksb, sync) }?;
     if id > 0 {
         // SAFETY: `lksb` was checked non-NULL above and is valid by the
         // module's rules (this function's contract).
@@ -598,7 +610,7 @@ pub unsafe fn ls_lock(
     }
     // SAFETY: `a`'s pointers follow the module's rules (this
     // function's contract), as `send_lock` requires.
-    if let Some(lkid) = unsafe { send_lock(ls, a, fn_addr(a.astaddr)) }? {
+    if let Some(lkid) = unsafe { send_lock(ls, a, fn_addr(a.astaddr), false) }? {
         ls.handle
             // SAFETY: `send_lock` accepted `a.lksb` (non-NULL); the
             // caller keeps it valid until the completion.
@@ -625,6 +637,7 @@ pub unsafe fn ls_lock_wait(ls: &Ls, flavour: WaitFlavour, a: &LockArgs) -> Resul
             ls,
             a,
             sync_ast as extern "C" fn(*mut c_void) as usize as u64,
+            true,
         )
     }? {
         // SAFETY: `send_lock` accepted `a.lksb` (non-NULL); the caller
@@ -646,6 +659,7 @@ unsafe fn write_unlock(
     flags: u32,
     lksb: *mut Lksb,
     astarg: *mut c_void,
+    sync: bool,
 ) -> Result<LockFlags, Errno> {
     if lkid == 0 || lksb.is_null() {
         return Err(Errno::EINVAL);
@@ -663,7 +677,7 @@ unsafe fn write_unlock(
     };
     // SAFETY: `lksb` was checked non-NULL above; valid by this
     // function's contract.
-    unsafe { write_params(ls, &p, DLM_USER_UNLOCK, &[], lksb) }?;
+    unsafe { write_params(ls, &p, DLM_USER_UNLOCK, &[], lksb, sync) }?;
     Ok(flags)
 }
 
@@ -690,7 +704,7 @@ pub unsafe fn ls_unlock(
     }
     // SAFETY: `lksb` is NULL or valid until the completion (this
     // function's contract), as `write_unlock` requires.
-    unsafe { write_unlock(ls, lkid, flags, lksb, astarg) }?;
+    unsafe { write_unlock(ls, lkid, flags, lksb, astarg, false) }?;
     Ok(Status::GRANTED)
 }
 
@@ -712,7 +726,7 @@ pub unsafe fn ls_unlock_wait(
 ) -> Result<Status, Errno> {
     // SAFETY: `lksb` is NULL or valid (this function's contract), as
     // `write_unlock` requires.
-    let flags = unsafe { write_unlock(ls, lkid, flags, lksb, core::ptr::null_mut()) }?;
+    let flags = unsafe { write_unlock(ls, lkid, flags, lksb, core::ptr::null_mut(), true) }?;
     let awaited = if flags.contains(LockFlags::CANCEL) {
         Awaited::Cancel(lkid)
     } else {

@@ -36,6 +36,10 @@ fn describe(e: Error, what: &str) -> Fail {
             }
         }
         Error::Sys(Errno::ENOTCONN) => format!("{what}: the lock manager went away"),
+        Error::Sys(Errno::EPROTONOSUPPORT) => match dlm_core::dlmd::client::version_mismatch() {
+            Some(why) => why,
+            None => format!("{what}: {e}"),
+        },
         e => format!("{what}: {e}"),
     };
     Fail(why)
@@ -92,6 +96,9 @@ fn control() -> Result<Control, Fail> {
             Errno::EAGAIN => "the lock manager did not answer in time (busy, stopped, or at its \
                               connection limits); try again"
                 .to_owned(),
+            Errno::EPROTONOSUPPORT if dlm_core::dlmd::client::version_mismatch().is_some() => {
+                dlm_core::dlmd::client::version_mismatch().unwrap_or_default()
+            }
             e => match dlm_core::transport::dlmd_refusal() {
                 Some(why) if e == Errno::EACCES => why.to_string(),
                 _ => format!("cannot reach the lock manager: {e}"),

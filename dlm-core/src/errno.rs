@@ -50,6 +50,9 @@ impl Errno {
     pub const EBADE: Errno = Errno(libc::EBADE);
     /// Protocol error: a malformed result or reply.
     pub const EPROTO: Errno = Errno(libc::EPROTO);
+    /// Protocol not supported: a client and dlmd of different wire
+    /// protocol versions.
+    pub const EPROTONOSUPPORT: Errno = Errno(libc::EPROTONOSUPPORT);
     /// Not connected: no handle, or the lock manager went away.
     pub const ENOTCONN: Errno = Errno(libc::ENOTCONN);
     /// Connection refused (a stale dlmd socket).

@@ -37,7 +37,6 @@ use crate::codec::LockResult;
 use crate::sync::{self, AtomicBool, Condvar, Mutex, MutexGuard, Ordering, ThreadKey, this_thread};
 use crate::transport::Device;
 use crate::{Errno, Request};
-use rustix::event::{PollFd, PollFlags, poll};
 use rustix::fd::BorrowedFd;
 use std::time::Instant;
 
@@ -94,22 +93,12 @@ impl Results for Device {
     }
 
     fn wait_readable(&self, wake: BorrowedFd<'_>) -> Result<Dispatched, Errno> {
-        let dev = self.fd();
-        let mut fds = [
-            PollFd::new(&dev, PollFlags::IN),
-            PollFd::new(&wake, PollFlags::IN),
-        ];
-        match poll(&mut fds, None) {
-            Ok(_) => {}
-            Err(rustix::io::Errno::INTR) => return Ok(Dispatched::Empty),
-            Err(e) => return Err(e.into()),
-        }
-        if !fds[1].revents().is_empty() {
-            Ok(Dispatched::Woken)
-        } else if fds[0].revents().is_empty() {
-            Ok(Dispatched::Empty)
-        } else {
-            Ok(Dispatched::One)
+        match Device::wait_readable(self, wake) {
+            Err(Errno::EINTR) => Ok(Dispatched::Empty),
+            Err(e) => Err(e),
+            Ok((_, true)) => Ok(Dispatched::Woken),
+            Ok((false, false)) => Ok(Dispatched::Empty),
+            Ok((true, false)) => Ok(Dispatched::One),
         }
     }
 }

@@ -606,9 +606,15 @@ fn echo_round_trip(n: u32) -> f64 {
 /// Sends one WRITE of `req` with sequence number `seq`, from a stack
 /// buffer (as the C library does: no allocation per request).
 fn send_write(fd: &OwnedFd, seq: u32, tid: u32, req: &Request) {
+    send_write_word(fd, seq, tid, req, 0);
+}
+
+/// [`send_write`] with the header's `reserved` word (a synchronous
+/// request's [`proto::write_word`]).
+fn send_write_word(fd: &OwnedFd, seq: u32, tid: u32, req: &Request, word: u32) {
     let bytes = req.encode(Version::DEVICE);
     let mut m = [0u8; proto::MAX_REQUEST_MSG];
-    for (i, w) in [Op::Write as u32, seq, tid, 0].iter().enumerate() {
+    for (i, w) in [Op::Write as u32, seq, tid, word].iter().enumerate() {
         m[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
     }
     m[proto::HEADER_LEN..proto::HEADER_LEN + bytes.len()].copy_from_slice(&bytes);
@@ -620,11 +626,16 @@ fn send_write(fd: &OwnedFd, seq: u32, tid: u32, req: &Request) {
     .unwrap();
 }
 
-/// Receives the reply to `seq` into a stack buffer; returns `ret`.
-fn recv_ret(fd: &OwnedFd, seq: u32) -> i64 {
-    let mut buf = [0u8; 64];
+/// Receives the reply to a synchronous `seq` into a stack buffer; returns
+/// `ret` and the result riding in it, if any.
+fn recv_ret_result(fd: &OwnedFd, seq: u32) -> (i64, Option<dlm_core::LockResult>) {
+    let mut buf = [0u8; proto::REPLY_LEN + proto::RESULT_IN_REPLY_MAX];
     let (n, _) = net::recv(fd, &mut buf, RecvFlags::empty()).unwrap();
-    proto::parse_reply(&buf[..n], seq).unwrap().0
+    let (ret, rest) = proto::parse_reply(&buf[..n], seq).unwrap();
+    (
+        ret,
+        (!rest.is_empty()).then(|| dlm_core::LockResult::decode(rest).unwrap()),
+    )
 }
 
 /// Receives one result into a stack buffer.
@@ -647,6 +658,7 @@ fn version_round_trip(path: &Path, n: u32) -> f64 {
             let mut m = [0u8; proto::HEADER_LEN];
             m[..4].copy_from_slice(&(Op::Version as u32).to_ne_bytes());
             m[4..8].copy_from_slice(&seq.to_ne_bytes());
+            m[12..16].copy_from_slice(&proto::PROTOCOL_VERSION.to_ne_bytes());
             net::send(&fd, &m, SendFlags::NOSIGNAL).unwrap();
             let (got, _) = net::recv(&fd, &mut buf, RecvFlags::empty()).unwrap();
             assert_eq!(proto::parse_reply(&buf[..got], seq).unwrap().0, 0);
@@ -657,34 +669,48 @@ fn version_round_trip(path: &Path, n: u32) -> f64 {
     (0..3).map(|_| run(n)).fold(f64::MAX, f64::min)
 }
 
-/// Seconds per synchronous lock+unlock pair from one client (WRITE,
-/// reply, result; twice), after a warm-up.
+/// Seconds per synchronous lock+unlock pair from one client (WRITE
+/// marked synchronous, its reply with the completion riding in it;
+/// twice), after a warm-up.
 fn sync_pairs(path: &Path, n: u32) -> f64 {
     let h = Handle::open(path, "bench");
     let tid = std::process::id();
     let mut seq = 0u32;
+    // Results read from the callback socket (none when every completion
+    // rides in its reply).
+    let mut taken = 0u32;
     let mut run = |n: u32| {
         let t = Instant::now();
         for i in 0..n {
             seq += 1;
-            send_write(
+            send_write_word(
                 &h.req,
                 seq,
                 tid,
                 &lock_req("sync", Mode::Ex, LockFlags::empty(), u64::from(i), 0),
+                proto::write_word(true, taken),
             );
-            let lkid = recv_ret(&h.req, seq);
+            let (lkid, rode) = recv_ret_result(&h.req, seq);
             assert!(lkid > 0);
-            assert_eq!(recv_result(&h.cb).status, Status::GRANTED);
+            let granted = rode.unwrap_or_else(|| {
+                taken += 1;
+                recv_result(&h.cb)
+            });
+            assert_eq!(granted.status, Status::GRANTED);
             seq += 1;
             let unlock = Request::Unlock(LockParams {
                 lkid: lkid as u32,
                 lksb: lksb_of(0),
                 ..LockParams::default()
             });
-            send_write(&h.req, seq, tid, &unlock);
-            assert_eq!(recv_ret(&h.req, seq), 0);
-            assert_eq!(recv_result(&h.cb).status, Status::UNLOCKED);
+            send_write_word(&h.req, seq, tid, &unlock, proto::write_word(true, taken));
+            let (ret, rode) = recv_ret_result(&h.req, seq);
+            assert_eq!(ret, 0);
+            let unlocked = rode.unwrap_or_else(|| {
+                taken += 1;
+                recv_result(&h.cb)
+            });
+            assert_eq!(unlocked.status, Status::UNLOCKED);
         }
         t.elapsed().as_secs_f64() / f64::from(n)
     };

@@ -22,8 +22,13 @@ pub fn fetch_dump(path: &SocketPath, lockspace: Option<&str>) -> Result<String, 
     let name = lockspace
         .map(|ls| Name::lockspace(ls.as_bytes()).map_err(|_| format!("bad lockspace name {ls:?}")))
         .transpose()?;
-    ctl.dump(name.as_ref()).map_err(|e| match lockspace {
-        Some(ls) => format!("dump of lockspace {ls:?}: {e}"),
-        None => format!("dump: {e}"),
+    ctl.dump(name.as_ref()).map_err(|e| {
+        if let Some(why) = dlm_core::dlmd::client::version_mismatch() {
+            return why;
+        }
+        match lockspace {
+            Some(ls) => format!("dump of lockspace {ls:?}: {e}"),
+            None => format!("dump: {e}"),
+        }
     })
 }

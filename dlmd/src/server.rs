@@ -36,7 +36,7 @@ use crate::signals;
 use dlm_core::codec::{RESULT_LVB_LEN, ResultBuf};
 use dlm_core::dlmd::proto::{self, DUMP_CHUNK, HEADER_LEN, Header, MAX_REQUEST_MSG, Op};
 use dlm_core::{Errno, LockFlags, Name, Request, Version};
-use dlm_engine::{DumpCursor, DumpItem, Engine, OwnerId};
+use dlm_engine::{DumpCursor, DumpItem, Engine, IdMap, OwnerId};
 use log::{debug, warn};
 use rustix::event::epoll::{self, Event, EventData, EventFlags};
 use rustix::event::{PollFd, PollFlags, Timespec};
@@ -57,7 +57,9 @@ const CHUNK: usize = 32;
 /// Flags of every send: never block, never raise SIGPIPE.
 const SEND: SendFlags = SendFlags::NOSIGNAL.union(SendFlags::DONTWAIT);
 /// Room for the largest reply (OPEN: header, ret, owner id, token).
-const SMALL: usize = proto::OPEN_REPLY_LEN;
+/// The largest reply: a plain reply with a result (and its LVB) riding
+/// in it (larger than an OPEN reply).
+const SMALL: usize = proto::REPLY_LEN + proto::RESULT_IN_REPLY_MAX;
 /// A handle whose client has left this many results unread is not read
 /// from until it reads some (about 100 bytes each in the engine).
 pub const MAX_UNSENT_RESULTS: usize = 4096;
@@ -103,7 +105,7 @@ impl Small {
             buf: [0; SMALL],
             len: 0,
         };
-        let words = [Op::Reply as u32, seq, 0, 0];
+        let words = [Op::Reply as u32, seq, 0, proto::PROTOCOL_VERSION];
         for (i, w) in words.iter().enumerate() {
             s.buf[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
         }
@@ -152,6 +154,10 @@ struct CbState {
     /// Results taken from the engine that the socket did not accept yet
     /// (at most [`CHUNK`]), in order.
     stash: VecDeque<ResultBuf>,
+    /// Results sent on this socket (modulo 2^31): when a synchronous
+    /// WRITE says its client has taken as many, nothing of this handle
+    /// is unread and its completion may ride in the reply.
+    sent: u32,
 }
 
 enum Role {
@@ -201,13 +207,13 @@ pub struct Server {
     slots: Vec<Slot>,
     free: Vec<u32>,
     /// Engine owner → its attached callback socket, to deliver results to.
-    callbacks: HashMap<OwnerId, Tok>,
+    callbacks: IdMap<OwnerId, Tok>,
     /// Owners with new results (`Engine::take_notified`), reused.
     notified: Vec<OwnerId>,
     /// Owner id → request socket, until ATTACH.
     pending_attach: HashMap<u64, Tok>,
     /// Engine owner → (owner id, pid), for the dump.
-    owners: HashMap<OwnerId, u64>,
+    owners: IdMap<OwnerId, u64>,
     /// What dlmd knows about each lockspace (by minor).
     lockspaces: HashMap<u32, LsMeta>,
     /// Who may connect, create and remove.
@@ -329,7 +335,7 @@ fn fill_dump(
     d: &mut DumpOut,
     engine: &Engine,
     lockspaces: &HashMap<u32, LsMeta>,
-    owners: &HashMap<OwnerId, u64>,
+    owners: &IdMap<OwnerId, u64>,
     peer: &Peer,
 ) {
     let owner_id = |o: OwnerId| owners.get(&o).copied();
@@ -411,10 +417,10 @@ impl Server {
             engine,
             slots: Vec::new(),
             free: Vec::new(),
-            callbacks: HashMap::new(),
+            callbacks: IdMap::default(),
             notified: Vec::new(),
             pending_attach: HashMap::new(),
-            owners: HashMap::new(),
+            owners: IdMap::default(),
             lockspaces: HashMap::new(),
             policy: Policy::new(rustix::process::geteuid().as_raw(), None),
             next_id: 1,
@@ -752,6 +758,24 @@ impl Server {
             }
         };
         let op = Op::from_raw(hdr.op);
+        let opens = matches!(
+            op,
+            Some(Op::Version | Op::Control | Op::Dump | Op::Open | Op::Attach)
+        );
+        if undecided && opens && hdr.reserved != proto::PROTOCOL_VERSION {
+            // A client of another release: refuse it, naming both
+            // versions (the client reads ours from the reply's header).
+            warn!(
+                "refusing a client (pid {}): it speaks protocol version {}, this dlmd {}; \
+                 clients and dlmd must come from the same release",
+                conn.peer.pid,
+                hdr.reserved,
+                proto::PROTOCOL_VERSION
+            );
+            self.reply(tok, 0, neg(Errno::EPROTONOSUPPORT), &[]);
+            self.close_after(tok);
+            return;
+        }
         if truncated || msg.len() > MAX_REQUEST_MSG {
             self.reply(tok, hdr.seq, neg(Errno::EINVAL), &[]);
             if undecided && !matches!(op, Some(Op::Version | Op::Control | Op::Dump)) {
@@ -897,7 +921,10 @@ impl Server {
                 n -= 1;
             }
             let mut head = [0u8; HEADER_LEN];
-            for (i, w) in [Op::DumpChunk as u32, d.seq, 0, 0].iter().enumerate() {
+            for (i, w) in [Op::DumpChunk as u32, d.seq, 0, proto::PROTOCOL_VERSION]
+                .iter()
+                .enumerate()
+            {
                 head[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
             }
             let iov = [IoSlice::new(&head), IoSlice::new(&d.text.as_bytes()[..n])];
@@ -997,6 +1024,7 @@ impl Server {
                     break;
                 }
             };
+            cb.sent = cb.sent.wrapping_add(sent as u32);
             if sent < n {
                 for b in batch[sent..n].iter().rev().flatten() {
                     cb.stash.push_front(*b);
@@ -1056,9 +1084,25 @@ impl Server {
             return;
         };
         let owner = req.owner;
+        let cb_tok = req.cb;
         let Some(uid) = self.conn(tok).map(|c| c.peer.uid) else {
             return;
         };
+        // A synchronous request may carry its completion in the reply
+        // when nothing of this handle is unread: the client has taken
+        // every result sent on the callback socket, none waits in dlmd's
+        // stash or in the engine (PROTOCOL.md "One answer per
+        // synchronous operation").
+        let may_ride = hdr.reserved & proto::WRITE_SYNC != 0
+            && self.engine.pending_callbacks(owner) == 0
+            && cb_tok.is_some_and(|cb| match self.conn(cb) {
+                Some(Conn {
+                    role: Role::Callback(c),
+                    gone: false,
+                    ..
+                }) => c.stash.is_empty() && (c.sent << 1) == (hdr.reserved & !proto::WRITE_SYNC),
+                _ => false,
+            });
         let ret = match Request::decode(payload) {
             Err(e) => neg(e),
             Ok((_, Request::CreateLockspace { .. } | Request::RemoveLockspace { .. })) => {
@@ -1083,6 +1127,17 @@ impl Server {
                 }
             }
         };
+        if may_ride {
+            // Encoding for a 104-byte read cannot fail.
+            if let Some(b) = self
+                .engine
+                .pop_callback(owner)
+                .and_then(|r| r.encode(RESULT_LVB_LEN).ok())
+            {
+                self.reply(tok, hdr.seq, ret, &b);
+                return;
+            }
+        }
         // The results go out at the end of the batch, before the replies.
         self.reply(tok, hdr.seq, ret, &[]);
     }
@@ -1171,6 +1226,7 @@ impl Server {
                 req: req_tok,
                 owner,
                 stash: VecDeque::new(),
+                sent: 0,
             }),
         );
         self.callbacks.insert(owner, tok);

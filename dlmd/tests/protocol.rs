@@ -830,3 +830,183 @@ fn a_half_close_is_an_owner_close_confirmed_by_eof() {
         "{text}"
     );
 }
+
+/// A synchronous request that completes at once gets its completion in
+/// the reply and nothing on the callback socket; an asynchronous one
+/// (reserved word 0) keeps it on the callback socket, as before.
+#[test]
+fn a_synchronous_request_gets_its_completion_in_the_reply() {
+    let d = Daemon::start("dlmd");
+    let mut ctl = Control::connect(&d.path);
+    ctl.create("ls", LsFlags::empty(), 0o666);
+    let mut a = Handle::open(&d.path, "ls");
+    let mut b = Handle::open(&d.path, "ls");
+
+    // Granted.
+    let (lkid, rode) = a.write_sync(&lock_req("r", Mode::Ex, LockFlags::empty(), 1, 0), 0);
+    let r = rode.expect("the grant rides in the reply");
+    assert_eq!((r.status, i64::from(r.lkid)), (Status::GRANTED, lkid));
+    assert_eq!(r.user_lksb, lksb_of(1));
+    assert!(a.try_result().is_none(), "nothing on the callback socket");
+    // Refused at once (NOQUEUE against a's EX): EAGAIN in the reply.
+    let (lb, rode) = b.write_sync(&lock_req("r", Mode::Pr, LockFlags::NOQUEUE, 2, 0), 0);
+    assert!(lb > 0);
+    assert_eq!(
+        rode.expect("EAGAIN rides").status,
+        Status::from_raw(libc::EAGAIN)
+    );
+    // Unlocked.
+    let unlock = Request::Unlock(dlm_core::LockParams {
+        lkid: lkid as u32,
+        castparam: 3,
+        lksb: lksb_of(3),
+        ..Default::default()
+    });
+    let (ret, rode) = a.write_sync(&unlock, 0);
+    assert_eq!(ret, 0);
+    assert_eq!(rode.expect("EUNLOCK rides").status, Status::UNLOCKED);
+    assert!(a.try_result().is_none() && b.try_result().is_none());
+
+    // An asynchronous request: the reply carries only `ret`.
+    let l = a.lock("r", Mode::Ex, LockFlags::empty(), 4);
+    assert_eq!(a.result().status, Status::GRANTED);
+    // A synchronous request that is queued: no result yet; it comes on
+    // the callback socket when granted.
+    let (lq, rode) = b.write_sync(&lock_req("r", Mode::Ex, LockFlags::empty(), 5, 0), 0);
+    assert!(lq > 0 && rode.is_none());
+    assert_eq!(a.unlock(l as u32, LockFlags::empty(), 6), 0);
+    assert_eq!(a.result().status, Status::UNLOCKED);
+    let g = b.result();
+    assert_eq!((g.status, i64::from(g.lkid)), (Status::GRANTED, lq));
+}
+
+/// The order of a handle's results never changes: a completion rides in
+/// the reply only when the client has read everything dlmd sent to the
+/// handle (the count in the request), so it never overtakes an earlier
+/// callback, and later callbacks follow it on the callback socket.
+#[test]
+fn a_completion_never_overtakes_an_earlier_callback() {
+    let d = Daemon::start("dlmd");
+    let mut ctl = Control::connect(&d.path);
+    ctl.create("ls", LsFlags::empty(), 0o666);
+    let mut a = Handle::open(&d.path, "ls");
+    let mut b = Handle::open(&d.path, "ls");
+
+    // a holds "x" with a blocking callback; b's request queues a BAST
+    // for a on a's callback socket, unread.
+    let (lx, rode) = a.write_sync(&lock_req("x", Mode::Ex, LockFlags::empty(), 1, BASTADDR), 0);
+    assert_eq!(rode.unwrap().status, Status::GRANTED);
+    let lb = b.lock("x", Mode::Pr, LockFlags::empty(), 2);
+    assert!(lb > 0);
+    // a's own synchronous request completes at once, but a has read
+    // none of the one result dlmd sent it: the completion goes behind
+    // the BAST on the callback socket.
+    let (ly, rode) = a.write_sync(&lock_req("y", Mode::Ex, LockFlags::empty(), 3, 0), 0);
+    assert!(rode.is_none(), "must not overtake the unread BAST");
+    let bast = a.result();
+    assert_eq!((bast.bast_mode, i64::from(bast.lkid)), (Some(Mode::Pr), lx));
+    let g = a.result();
+    assert_eq!((g.status, i64::from(g.lkid)), (Status::GRANTED, ly));
+    // Now a has read both: the next one rides again.
+    let (lz, rode) = a.write_sync(&lock_req("z", Mode::Ex, LockFlags::empty(), 4, 0), 2);
+    assert_eq!(rode.map(|r| i64::from(r.lkid)), Some(lz));
+
+    // An asynchronous request of a still pending (queued behind b's
+    // lock) when a synchronous one completes: the synchronous one rides,
+    // the asynchronous completion comes later on the callback socket.
+    let lw = b.lock("w", Mode::Ex, LockFlags::empty(), 5);
+    assert_eq!(b.result().status, Status::GRANTED);
+    let la = a.lock("w", Mode::Ex, LockFlags::empty(), 6);
+    let (lv, rode) = a.write_sync(&lock_req("v", Mode::Ex, LockFlags::empty(), 7, 0), 2);
+    assert_eq!(rode.map(|r| i64::from(r.lkid)), Some(lv));
+    assert!(a.try_result().is_none());
+    assert_eq!(b.unlock(lw as u32, LockFlags::empty(), 8), 0);
+    let g = a.result();
+    assert_eq!((g.status, i64::from(g.lkid)), (Status::GRANTED, la));
+
+    // An asynchronous completion already sent (granted at once, unread)
+    // when a synchronous request completes: behind it, on the socket.
+    let lu = a.lock("u", Mode::Ex, LockFlags::empty(), 9);
+    let (lt, rode) = a.write_sync(&lock_req("t", Mode::Ex, LockFlags::empty(), 10, 0), 3);
+    assert!(rode.is_none());
+    assert_eq!(i64::from(a.result().lkid), lu);
+    assert_eq!(i64::from(a.result().lkid), lt);
+
+    // A BAST to the requester itself, caused by its own synchronous
+    // request: the first of its results (the BAST) rides in the reply,
+    // the completion follows on the callback socket once granted.
+    let (ls1, rode) = a.write_sync(
+        &lock_req("s", Mode::Pr, LockFlags::empty(), 11, BASTADDR),
+        5,
+    );
+    assert_eq!(rode.map(|r| i64::from(r.lkid)), Some(ls1));
+    let (ls2, rode) = a.write_sync(&lock_req("s", Mode::Ex, LockFlags::empty(), 12, 0), 5);
+    assert!(ls2 > 0);
+    let bast = rode.expect("the BAST for a's PR rides");
+    assert_eq!(
+        (bast.bast_mode, i64::from(bast.lkid)),
+        (Some(Mode::Ex), ls1)
+    );
+    assert!(a.try_result().is_none(), "the EX waits");
+}
+
+/// A client of another protocol version is refused with EPROTONOSUPPORT
+/// in a sequence-0 reply that carries dlmd's version, and the connection
+/// is closed; a library client that meets a dlmd of another version
+/// refuses it, naming both versions.
+#[test]
+fn mismatched_protocol_versions_refuse_each_other() {
+    let d = Daemon::start("dlmd");
+    let mut ctl = Control::connect(&d.path);
+    ctl.create("ls", LsFlags::empty(), 0o666);
+    for (op, payload) in [
+        (Op::Open, &b"ls"[..]),
+        (Op::Version, &[][..]),
+        (Op::Dump, &[][..]),
+    ] {
+        for version in [0, proto::PROTOCOL_VERSION + 1] {
+            let fd = connect(&d.path);
+            let mut h = Header::new(op, 1, 1);
+            h.reserved = version;
+            send(&fd, &proto::message(h, &[payload]));
+            let m = recv(&fd).expect("a refusal");
+            let (h, ret, _) = proto::parse_reply_header(&m, 0).unwrap();
+            assert_eq!(ret, -i64::from(libc::EPROTONOSUPPORT));
+            assert_eq!(h.reserved, proto::PROTOCOL_VERSION);
+            assert!(recv(&fd).is_none(), "closed after the refusal");
+        }
+    }
+    // dlmd goes on serving clients of its own version.
+    assert_eq!(ctl.version().0, 0);
+
+    // A peer that answers like a dlmd from before versioning (reserved
+    // word 0 in its replies): the library refuses it.
+    let dir = temp_dir();
+    let path = dir.join("old.sock");
+    let listener = net::socket(net::AddressFamily::UNIX, net::SocketType::SEQPACKET, None).unwrap();
+    net::bind(&listener, &net::SocketAddrUnix::new(&path).unwrap()).unwrap();
+    net::listen(&listener, 4).unwrap();
+    let old = std::thread::spawn(move || {
+        let fd = net::accept(&listener).unwrap();
+        let mut buf = [0u8; 256];
+        let n = net::recv(&fd, &mut buf, net::RecvFlags::empty()).unwrap().0;
+        let (h, _) = Header::parse(&buf[..n]).unwrap();
+        assert_eq!(
+            h.reserved,
+            proto::PROTOCOL_VERSION,
+            "the client says its version"
+        );
+        let mut reply = proto::reply(h.seq, 0, &[&Version::DEVICE.encode()]);
+        reply[12..16].copy_from_slice(&0u32.to_ne_bytes());
+        net::send(&fd, &reply, SendFlags::empty()).unwrap();
+    });
+    let err = dlm_core::transport::Control::connect_dlmd(path.clone()).unwrap_err();
+    old.join().unwrap();
+    assert_eq!(err, dlm_core::Errno::EPROTONOSUPPORT);
+    let why = dlm_core::dlmd::client::version_mismatch().expect("a message");
+    assert!(
+        why.contains("version 0") && why.contains(&format!("version {}", proto::PROTOCOL_VERSION)),
+        "{why}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

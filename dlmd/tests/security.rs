@@ -156,10 +156,17 @@ fn helper() {
             // dlmd may close before the request is even sent (EPIPE).
             let answer = match net::send(&fd, &version, net::SendFlags::NOSIGNAL) {
                 Err(_) => 99,
-                Ok(_) => match recv(&fd) {
-                    Some(m) => dlm_core::dlmd::proto::parse_reply(&m, 1).map_or(-1, |r| r.0),
-                    None => 99,
-                },
+                // A close with our request unread may read as a reset
+                // (ECONNRESET) rather than end of stream: both are "closed".
+                Ok(_) => {
+                    let mut buf = [0u8; 256];
+                    match net::recv(&fd, &mut buf, net::RecvFlags::empty()) {
+                        Ok((n, _)) if n > 0 => {
+                            dlm_core::dlmd::proto::parse_reply(&buf[..n], 1).map_or(-1, |r| r.0)
+                        }
+                        _ => 99,
+                    }
+                }
             };
             println!("helper: version {answer}");
         }

@@ -300,3 +300,108 @@ fn closing_a_handle_releases_its_locks_before_drop_returns() {
         drop(a.try_lock(b"r", Mode::Ex, LockOptions::new()).unwrap());
     }
 }
+
+/// A blocking call's completion may ride in dlmd's reply (PROTOCOL.md
+/// "One answer per synchronous operation"), but never ahead of a
+/// callback of the same handle that dlmd queued earlier, nor behind a
+/// later one: a BAST queued for this handle while its own synchronous
+/// request completes runs before the call returns.
+#[test]
+fn a_blocking_call_never_overtakes_an_earlier_callback() {
+    let (a, _dlmd) = fresh("order");
+    let b = Lockspace::open("order").unwrap();
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let s2 = seen.clone();
+    let held = a
+        .lock(
+            b"r",
+            Mode::Ex,
+            LockOptions::new().on_blocking(move |m| s2.lock().unwrap().push(format!("bast {m:?}"))),
+        )
+        .unwrap();
+    // b's queued request: a BAST for a, unread on a's callback socket.
+    let done = Arc::new(Mutex::new(None::<Completion>));
+    let d2 = done.clone();
+    let id = b
+        .lock_async(b"r", Mode::Pr, LockOptions::new(), move |c, _| {
+            *d2.lock().unwrap() = Some(c)
+        })
+        .unwrap();
+    // a's own request completes at once; its completion comes after the
+    // BAST, so the BAST's callback has run when the call returns.
+    let y = a.lock(b"y", Mode::Ex, LockOptions::new()).unwrap();
+    seen.lock().unwrap().push("y granted".into());
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec!["bast Pr".to_string(), "y granted".into()]
+    );
+    // With nothing unread, blocking calls go on working (their
+    // completions riding in the replies), and later callbacks follow.
+    for i in 0..50 {
+        let l = a
+            .lock(format!("n{i}").as_bytes(), Mode::Ex, LockOptions::new())
+            .unwrap();
+        assert_eq!(l.unlock().unwrap(), Status::UNLOCKED);
+    }
+    assert_eq!(y.unlock().unwrap(), Status::UNLOCKED);
+    assert_eq!(held.unlock().unwrap(), Status::UNLOCKED);
+    b.dispatch_timeout(Duration::from_secs(5)).unwrap();
+    let c = done.lock().unwrap().expect("b's grant");
+    assert_eq!((c.lkid, c.status), (id, Status::GRANTED));
+    assert_eq!(seen.lock().unwrap().len(), 2, "no further callback for a");
+}
+
+/// Threads of one handle making blocking calls while blocking callbacks
+/// keep arriving for it: every call completes (no result is lost in a
+/// reply that another thread waits behind), none hangs.
+#[test]
+fn blocking_calls_from_threads_with_callbacks_arriving() {
+    let (a, _dlmd) = fresh("threads");
+    let a = Arc::new(a);
+    let basts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let b2 = basts.clone();
+    let held = a
+        .lock(
+            b"hot",
+            Mode::Ex,
+            LockOptions::new().on_blocking(move |_| {
+                b2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }),
+        )
+        .unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Another handle asks for the held lock again and again: a BAST for
+    // a each time (NOQUEUEBAST: refused, but the holder is told).
+    let prod = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let c = Lockspace::open("threads").unwrap();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = c.try_lock(
+                    b"hot",
+                    Mode::Pr,
+                    LockOptions::new().flags(LockFlags::NOQUEUEBAST),
+                );
+            }
+        })
+    };
+    let workers: Vec<_> = (0..3)
+        .map(|t| {
+            let a = a.clone();
+            std::thread::spawn(move || {
+                for i in 0..200 {
+                    let l = a
+                        .lock(format!("t{t}-{i}").as_bytes(), Mode::Ex, LockOptions::new())
+                        .unwrap();
+                    assert_eq!(l.unlock().unwrap(), Status::UNLOCKED);
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    prod.join().unwrap();
+    assert_eq!(held.unlock().unwrap(), Status::UNLOCKED);
+}

@@ -81,11 +81,36 @@ pub fn connect_checked(sock: &SocketPath) -> Result<OwnedFd, ConnectError> {
 }
 
 /// A refusal dlmd sent instead of a connection's first reply (a REPLY
-/// with sequence number 0, PROTOCOL.md "Limits"): its errno.
+/// with sequence number 0, PROTOCOL.md "Limits"): its errno. A refusal
+/// for another protocol version (EPROTONOSUPPORT) is remembered for
+/// [`version_mismatch`].
 fn refusal(msg: &[u8]) -> Option<Errno> {
     let (h, payload) = Header::parse(msg).ok()?;
     let ret = proto::get_u64(payload, 0)? as i64;
-    (h.op == Op::Reply as u32 && h.seq == 0 && ret < 0).then(|| Errno::from_raw((-ret) as i32))
+    let e = (h.op == Op::Reply as u32 && h.seq == 0 && ret < 0)
+        .then(|| Errno::from_raw((-ret) as i32))?;
+    if e == Errno::EPROTONOSUPPORT {
+        note_mismatch(h.reserved);
+    }
+    Some(e)
+}
+
+/// The protocol version of the last dlmd found to speak another one.
+static MISMATCH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn note_mismatch(daemon: u32) {
+    MISMATCH.store(
+        (1 << 32) | u64::from(daemon),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+}
+
+/// If a connection of this process failed because dlmd speaks another
+/// protocol version (EPROTONOSUPPORT), the one-line message naming both
+/// versions.
+pub fn version_mismatch() -> Option<String> {
+    let m = MISMATCH.load(std::sync::atomic::Ordering::Relaxed);
+    (m >> 32 != 0).then(|| proto::mismatch_message(proto::PROTOCOL_VERSION, m as u32))
 }
 
 thread_local! {
@@ -119,9 +144,32 @@ fn register_forget_tid() {
     unsafe { libc::pthread_atfork(None, None, Some(forget_tid)) };
 }
 
-fn send(fd: BorrowedFd<'_>, msg: &[u8]) -> Result<(), Errno> {
+/// Sends one message, the header and the payload pieces gathered by
+/// `sendmsg` (at most three pieces): nothing is copied or allocated.
+fn send(
+    fd: BorrowedFd<'_>,
+    header: &[u8; proto::HEADER_LEN],
+    payload: &[&[u8]],
+) -> Result<(), Errno> {
+    use std::io::IoSlice;
+    let mut iov = [
+        IoSlice::new(header),
+        IoSlice::new(&[]),
+        IoSlice::new(&[]),
+        IoSlice::new(&[]),
+    ];
+    assert!(payload.len() < iov.len(), "at most three payload pieces");
+    for (slot, p) in iov[1..].iter_mut().zip(payload) {
+        *slot = IoSlice::new(p);
+    }
+    let iov = &iov[..1 + payload.len()];
     loop {
-        match net::send(fd, msg, SendFlags::NOSIGNAL) {
+        match net::sendmsg(
+            fd,
+            iov,
+            &mut net::SendAncillaryBuffer::default(),
+            SendFlags::NOSIGNAL,
+        ) {
             Ok(_) => return Ok(()),
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(conn_err(e)),
@@ -180,6 +228,9 @@ struct Channel {
     /// No reply has come yet: the socket's receive timeout
     /// ([`CONNECT_WAIT`]) is still set.
     first: bool,
+    /// How many bytes followed `ret` in the last reply taken by its
+    /// sender (a result riding in a synchronous WRITE's reply).
+    extra_len: usize,
 }
 
 impl fmt::Debug for Channel {
@@ -203,22 +254,30 @@ impl Channel {
             dead: None,
             hook: None,
             first: true,
+            extra_len: 0,
         }
     }
 
     /// Sends one request without waiting for its reply; returns its
     /// sequence number.
     fn send(&mut self, op: Op, payload: &[&[u8]]) -> Result<u32, Errno> {
+        self.send_word(op, payload, None)
+    }
+
+    /// [`Channel::send`], with the header's `reserved` word set to `word`
+    /// (a WRITE's [`proto::write_word`]).
+    fn send_word(&mut self, op: Op, payload: &[&[u8]], word: Option<u32>) -> Result<u32, Errno> {
         if let Some(e) = self.dead {
             return Err(e);
         }
         // Sequence number 0 is dlmd's (refusals, unparsable messages).
         self.seq = self.seq.wrapping_add(1).max(1);
         let tid = thread_id();
-        let sent = send(
-            self.fd.as_fd(),
-            &proto::message(Header::new(op, self.seq, tid), payload),
-        );
+        let mut header = Header::new(op, self.seq, tid);
+        if let Some(w) = word {
+            header.reserved = w;
+        }
+        let sent = send(self.fd.as_fd(), &header.bytes(), payload);
         if let Err(e) = sent {
             // Refused at once (dlmd closed after saying why)?
             let mut buf = [0u8; proto::REPLY_LEN];
@@ -237,14 +296,22 @@ impl Channel {
     /// queued). The reply to `want` is returned with its extra bytes
     /// (copied into `extra`); any other is stored for its sender.
     fn recv_one(&mut self, want: u32, nonblocking: bool, extra: &mut [u8]) -> Result<Recv, Errno> {
-        let mut buf = [0u8; proto::REPLY_LEN + 64];
+        let mut buf = [0u8; proto::REPLY_LEN + proto::RESULT_IN_REPLY_MAX];
         let got = recv(self.fd.as_fd(), &mut buf, nonblocking).and_then(|n| match n {
             None => Ok(None),
             Some(n) => {
                 if let Some(e) = refusal(&buf[..n]) {
                     return Err(e);
                 }
+                let expected = self.outstanding.front().copied().ok_or(Errno::EPROTO)?;
+                let (h, ret, rest) = proto::parse_reply_header(&buf[..n], expected)?;
                 if self.first {
+                    if h.reserved != proto::PROTOCOL_VERSION {
+                        // A dlmd of another release (one from before
+                        // versioning says 0).
+                        note_mismatch(h.reserved);
+                        return Err(Errno::EPROTONOSUPPORT);
+                    }
                     self.first = false;
                     net::sockopt::set_socket_timeout(
                         self.fd.as_fd(),
@@ -253,12 +320,11 @@ impl Channel {
                     )
                     .map_err(Errno::from)?;
                 }
-                let expected = self.outstanding.front().copied().ok_or(Errno::EPROTO)?;
-                let (ret, rest) = proto::parse_reply(&buf[..n], expected)?;
                 self.outstanding.pop_front();
                 if expected == want {
                     let m = rest.len().min(extra.len());
                     extra[..m].copy_from_slice(&rest[..m]);
+                    self.extra_len = m;
                 }
                 Ok(Some((expected, ret)))
             }
@@ -295,13 +361,17 @@ impl Channel {
         extra: &mut [u8],
     ) -> Result<Option<i64>, Errno> {
         loop {
-            if let Some(ret) = self.replies.remove(&seq) {
-                return Ok(Some(ret));
+            // Stored replies exist only when threads pipeline: skip the
+            // hash on the synchronous path.
+            if !self.replies.is_empty() {
+                if let Some(ret) = self.replies.remove(&seq) {
+                    return Ok(Some(ret));
+                }
             }
             if let Some(e) = self.dead {
                 return Err(e);
             }
-            if !self.outstanding.contains(&seq) {
+            if self.outstanding.front() != Some(&seq) && !self.outstanding.contains(&seq) {
                 return Err(Errno::EINVAL);
             }
             match self.recv_one(seq, nonblocking, extra)? {
@@ -322,7 +392,19 @@ impl Channel {
     /// Sends one request and waits for its reply; returns `ret` and the
     /// bytes after it (copied into `extra`, which must be large enough).
     fn call(&mut self, op: Op, payload: &[&[u8]], extra: &mut [u8]) -> Result<i64, Errno> {
-        let seq = self.send(op, payload)?;
+        self.call_word(op, payload, extra, None)
+    }
+
+    /// [`Channel::call`] with the header's `reserved` word set to `word`.
+    fn call_word(
+        &mut self,
+        op: Op,
+        payload: &[&[u8]],
+        extra: &mut [u8],
+        word: Option<u32>,
+    ) -> Result<i64, Errno> {
+        self.extra_len = 0;
+        let seq = self.send_word(op, payload, word)?;
         Ok(self
             .reply(seq, false, extra)?
             .expect("a blocking reply wait returns a reply"))
@@ -429,6 +511,30 @@ pub struct Device {
     req_fd: Arc<OwnedFd>,
     callbacks: Arc<OwnedFd>,
     minor: u32,
+    /// Where results stand between the callback socket and replies (see
+    /// [`Device::write_sync`]). Locked after `req`, never before.
+    results: Mutex<ResultOrder>,
+}
+
+/// The order of a handle's results when a synchronous request's
+/// completion may ride in its reply (PROTOCOL.md "One answer per
+/// synchronous operation").
+#[derive(Debug, Default)]
+struct ResultOrder {
+    /// Results taken from the callback socket (modulo 2^31), sent in a
+    /// synchronous WRITE: dlmd lets the completion ride in the reply
+    /// only when it has sent no more than this.
+    taken: u32,
+    /// A synchronous WRITE is waiting for its reply: a reader must not
+    /// read the callback socket until its result is placed.
+    in_flight: bool,
+    /// A thread is reading (or polling) the callback socket: a
+    /// synchronous WRITE then asks for its completion there, so that
+    /// the reader, blocked there, gets it.
+    readers: u32,
+    /// Results to hand out before reading the socket: a completion that
+    /// rode in a reply, then any result read after it.
+    queued: std::collections::VecDeque<LockResult>,
 }
 
 impl Device {
@@ -450,6 +556,10 @@ impl Device {
             req: Mutex::new(req),
             callbacks: cb.fd,
             minor,
+            results: Mutex::new(ResultOrder {
+                queued: std::collections::VecDeque::with_capacity(4),
+                ..ResultOrder::default()
+            }),
         })
     }
 
@@ -473,6 +583,108 @@ impl Device {
     /// The lock manager's errno, or ENOTCONN if dlmd went away.
     pub fn write_encoded(&self, bytes: &[u8]) -> Result<u32, Errno> {
         ret_u32(self.chan().call(Op::Write, &[bytes], &mut [])?)
+    }
+
+    /// Sends one encoded v6 request whose caller waits for its
+    /// completion: marked synchronous, so that dlmd may send the
+    /// completion in the reply when nothing of this handle is unread; it
+    /// is then handed out by the next [`Device::read`], before anything
+    /// read from the callback socket later. When another thread is
+    /// reading the callback socket, the request is sent as
+    /// [`Device::write_encoded`] sends it (the completion comes there).
+    ///
+    /// # Errors
+    /// As [`Device::write_encoded`].
+    pub fn write_sync(&self, bytes: &[u8]) -> Result<u32, Errno> {
+        let mut chan = self.chan();
+        let word = {
+            let mut order = lock(&self.results);
+            if order.readers > 0 {
+                None
+            } else {
+                order.in_flight = true;
+                Some(proto::write_word(true, order.taken))
+            }
+        };
+        if word.is_none() {
+            return ret_u32(chan.call(Op::Write, &[bytes], &mut [])?);
+        }
+        let mut extra = [0u8; proto::RESULT_IN_REPLY_MAX];
+        let got = chan.call_word(Op::Write, &[bytes], &mut extra, word);
+        let rode = match got {
+            Ok(_) if chan.extra_len > 0 => Some(LockResult::decode(&extra[..chan.extra_len])),
+            _ => None,
+        };
+        let mut order = lock(&self.results);
+        order.in_flight = false;
+        match rode {
+            Some(Ok(r)) => order.queued.push_back(r),
+            Some(Err(e)) => {
+                chan.dead = Some(Errno::EPROTO);
+                return Err(e);
+            }
+            None => {}
+        }
+        drop(order);
+        drop(chan);
+        ret_u32(got?)
+    }
+
+    /// Waits until no synchronous WRITE is in flight (its reply may
+    /// carry a result that comes before anything on the socket), then
+    /// takes the first queued result, or registers as a reader of the
+    /// callback socket (`readers`).
+    fn begin_read(&self) -> Option<LockResult> {
+        let mut order = lock(&self.results);
+        loop {
+            if let Some(r) = order.queued.pop_front() {
+                return Some(r);
+            }
+            if !order.in_flight {
+                order.readers += 1;
+                return None;
+            }
+            drop(order);
+            // The synchronous writer holds the request channel until it
+            // has placed its result.
+            drop(self.chan());
+            order = lock(&self.results);
+        }
+    }
+
+    /// Waits until the callback socket is readable or `wake` is; true
+    /// when a result is there to read (queued or on the socket). For a
+    /// dispatch thread's poll: it counts as a reader, so no completion
+    /// rides in a reply while it waits on the socket.
+    ///
+    /// # Errors
+    /// The poll's errno (EINTR included).
+    pub fn wait_readable(&self, wake: BorrowedFd<'_>) -> Result<(bool, bool), Errno> {
+        use rustix::event::{PollFd, PollFlags, poll};
+        {
+            let mut order = lock(&self.results);
+            loop {
+                if !order.queued.is_empty() {
+                    return Ok((true, false));
+                }
+                if !order.in_flight {
+                    order.readers += 1;
+                    break;
+                }
+                drop(order);
+                drop(self.chan());
+                order = lock(&self.results);
+            }
+        }
+        let cb = self.callbacks.as_fd();
+        let mut fds = [
+            PollFd::new(&cb, PollFlags::IN),
+            PollFd::new(&wake, PollFlags::IN),
+        ];
+        let polled = poll(&mut fds, None);
+        lock(&self.results).readers -= 1;
+        polled.map_err(Errno::from)?;
+        Ok((!fds[0].revents().is_empty(), !fds[1].revents().is_empty()))
     }
 
     fn chan(&self) -> std::sync::MutexGuard<'_, Channel> {
@@ -538,10 +750,19 @@ impl Device {
     /// # Errors
     /// ENOTCONN if dlmd went away; EPROTO for a malformed result.
     pub fn read(&self, nonblocking: bool) -> Result<Option<LockResult>, Errno> {
+        if let Some(r) = self.begin_read() {
+            return Ok(Some(r));
+        }
         let mut buf = [0u8; RESULT_LVB_LEN];
-        match recv(self.callbacks.as_fd(), &mut buf, nonblocking)? {
+        let got = recv(self.callbacks.as_fd(), &mut buf, nonblocking);
+        let mut order = lock(&self.results);
+        order.readers -= 1;
+        match got? {
             None => Ok(None),
-            Some(n) => LockResult::decode(&buf[..n]).map(Some),
+            Some(n) => {
+                order.taken = order.taken.wrapping_add(1);
+                LockResult::decode(&buf[..n]).map(Some)
+            }
         }
     }
 

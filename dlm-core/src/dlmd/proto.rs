@@ -11,6 +11,27 @@ use crate::Errno;
 use crate::codec::{REQUEST_MAX, VERSION_LEN};
 use std::path::PathBuf;
 
+/// The version of dlmd's wire protocol (not the device interface's 6.0.2,
+/// which VERSION reports): carried in the `reserved` word of the first
+/// message of every connection and of every reply. A client and a dlmd of
+/// different protocol versions refuse each other (PROTOCOL.md
+/// "Versioning").
+pub const PROTOCOL_VERSION: u32 = 1;
+/// WRITE header flag (bit 0 of `reserved`): the caller waits for this
+/// request's completion, which may then ride in the reply. Bits 1 to 31
+/// carry how many results the client has taken from its callback socket
+/// (modulo 2^31), see [`write_word`].
+pub const WRITE_SYNC: u32 = 1;
+/// Largest result in a reply: a `struct dlm_lock_result` with its LVB.
+pub const RESULT_IN_REPLY_MAX: usize = crate::codec::RESULT_LVB_LEN;
+
+/// The `reserved` word of a WRITE: [`WRITE_SYNC`] and the count of
+/// results taken from the callback socket, or 0 for a request whose
+/// completion goes to the callback socket.
+pub fn write_word(sync: bool, taken: u32) -> u32 {
+    if sync { WRITE_SYNC | (taken << 1) } else { 0 }
+}
+
 /// Size of a [`Header`] on the wire.
 pub const HEADER_LEN: usize = 16;
 /// Largest request message: a header, an 8-byte prefix and a full request.
@@ -84,19 +105,33 @@ pub struct Header {
     /// The caller's thread id (requests); dlmd uses it as the kernel uses
     /// the writer's tid (orphan owner pid, PURGE of one's own locks).
     pub tid: u32,
-    /// Zero.
+    /// The protocol version ([`PROTOCOL_VERSION`]) in a connection's
+    /// first message and in every reply; [`write_word`] in a WRITE.
     pub reserved: u32,
 }
 
 impl Header {
-    /// A header for `op`.
+    /// A header for `op`: WRITE with `reserved` 0, every other operation
+    /// with [`PROTOCOL_VERSION`].
     pub fn new(op: Op, seq: u32, tid: u32) -> Header {
         Header {
             op: op as u32,
             seq,
             tid,
-            reserved: 0,
+            reserved: if op == Op::Write { 0 } else { PROTOCOL_VERSION },
         }
+    }
+
+    /// The header's bytes.
+    pub fn bytes(&self) -> [u8; HEADER_LEN] {
+        let mut b = [0u8; HEADER_LEN];
+        for (i, v) in [self.op, self.seq, self.tid, self.reserved]
+            .iter()
+            .enumerate()
+        {
+            b[i * 4..i * 4 + 4].copy_from_slice(&v.to_ne_bytes());
+        }
+        b
     }
 
     /// Appends the header's bytes to `out`.
@@ -166,12 +201,30 @@ pub fn get_u32(bytes: &[u8], at: usize) -> Option<u32> {
 /// # Errors
 /// EPROTO if the message is not a reply to `seq`.
 pub fn parse_reply(msg: &[u8], seq: u32) -> Result<(i64, &[u8]), Errno> {
+    parse_reply_header(msg, seq).map(|(_, ret, rest)| (ret, rest))
+}
+
+/// [`parse_reply`], with the reply's header (whose `reserved` word is
+/// the daemon's protocol version).
+///
+/// # Errors
+/// EPROTO if the message is not a reply to `seq`.
+pub fn parse_reply_header(msg: &[u8], seq: u32) -> Result<(Header, i64, &[u8]), Errno> {
     let (h, payload) = Header::parse(msg).map_err(|_| Errno::EPROTO)?;
     if h.op != Op::Reply as u32 || h.seq != seq {
         return Err(Errno::EPROTO);
     }
     let ret = get_u64(payload, 0).ok_or(Errno::EPROTO)? as i64;
-    Ok((ret, &payload[8..]))
+    Ok((h, ret, &payload[8..]))
+}
+
+/// A client and a dlmd of different protocol versions: the one-line
+/// message naming both.
+pub fn mismatch_message(client: u32, daemon: u32) -> String {
+    format!(
+        "dlmd speaks protocol version {daemon}, this client version {client}: \
+         restart dlmd after upgrading it, or use a client of the same release"
+    )
 }
 
 /// The system-wide socket path, used when it exists (a dlmd started by

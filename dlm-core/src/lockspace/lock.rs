@@ -207,20 +207,25 @@ impl<'ls> Lock<'ls> {
 
     fn do_unlock(&self) -> Result<Status, Error> {
         let res = self
-            .start_unlock()
+            .start_unlock(true)
             .and_then(|_| self.ls.wait_token(self.token, None, self.lkid));
         self.ls.table().free(self.token);
         res.map(|c| c.status)
     }
 
-    /// Sends the unlock (with the LVB when the lock uses it).
-    pub(crate) fn start_unlock(&self) -> Result<(), Error> {
-        self.ls
-            .handle
-            .device()
-            .write_params(&self.unlock_params(), DLM_USER_UNLOCK, &[])
-            .map(drop)
-            .map_err(Error::from)
+    /// Sends the unlock (with the LVB when the lock uses it); `sync`
+    /// when the caller waits for it with `wait_token` (the completion may
+    /// then ride in dlmd's reply).
+    pub(crate) fn start_unlock(&self, sync: bool) -> Result<(), Error> {
+        let dev = self.ls.handle.device();
+        let params = self.unlock_params();
+        if sync {
+            dev.write_params_sync(&params, DLM_USER_UNLOCK, &[])
+        } else {
+            dev.write_params(&params, DLM_USER_UNLOCK, &[])
+        }
+        .map(drop)
+        .map_err(Error::from)
     }
 
     /// Marks the lock's slot as waiting and builds its unlock request

@@ -239,7 +239,7 @@ impl Lockspace {
         wake: BorrowedFd<'_>,
     ) -> Result<Lock<'_>, Error> {
         let flags = opts.flags - LockFlags::CONVERT - LockFlags::WAIT;
-        let (token, lkid) = self.submit(name, mode, flags, &opts, None)?;
+        let (token, lkid) = self.submit(name, mode, flags, &opts, None, false)?;
         let completion = self.wait_token_or_wake(token, deadline, lkid, Some(wake));
         self.finish(token, mode, flags, completion)
     }
@@ -253,13 +253,19 @@ impl Lockspace {
         deadline: Option<Instant>,
     ) -> Result<Lock<'_>, Error> {
         let flags = (opts.flags | extra) - LockFlags::CONVERT - LockFlags::WAIT;
-        let (token, lkid) = self.submit(name, mode, flags, &opts, None)?;
+        // Waited for here, reading through the device (a deadline polls
+        // the socket instead): the completion may ride in dlmd's reply.
+        let sync = deadline.is_none();
+        let (token, lkid) = self.submit(name, mode, flags, &opts, None, sync)?;
         let completion = self.wait_token(token, deadline, lkid);
         self.finish(token, mode, flags, completion)
     }
 
     /// Sends a new lock request (or an ORPHAN adoption) whose results are
     /// routed to a fresh slot; returns the slot's token and the lock id.
+    /// `sync`: the caller waits for the completion with
+    /// [`Lockspace::wait_token`] (which reads results through the
+    /// device), so it may ride in dlmd's reply.
     pub(crate) fn submit(
         &self,
         name: &[u8],
@@ -267,16 +273,19 @@ impl Lockspace {
         flags: LockFlags,
         opts: &LockOptions,
         on_complete: Option<CompleteFn>,
+        sync: bool,
     ) -> Result<(u64, u32), Error> {
         if name.len() > NAME_MAX {
             return Err(Error::Sys(Errno::EINVAL));
         }
         let (token, params) = self.prepare_params(mode, flags, opts, on_complete);
-        match self
-            .handle
-            .device()
-            .write_params(&params, DLM_USER_LOCK, name)
-        {
+        let dev = self.handle.device();
+        let sent = if sync {
+            dev.write_params_sync(&params, DLM_USER_LOCK, name)
+        } else {
+            dev.write_params(&params, DLM_USER_LOCK, name)
+        };
+        match sent {
             Ok(lkid) => Ok((token, lkid)),
             Err(e) => {
                 self.table().free(token);
@@ -542,12 +551,12 @@ impl Lockspace {
     /// [`Error::WouldBlock`] (EAGAIN) when one exists in another mode.
     pub fn adopt(&self, name: &[u8], mode: Mode, opts: LockOptions) -> Result<Lock<'_>, Error> {
         let flags = opts.flags | LockFlags::PERSISTENT | LockFlags::ORPHAN;
-        let (token, lkid) = self
-            .submit(name, mode, flags, &opts, None)
-            .map_err(|e| match e {
-                Error::Sys(Errno::EAGAIN) => Error::WouldBlock,
-                e => e,
-            })?;
+        let (token, lkid) =
+            self.submit(name, mode, flags, &opts, None, false)
+                .map_err(|e| match e {
+                    Error::Sys(Errno::EAGAIN) => Error::WouldBlock,
+                    e => e,
+                })?;
         // An adoption has no completion: the write's answer is the outcome.
         if let Some(slot) = self.table().get(token) {
             slot.status = Status::GRANTED;
@@ -589,7 +598,8 @@ impl Lockspace {
         on_complete: impl FnOnce(Completion, Option<Lvb>) + Send + 'static,
     ) -> Result<u32, Error> {
         let flags = opts.flags - LockFlags::CONVERT - LockFlags::WAIT;
-        let (_, lkid) = self.submit(name, mode, flags, &opts, Some(Box::new(on_complete)))?;
+        let (_, lkid) =
+            self.submit(name, mode, flags, &opts, Some(Box::new(on_complete)), false)?;
         Ok(lkid)
     }
 

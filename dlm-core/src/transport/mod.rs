@@ -203,6 +203,9 @@ pub enum Sent {
 }
 
 /// One opener of a lockspace: a lock owner.
+// One per handle, made once: boxing the dlmd variant would cost an
+// indirection on every request instead.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Device {
     /// A kernel lockspace device fd.
@@ -244,6 +247,51 @@ impl Device {
         match self {
             Device::Kernel(d) => d.write_encoded(&buf[..len]),
             Device::Dlmd(d, _) => d.write_encoded(&buf[..len]),
+        }
+    }
+
+    /// [`Device::write_params`] for a caller that waits for the
+    /// completion (the `_wait` forms, the blocking Rust calls): on dlmd
+    /// the request is marked synchronous, so that an immediate
+    /// completion may ride in the reply ([`client::Device::write_sync`]);
+    /// the next [`Device::read`] hands it out.
+    ///
+    /// # Errors
+    /// As [`Device::write_params`].
+    #[inline(always)]
+    pub fn write_params_sync(
+        &self,
+        params: &LockParams,
+        cmd: u32,
+        name: &[u8],
+    ) -> Result<u32, Errno> {
+        let mut buf = [0; REQUEST_MAX];
+        let len = params.encode_into(cmd as u8, name, self.version(), &mut buf);
+        match self {
+            Device::Kernel(d) => d.write_encoded(&buf[..len]),
+            Device::Dlmd(d, _) => d.write_sync(&buf[..len]),
+        }
+    }
+
+    /// Waits until a result can be read or `wake` is readable; returns
+    /// (result ready, woken). On dlmd a waiting thread counts as a reader
+    /// of the callback socket (no completion rides in a reply meanwhile).
+    ///
+    /// # Errors
+    /// The poll's errno (EINTR included).
+    pub fn wait_readable(&self, wake: BorrowedFd<'_>) -> Result<(bool, bool), Errno> {
+        use rustix::event::{PollFd, PollFlags, poll};
+        match self {
+            Device::Kernel(d) => {
+                let dev = d.fd();
+                let mut fds = [
+                    PollFd::new(&dev, PollFlags::IN),
+                    PollFd::new(&wake, PollFlags::IN),
+                ];
+                poll(&mut fds, None).map_err(Errno::from)?;
+                Ok((!fds[0].revents().is_empty(), !fds[1].revents().is_empty()))
+            }
+            Device::Dlmd(d, _) => d.wait_readable(wake),
         }
     }
 

@@ -248,6 +248,24 @@ impl Handle {
         ret
     }
 
+    /// Sends `req` marked synchronous, saying `taken` results were read
+    /// from the callback socket; returns the reply's `ret` and the result
+    /// riding in it, if any.
+    #[allow(dead_code)]
+    pub fn write_sync(&mut self, req: &Request, taken: u32) -> (i64, Option<LockResult>) {
+        self.seq += 1;
+        let mut h = Header::new(Op::Write, self.seq, self.tid);
+        h.reserved = proto::write_word(true, taken);
+        send(
+            &self.req,
+            &proto::message(h, &[&req.encode(Version::DEVICE)]),
+        );
+        let (ret, rest) = recv_reply(&self.req, self.seq);
+        let rode = (!rest.is_empty())
+            .then(|| LockResult::decode(&rest).expect("a valid dlm_lock_result in the reply"));
+        (ret, rode)
+    }
+
     pub fn write(&mut self, req: &Request) -> i64 {
         self.write_bytes(&req.encode(Version::DEVICE))
     }
