@@ -715,6 +715,21 @@ pub unsafe fn ls_unlock_wait(
     let flags = unsafe { write_unlock(ls, lkid, flags, lksb, core::ptr::null_mut()) }?;
     let awaited = if flags.contains(LockFlags::CANCEL) {
         Awaited::Cancel(lkid)
+    } else if flavour == WaitFlavour::Lt {
+        // An unlock notes nothing before it reads, and without an AST
+        // thread nobody else need be waited for: the dispatch role by one
+        // compare-and-swap when it is free, the state lock only to record
+        // the completion.
+        let unlocked = || {
+            // SAFETY: `lksb` was checked non-NULL by `write_unlock` and is
+            // valid until this returns (this function's contract).
+            let status = unsafe { status_of(lksb) };
+            status != EINPROG
+        };
+        ls.handle
+            .wait_inline_recorded(&CDeliver, unlocked, |_: &mut InFlight| unlocked())?;
+        // SAFETY: as above.
+        return Ok(Status::from_raw(unsafe { status_of(lksb) }));
     } else {
         Awaited::Unlock
     };
