@@ -549,7 +549,7 @@ unsafe fn wait_for(
             return true;
         }
         if let Awaited::Cancel(id) = awaited {
-            if !in_flight.contains(id) {
+            if !in_flight.contains(id) && ls.awaited.load(Ordering::SeqCst) != id {
                 nothing_to_cancel = true;
                 return true;
             }
@@ -572,6 +572,63 @@ unsafe fn wait_for(
         return Ok(Status::from_raw(Errno::EBUSY.raw()));
     }
     Ok(Status::from_raw(status))
+}
+
+/// libdlm_lt's wait for the completion of request `lkid` (no AST thread):
+/// when the dispatch role is free, it is taken by one compare-and-swap
+/// and the completion read before the state lock is taken, once, to
+/// record it. The request is then not noted in flight before the read;
+/// `Ls::awaited` says instead that it is, for a synchronous cancel from
+/// another thread. When the role is held, or the first result read is
+/// not this one, the request is noted as [`wait_for`] notes it.
+///
+/// # Safety
+/// `lksb` is valid until this returns.
+#[inline(always)]
+unsafe fn wait_granted_inline(ls: &Ls, lksb: *mut Lksb, lkid: u32) -> Result<Status, Errno> {
+    let completed = || {
+        // SAFETY: `lksb` is valid until `wait_granted_inline` returns,
+        // and this closure runs only inside it.
+        let status = unsafe { status_of(lksb) };
+        status != EINPROG
+    };
+    let mut to_note = Some(lkid);
+    let waited = ls.handle.wait_inline_recorded(
+        &CDeliver,
+        completed,
+        || ls.awaited.store(lkid, Ordering::SeqCst),
+        |in_flight: &mut InFlight| {
+            if let Some(id) = to_note.take() {
+                // The first check, under the state lock: right after the
+                // first result this call read was recorded, or before it
+                // waits for the role. From here on the request is noted in
+                // flight (if not completed), no longer `awaited`, in the
+                // same critical section, so a cancel sees one or the other.
+                // Only if this call set it (no other holder can have).
+                let _ = ls
+                    .awaited
+                    .compare_exchange(id, 0, Ordering::SeqCst, Ordering::SeqCst);
+                if completed() {
+                    return true;
+                }
+                // SAFETY: as `completed`.
+                unsafe { note_in_flight(in_flight, lksb, id) };
+                return false;
+            }
+            completed()
+        },
+    );
+    if waited.is_err() {
+        // The read failed before the first check (the lock manager went
+        // away): nothing is in flight any more.
+        let _ = ls
+            .awaited
+            .compare_exchange(lkid, 0, Ordering::SeqCst, Ordering::SeqCst);
+    }
+    waited?;
+    // SAFETY: `lksb` is valid until this returns (this function's
+    // contract).
+    Ok(Status::from_raw(unsafe { status_of(lksb) }))
 }
 
 /// `dlm_ls_lock` (and `dlm_lock`, `dlm_ls_lockx`): an asynchronous
@@ -629,6 +686,8 @@ pub unsafe fn ls_lock_wait(ls: &Ls, flavour: WaitFlavour, a: &LockArgs) -> Resul
     }? {
         // SAFETY: `send_lock` accepted `a.lksb` (non-NULL); the caller
         // keeps it valid until this returns (this function's contract).
+        Some(lkid) if flavour == WaitFlavour::Lt => unsafe { wait_granted_inline(ls, a.lksb, lkid) },
+        // SAFETY: as above.
         Some(lkid) => unsafe { wait_for(ls, flavour, a.lksb, Awaited::Request(lkid)) },
         // An adoption has no completion: the write's answer is all.
         None => Ok(Status::GRANTED),
@@ -726,8 +785,12 @@ pub unsafe fn ls_unlock_wait(
             let status = unsafe { status_of(lksb) };
             status != EINPROG
         };
-        ls.handle
-            .wait_inline_recorded(&CDeliver, unlocked, |_: &mut InFlight| unlocked())?;
+        ls.handle.wait_inline_recorded(
+            &CDeliver,
+            unlocked,
+            || {},
+            |_: &mut InFlight| unlocked(),
+        )?;
         // SAFETY: as above.
         return Ok(Status::from_raw(unsafe { status_of(lksb) }));
     } else {

@@ -70,6 +70,7 @@ use dlm_core::sync::lock;
 use dlm_core::{Errno, Name, Status};
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 /// `struct dlm_lksb`, the application's lock status block (x86_64: 24
@@ -227,6 +228,12 @@ pub struct Ls {
     /// The handle came from a create (it carries one creation count of
     /// the lockspace), not from `dlm_open_lockspace`.
     created: bool,
+    /// The lock id whose completion a libdlm_lt `_wait` is reading with
+    /// the dispatch role taken by compare-and-swap, without having noted
+    /// it in flight under the state lock (0: none): a synchronous cancel
+    /// of that lock from another thread has something to cancel. Set
+    /// only by the role's holder, cleared by the same call.
+    awaited: AtomicU32,
 }
 
 impl Ls {
@@ -235,6 +242,7 @@ impl Ls {
             handle,
             name,
             created,
+            awaited: AtomicU32::new(0),
         }
     }
 

@@ -454,6 +454,7 @@ impl<T, S: Results> Handle<T, S> {
                 },
                 !threaded,
                 None::<&fn() -> bool>,
+                || {},
             )?;
             if finished {
                 return Ok(());
@@ -473,16 +474,18 @@ impl<T, S: Results> Handle<T, S> {
         deliver: &D,
         done: impl FnMut(&mut T) -> bool,
     ) -> Result<(), Errno> {
-        self.wait_while(deliver, done, true, None::<&fn() -> bool>)
+        self.wait_while(deliver, done, true, None::<&fn() -> bool>, || {})
     }
 
-    /// [`Handle::wait_inline`] for a wait with nothing to set up under
-    /// the state lock before it reads (an unlock): when the role is free,
-    /// it is taken by one compare-and-swap and the first result read
-    /// without taking the state lock first. `recorded` must say, without
-    /// the state lock, whether `done` is already true because a result
-    /// was recorded; it runs after the role was taken, so it sees what
-    /// every earlier holder recorded (for the C ABI: the lksb's status).
+    /// [`Handle::wait_inline`] without the state lock before the first
+    /// read: when the role is free, it is taken by one compare-and-swap,
+    /// `reading` runs (with the role held), and the first result is read;
+    /// the state lock is taken only to record it. `recorded` must say,
+    /// without the state lock, whether `done` is already true because a
+    /// result was recorded; it runs after the role was taken, so it sees
+    /// what every earlier holder recorded (for the C ABI: the lksb's
+    /// status). When the role is held, this is [`Handle::wait_inline`]
+    /// (`reading` does not run).
     ///
     /// # Errors
     /// ENOTCONN when the lock manager went away.
@@ -491,9 +494,10 @@ impl<T, S: Results> Handle<T, S> {
         &self,
         deliver: &D,
         recorded: impl Fn() -> bool,
+        reading: impl FnOnce(),
         done: impl FnMut(&mut T) -> bool,
     ) -> Result<(), Errno> {
-        self.wait_while(deliver, done, true, Some(&recorded))
+        self.wait_while(deliver, done, true, Some(&recorded), reading)
     }
 
     /// [`Handle::wait`] one way: dispatching whenever the role is free
@@ -507,6 +511,7 @@ impl<T, S: Results> Handle<T, S> {
         mut done: impl FnMut(&mut T) -> bool,
         may_dispatch: bool,
         recorded: Option<&Q>,
+        reading: impl FnOnce(),
     ) -> Result<(), Errno> {
         let me = this_thread();
         // The uncontended path: the role by one compare-and-swap, then
@@ -522,6 +527,7 @@ impl<T, S: Results> Handle<T, S> {
             _ => None,
         };
         let mut st = if fast == Some(false) {
+            reading();
             let (next, got) = self.deliver(deliver, &self.device.read(false));
             match got {
                 Ok(_) | Err(Errno::EINTR) => {}

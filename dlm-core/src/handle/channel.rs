@@ -177,6 +177,7 @@ impl ModelLs {
         self.handle.wait_inline_recorded(
             self,
             || self.seen.load(Ordering::Relaxed) & bit != 0,
+            || {},
             |got: &mut Vec<u32>| got.contains(&lkid),
         )
     }
