@@ -686,7 +686,9 @@ pub unsafe fn ls_lock_wait(ls: &Ls, flavour: WaitFlavour, a: &LockArgs) -> Resul
     }? {
         // SAFETY: `send_lock` accepted `a.lksb` (non-NULL); the caller
         // keeps it valid until this returns (this function's contract).
-        Some(lkid) if flavour == WaitFlavour::Lt => unsafe { wait_granted_inline(ls, a.lksb, lkid) },
+        Some(lkid) if flavour == WaitFlavour::Lt => unsafe {
+            wait_granted_inline(ls, a.lksb, lkid)
+        },
         // SAFETY: as above.
         Some(lkid) => unsafe { wait_for(ls, flavour, a.lksb, Awaited::Request(lkid)) },
         // An adoption has no completion: the write's answer is all.
