@@ -549,7 +549,7 @@ unsafe fn wait_for(
             return true;
         }
         if let Awaited::Cancel(id) = awaited {
-            if !in_flight.contains(id) && ls.awaited.load(Ordering::SeqCst) != id {
+            if !in_flight.contains(id) && ls.awaited.load(Ordering::Relaxed) != id {
                 nothing_to_cancel = true;
                 return true;
             }
@@ -594,41 +594,67 @@ unsafe fn wait_granted_inline(ls: &Ls, lksb: *mut Lksb, lkid: u32) -> Result<Sta
     };
     let mut to_note = Some(lkid);
     let waited = ls.handle.wait_inline_recorded(
-        &CDeliver,
+        &Awaiting { ls, lksb, lkid },
         completed,
-        || ls.awaited.store(lkid, Ordering::SeqCst),
+        // Only the role's holder writes `awaited`: a plain store.
+        || ls.awaited.store(lkid, Ordering::Relaxed),
         |in_flight: &mut InFlight| {
+            if completed() {
+                return true;
+            }
             if let Some(id) = to_note.take() {
-                // The first check, under the state lock: right after the
-                // first result this call read was recorded, or before it
-                // waits for the role. From here on the request is noted in
-                // flight (if not completed), no longer `awaited`, in the
-                // same critical section, so a cancel sees one or the other.
-                // Only if this call set it (no other holder can have).
-                let _ = ls
-                    .awaited
-                    .compare_exchange(id, 0, Ordering::SeqCst, Ordering::SeqCst);
-                if completed() {
-                    return true;
-                }
+                // The role was held by another: noted as `wait_for` notes.
                 // SAFETY: as `completed`.
                 unsafe { note_in_flight(in_flight, lksb, id) };
-                return false;
             }
-            completed()
+            false
         },
     );
     if waited.is_err() {
-        // The read failed before the first check (the lock manager went
-        // away): nothing is in flight any more.
+        // The read failed before anything was recorded (the lock manager
+        // went away): nothing is in flight any more. Only if this call
+        // set it.
         let _ = ls
             .awaited
-            .compare_exchange(lkid, 0, Ordering::SeqCst, Ordering::SeqCst);
+            .compare_exchange(lkid, 0, Ordering::Relaxed, Ordering::Relaxed);
     }
     waited?;
     // SAFETY: `lksb` is valid until this returns (this function's
     // contract).
     Ok(Status::from_raw(unsafe { status_of(lksb) }))
+}
+
+/// [`CDeliver`] for the reads of [`wait_granted_inline`]: the first
+/// result it records (under the state lock, with the dispatch role held)
+/// ends `Ls::awaited`, and the request is noted in flight instead unless
+/// that result completed it, in the same critical section: a cancel
+/// checking under the state lock sees one or the other.
+struct Awaiting<'a> {
+    ls: &'a Ls,
+    lksb: *mut Lksb,
+    lkid: u32,
+}
+
+impl Deliver<InFlight> for Awaiting<'_> {
+    #[inline(always)]
+    fn record(&self, r: &LockResult, in_flight: &mut InFlight) -> bool {
+        let call = CDeliver.record(r, in_flight);
+        // Only the role's holder (this thread) writes `awaited`.
+        if self.ls.awaited.load(Ordering::Relaxed) == self.lkid {
+            self.ls.awaited.store(0, Ordering::Relaxed);
+            // SAFETY: `lksb` is valid until `wait_granted_inline`
+            // returns, and this runs only inside it.
+            if unsafe { status_of(self.lksb) } == EINPROG {
+                // SAFETY: as above.
+                unsafe { note_in_flight(in_flight, self.lksb, self.lkid) };
+            }
+        }
+        call
+    }
+
+    fn call(&self, r: &LockResult) {
+        CDeliver.call(r);
+    }
 }
 
 /// `dlm_ls_lock` (and `dlm_lock`, `dlm_ls_lockx`): an asynchronous
