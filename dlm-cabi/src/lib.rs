@@ -18,7 +18,9 @@
 //! functions on its path (here, in `dlm_core::handle`, the kernel device
 //! and the codec) are `#[inline(always)]` (or generic), so each export
 //! compiles to a single body, across the crate boundaries, that encodes
-//! the request in place and takes the handle's state lock twice; a call
+//! the request in place and takes the handle's state lock once
+//! (libdlm_lt, whose `_wait` takes the dispatch role by compare-and-swap
+//! and reads before it takes the lock) or twice (libdlm); a call
 //! between them would be an indirect branch through the GOT (rustc emits
 //! no direct calls to them in a cdylib), which qemu's TCG, where the
 //! kernel tests run, resolves by a lookup each time.

@@ -8,7 +8,11 @@
 //! handle never run concurrently and always in the device's order; it is
 //! re-entrant for the thread that holds it, so a callback may make a
 //! synchronous call that dispatches further results (nested, as libdlm's
-//! AST thread does).
+//! AST thread does). The role is a word of its own (the holder's thread
+//! pointer): taken by one compare-and-swap, with or without the state
+//! lock ([`Handle::wait_inline_recorded`] reads before it takes the lock
+//! at all), and given back only under the state lock, so a waiter that
+//! found it held and sleeps is always seen and woken.
 //!
 //! How a result reaches the application is the caller's business
 //! ([`Deliver`]): the C ABI copies it into the caller's `struct dlm_lksb`
