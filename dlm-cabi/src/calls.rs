@@ -561,7 +561,7 @@ unsafe fn wait_for(
             return true;
         }
         if let Awaited::Cancel(id) = awaited {
-            if !in_flight.contains(id) {
+            if !in_flight.contains(id) && ls.awaited.load(Ordering::Relaxed) != id {
                 nothing_to_cancel = true;
                 return true;
             }
@@ -584,6 +584,89 @@ unsafe fn wait_for(
         return Ok(Status::from_raw(Errno::EBUSY.raw()));
     }
     Ok(Status::from_raw(status))
+}
+
+/// libdlm_lt's wait for the completion of request `lkid` (no AST thread):
+/// when the dispatch role is free, it is taken by one compare-and-swap
+/// and the completion read before the state lock is taken, once, to
+/// record it. The request is then not noted in flight before the read;
+/// `Ls::awaited` says instead that it is, for a synchronous cancel from
+/// another thread. When the role is held, or the first result read is
+/// not this one, the request is noted as [`wait_for`] notes it.
+///
+/// # Safety
+/// `lksb` is valid until this returns.
+#[inline(always)]
+unsafe fn wait_granted_inline(ls: &Ls, lksb: *mut Lksb, lkid: u32) -> Result<Status, Errno> {
+    let completed = || {
+        // SAFETY: `lksb` is valid until `wait_granted_inline` returns,
+        // and this closure runs only inside it.
+        let status = unsafe { status_of(lksb) };
+        status != EINPROG
+    };
+    let mut to_note = Some(lkid);
+    let waited = ls.handle.wait_inline_recorded(
+        &Awaiting { ls, lksb, lkid },
+        completed,
+        // Only the role's holder writes `awaited`: a plain store.
+        || ls.awaited.store(lkid, Ordering::Relaxed),
+        |in_flight: &mut InFlight| {
+            if completed() {
+                return true;
+            }
+            if let Some(id) = to_note.take() {
+                // The role was held by another: noted as `wait_for` notes.
+                // SAFETY: as `completed`.
+                unsafe { note_in_flight(in_flight, lksb, id) };
+            }
+            false
+        },
+    );
+    if waited.is_err() {
+        // The read failed before anything was recorded (the lock manager
+        // went away): nothing is in flight any more. Only if this call
+        // set it.
+        let _ = ls
+            .awaited
+            .compare_exchange(lkid, 0, Ordering::Relaxed, Ordering::Relaxed);
+    }
+    waited?;
+    // SAFETY: `lksb` is valid until this returns (this function's
+    // contract).
+    Ok(Status::from_raw(unsafe { status_of(lksb) }))
+}
+
+/// [`CDeliver`] for the reads of [`wait_granted_inline`]: the first
+/// result it records (under the state lock, with the dispatch role held)
+/// ends `Ls::awaited`, and the request is noted in flight instead unless
+/// that result completed it, in the same critical section: a cancel
+/// checking under the state lock sees one or the other.
+struct Awaiting<'a> {
+    ls: &'a Ls,
+    lksb: *mut Lksb,
+    lkid: u32,
+}
+
+impl Deliver<InFlight> for Awaiting<'_> {
+    #[inline(always)]
+    fn record(&self, r: &LockResult, in_flight: &mut InFlight) -> bool {
+        let call = CDeliver.record(r, in_flight);
+        // Only the role's holder (this thread) writes `awaited`.
+        if self.ls.awaited.load(Ordering::Relaxed) == self.lkid {
+            self.ls.awaited.store(0, Ordering::Relaxed);
+            // SAFETY: `lksb` is valid until `wait_granted_inline`
+            // returns, and this runs only inside it.
+            if unsafe { status_of(self.lksb) } == EINPROG {
+                // SAFETY: as above.
+                unsafe { note_in_flight(in_flight, self.lksb, self.lkid) };
+            }
+        }
+        call
+    }
+
+    fn call(&self, r: &LockResult) {
+        CDeliver.call(r);
+    }
 }
 
 /// `dlm_ls_lock` (and `dlm_lock`, `dlm_ls_lockx`): an asynchronous
@@ -642,6 +725,10 @@ pub unsafe fn ls_lock_wait(ls: &Ls, flavour: WaitFlavour, a: &LockArgs) -> Resul
     }? {
         // SAFETY: `send_lock` accepted `a.lksb` (non-NULL); the caller
         // keeps it valid until this returns (this function's contract).
+        Some(lkid) if flavour == WaitFlavour::Lt => unsafe {
+            wait_granted_inline(ls, a.lksb, lkid)
+        },
+        // SAFETY: as above.
         Some(lkid) => unsafe { wait_for(ls, flavour, a.lksb, Awaited::Request(lkid)) },
         // An adoption has no completion: the write's answer is all.
         None => Ok(Status::GRANTED),
@@ -729,6 +816,25 @@ pub unsafe fn ls_unlock_wait(
     let flags = unsafe { write_unlock(ls, lkid, flags, lksb, core::ptr::null_mut(), true) }?;
     let awaited = if flags.contains(LockFlags::CANCEL) {
         Awaited::Cancel(lkid)
+    } else if flavour == WaitFlavour::Lt {
+        // An unlock notes nothing before it reads, and without an AST
+        // thread nobody else need be waited for: the dispatch role by one
+        // compare-and-swap when it is free, the state lock only to record
+        // the completion.
+        let unlocked = || {
+            // SAFETY: `lksb` was checked non-NULL by `write_unlock` and is
+            // valid until this returns (this function's contract).
+            let status = unsafe { status_of(lksb) };
+            status != EINPROG
+        };
+        ls.handle.wait_inline_recorded(
+            &CDeliver,
+            unlocked,
+            || {},
+            |_: &mut InFlight| unlocked(),
+        )?;
+        // SAFETY: as above.
+        return Ok(Status::from_raw(unsafe { status_of(lksb) }));
     } else {
         Awaited::Unlock
     };

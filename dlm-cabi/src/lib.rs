@@ -18,7 +18,9 @@
 //! functions on its path (here, in `dlm_core::handle`, the kernel device
 //! and the codec) are `#[inline(always)]` (or generic), so each export
 //! compiles to a single body, across the crate boundaries, that encodes
-//! the request in place and takes the handle's state lock twice; a call
+//! the request in place and takes the handle's state lock once
+//! (libdlm_lt, whose `_wait` takes the dispatch role by compare-and-swap
+//! and reads before it takes the lock) or twice (libdlm); a call
 //! between them would be an indirect branch through the GOT (rustc emits
 //! no direct calls to them in a cdylib), which qemu's TCG, where the
 //! kernel tests run, resolves by a lookup each time.
@@ -70,6 +72,7 @@ use dlm_core::sync::lock;
 use dlm_core::{Errno, Name, Status};
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 /// `struct dlm_lksb`, the application's lock status block (x86_64: 24
@@ -227,6 +230,12 @@ pub struct Ls {
     /// The handle came from a create (it carries one creation count of
     /// the lockspace), not from `dlm_open_lockspace`.
     created: bool,
+    /// The lock id whose completion a libdlm_lt `_wait` is reading with
+    /// the dispatch role taken by compare-and-swap, without having noted
+    /// it in flight under the state lock (0: none): a synchronous cancel
+    /// of that lock from another thread has something to cancel. Set
+    /// only by the role's holder, cleared by the same call.
+    awaited: AtomicU32,
 }
 
 impl Ls {
@@ -235,6 +244,7 @@ impl Ls {
             handle,
             name,
             created,
+            awaited: AtomicU32::new(0),
         }
     }
 

@@ -8,7 +8,11 @@
 //! handle never run concurrently and always in the device's order; it is
 //! re-entrant for the thread that holds it, so a callback may make a
 //! synchronous call that dispatches further results (nested, as libdlm's
-//! AST thread does).
+//! AST thread does). The role is a word of its own (the holder's thread
+//! pointer): taken by one compare-and-swap, with or without the state
+//! lock ([`Handle::wait_inline_recorded`] reads before it takes the lock
+//! at all), and given back only under the state lock, so a waiter that
+//! found it held and sleeps is always seen and woken.
 //!
 //! How a result reaches the application is the caller's business
 //! ([`Deliver`]): the C ABI copies it into the caller's `struct dlm_lksb`
@@ -34,7 +38,10 @@
 //! this very code: `cargo xtask loom`.
 
 use crate::codec::LockResult;
-use crate::sync::{self, AtomicBool, Condvar, Mutex, MutexGuard, Ordering, ThreadKey, this_thread};
+use crate::sync::{
+    self, AtomicBool, AtomicU32, AtomicUsize, Condvar, Mutex, MutexGuard, Ordering, ThreadKey,
+    this_thread,
+};
 use crate::transport::Device;
 use crate::{Errno, Request};
 use rustix::fd::BorrowedFd;
@@ -105,9 +112,6 @@ impl Results for Device {
 
 #[derive(Debug, Default)]
 struct State<T> {
-    /// The thread holding the dispatch role ([`this_thread`]), and how
-    /// deeply (nested dispatch from inside a callback).
-    dispatcher: Option<(ThreadKey, u32)>,
     /// The lock manager went away (dlmd died): every wait ends.
     dead: Option<Errno>,
     /// Threads waiting on the condvar: a notify is a futex syscall, made
@@ -115,34 +119,6 @@ struct State<T> {
     waiters: u32,
     /// What the handle's owner keeps under the state lock.
     owner: T,
-}
-
-impl<T> State<T> {
-    /// Takes the role for `me` if it is free, or deepens it if `me` holds
-    /// it; false when another thread holds it.
-    #[inline(always)]
-    fn enter(&mut self, me: ThreadKey, may_take: bool) -> bool {
-        match self.dispatcher {
-            Some((t, depth)) if t == me => {
-                self.dispatcher = Some((t, depth + 1));
-                true
-            }
-            None if may_take => {
-                self.dispatcher = Some((me, 1));
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// Gives one level of the role back.
-    #[inline(always)]
-    fn leave(&mut self) {
-        self.dispatcher = match self.dispatcher {
-            Some((t, depth)) if depth > 1 => Some((t, depth - 1)),
-            _ => None,
-        };
-    }
 }
 
 /// The owner's state of a [`Handle`], borrowed under its state lock.
@@ -179,6 +155,18 @@ pub struct Handle<T, S = Device> {
     device: S,
     state: Mutex<State<T>>,
     cond: Condvar,
+    /// The dispatch role: the holder's [`this_thread`], 0 when free.
+    /// Taken by a compare-and-swap (with or without the state lock),
+    /// given back only under the state lock, so a waiter that saw it
+    /// held under that lock is counted in `waiters` before the release
+    /// looks at them.
+    role: AtomicUsize,
+    /// How deeply the holder holds the role (nested dispatch from inside
+    /// a callback). Touched only by the holder.
+    depth: AtomicU32,
+    /// `State::dead` is set: read by a thread that took the role without
+    /// the state lock (set before the role is given back).
+    gone: AtomicBool,
     /// A dispatch thread (an AST thread) delivers this handle's results.
     /// Changed only under the state lock, so a waiter's check, also under
     /// that lock, sees it change.
@@ -192,6 +180,9 @@ impl<T: Default, S> Handle<T, S> {
             device,
             state: Mutex::default(),
             cond: Condvar::new(),
+            role: AtomicUsize::new(0),
+            depth: AtomicU32::new(0),
+            gone: AtomicBool::new(false),
             threaded: AtomicBool::new(false),
         }
     }
@@ -254,6 +245,51 @@ impl<T, S: Results> Handle<T, S> {
         self.threaded.load(Ordering::SeqCst)
     }
 
+    /// Takes the role for `me` if it is free, or deepens it if `me` holds
+    /// it; false when another thread holds it. Called under the state
+    /// lock.
+    #[inline(always)]
+    fn enter(&self, me: ThreadKey, may_take: bool) -> bool {
+        // Only `me` ever stores `me`, so a relaxed load sees it if so.
+        let holder = self.role.load(Ordering::Relaxed);
+        if holder == me {
+            let depth = self.depth.load(Ordering::Relaxed);
+            self.depth.store(depth + 1, Ordering::Relaxed);
+            true
+        } else {
+            holder == 0 && may_take && self.take_free(me)
+        }
+    }
+
+    /// Takes the role for `me` if nobody holds it: one compare-and-swap,
+    /// with or without the state lock. Acquire: the holder sees what the
+    /// previous holder recorded before giving it back.
+    #[inline(always)]
+    fn take_free(&self, me: ThreadKey) -> bool {
+        if self
+            .role
+            .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            self.depth.store(1, Ordering::Relaxed);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Gives one level of the role back. Called by the holder, under the
+    /// state lock (followed by [`Handle::notify`]).
+    #[inline(always)]
+    fn leave(&self) {
+        let depth = self.depth.load(Ordering::Relaxed);
+        if depth > 1 {
+            self.depth.store(depth - 1, Ordering::Relaxed);
+        } else {
+            self.role.store(0, Ordering::Release);
+        }
+    }
+
     /// Waits on the condvar, counted in `waiters`.
     fn wait_cond<'a>(&self, mut st: MutexGuard<'a, State<T>>) -> MutexGuard<'a, State<T>> {
         st.waiters += 1;
@@ -307,11 +343,11 @@ impl<T, S: Results> Handle<T, S> {
     ) -> Result<Dispatched, Errno> {
         let me = this_thread();
         let mut st = self.lock_state();
-        while !st.enter(me, true) {
+        while !self.enter(me, true) {
             st = self.wait_cond(st);
         }
         if let Some(e) = st.dead {
-            st.leave();
+            self.leave();
             self.notify(&st);
             return Err(e);
         }
@@ -323,8 +359,8 @@ impl<T, S: Results> Handle<T, S> {
         let outcome = match ready {
             Ok(Dispatched::One) => self.device.read(nonblocking || wake.is_some()),
             Ok(other) => {
-                let mut st = self.lock_state();
-                st.leave();
+                let st = self.lock_state();
+                self.leave();
                 self.notify(&st);
                 return Ok(other);
             }
@@ -367,11 +403,12 @@ impl<T, S: Results> Handle<T, S> {
             Err(e) => {
                 if matches!(e, Errno::ENOTCONN | Errno::EPROTO) {
                     st.dead = Some(e);
+                    self.gone.store(true, Ordering::Relaxed);
                 }
                 Err(e)
             }
         };
-        st.leave();
+        self.leave();
         // `cargo xtask loom` checks that a model catches the loss of this
         // wake-up (waiters for the role would sleep forever).
         #[cfg(not(dlm_loom_mutant))]
@@ -409,6 +446,8 @@ impl<T, S: Results> Handle<T, S> {
                     finished || self.has_dispatch_thread() != threaded
                 },
                 !threaded,
+                None::<&fn() -> bool>,
+                || {},
             )?;
             if finished {
                 return Ok(());
@@ -428,22 +467,77 @@ impl<T, S: Results> Handle<T, S> {
         deliver: &D,
         done: impl FnMut(&mut T) -> bool,
     ) -> Result<(), Errno> {
-        self.wait_while(deliver, done, true)
+        self.wait_while(deliver, done, true, None::<&fn() -> bool>, || {})
+    }
+
+    /// [`Handle::wait_inline`] without the state lock before the first
+    /// read: when the role is free, it is taken by one compare-and-swap,
+    /// `reading` runs (with the role held), and the first result is read;
+    /// the state lock is taken only to record it. `recorded` must say,
+    /// without the state lock, whether `done` is already true because a
+    /// result was recorded; it runs after the role was taken, so it sees
+    /// what every earlier holder recorded (for the C ABI: the lksb's
+    /// status). When the role is held, this is [`Handle::wait_inline`]
+    /// (`reading` does not run).
+    ///
+    /// # Errors
+    /// ENOTCONN when the lock manager went away.
+    #[inline(always)]
+    pub fn wait_inline_recorded<D: Deliver<T> + ?Sized>(
+        &self,
+        deliver: &D,
+        recorded: impl Fn() -> bool,
+        reading: impl FnOnce(),
+        done: impl FnMut(&mut T) -> bool,
+    ) -> Result<(), Errno> {
+        self.wait_while(deliver, done, true, Some(&recorded), reading)
     }
 
     /// [`Handle::wait`] one way: dispatching whenever the role is free
-    /// (`may_dispatch`), or only waiting for its holder.
+    /// (`may_dispatch`), or only waiting for its holder. With `recorded`
+    /// ([`Handle::wait_inline_recorded`]), the first read may start
+    /// without the state lock.
     #[inline(always)]
-    fn wait_while<D: Deliver<T> + ?Sized>(
+    fn wait_while<D: Deliver<T> + ?Sized, Q: Fn() -> bool>(
         &self,
         deliver: &D,
         mut done: impl FnMut(&mut T) -> bool,
         may_dispatch: bool,
+        recorded: Option<&Q>,
+        reading: impl FnOnce(),
     ) -> Result<(), Errno> {
         let me = this_thread();
-        // Check and take the role under one lock, so a result recorded
-        // by another dispatcher in between cannot be missed.
-        let mut st = self.lock_state();
+        // The uncontended path: the role by one compare-and-swap, then
+        // the read; the state lock only to record the result. A result
+        // of ours that an earlier holder recorded is seen through the
+        // role's acquire (`recorded`), so the read cannot wait for a
+        // result that was already taken. (`Some(true)`: the role was
+        // taken but there is nothing to read.)
+        let fast = match recorded {
+            Some(recorded) if may_dispatch && self.take_free(me) => {
+                Some(recorded() || self.gone.load(Ordering::Relaxed))
+            }
+            _ => None,
+        };
+        let mut st = if fast == Some(false) {
+            reading();
+            let (next, got) = self.deliver(deliver, &self.device.read(false));
+            match got {
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(e) => return Err(e),
+            }
+            next
+        } else {
+            // Check and take the role under one lock, so a result
+            // recorded by another dispatcher in between cannot be missed.
+            let st = self.lock_state();
+            if fast.is_some() {
+                self.leave();
+                #[cfg(not(dlm_loom_mutant))]
+                self.notify(&st);
+            }
+            st
+        };
         loop {
             if done(&mut st.owner) {
                 return Ok(());
@@ -451,7 +545,7 @@ impl<T, S: Results> Handle<T, S> {
             if let Some(e) = st.dead {
                 return Err(e);
             }
-            if !st.enter(me, may_dispatch) {
+            if !self.enter(me, may_dispatch) {
                 st = self.wait_cond(st);
                 continue;
             }

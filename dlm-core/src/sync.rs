@@ -11,14 +11,14 @@
 //! Not part of the Rust API: public only for the workspace's C libraries.
 
 #[cfg(dlm_loom)]
-pub use loom::sync::atomic::{AtomicBool, Ordering};
+pub use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 #[cfg(dlm_loom)]
 pub use loom::sync::{Arc, Condvar, Mutex, MutexGuard};
 #[cfg(dlm_loom)]
 pub use loom::thread;
 
 #[cfg(not(dlm_loom))]
-pub use std::sync::atomic::{AtomicBool, Ordering};
+pub use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 #[cfg(not(dlm_loom))]
 pub use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 #[cfg(not(dlm_loom))]
@@ -88,14 +88,9 @@ pub fn wait_timeout<'a, T>(
 }
 
 /// Who a thread is, as the holder of a handle's dispatch role
-/// ([`this_thread`]).
-#[cfg(not(dlm_loom))]
+/// ([`this_thread`]): never 0, which a handle's role word uses for
+/// "free".
 pub type ThreadKey = usize;
-
-/// Who a thread is, as the holder of a handle's dispatch role: loom's
-/// thread id in the models.
-#[cfg(dlm_loom)]
-pub type ThreadKey = loom::thread::ThreadId;
 
 /// The calling thread: its thread pointer, unique among live threads (a
 /// `ThreadId` costs a TLS lookup and a reference count, `pthread_self` a
@@ -124,10 +119,15 @@ pub fn this_thread() -> ThreadKey {
     unsafe { libc::pthread_self() as usize }
 }
 
-/// The calling thread, as loom knows it: the thread pointer is the same
+/// The calling thread in a loom model: the thread pointer is the same
 /// for every thread of a model (loom runs them as coroutines on one OS
-/// thread).
+/// thread), so each model thread draws a number of its own (from 1, never
+/// reused within the process) the first time it asks.
 #[cfg(dlm_loom)]
 pub fn this_thread() -> ThreadKey {
-    loom::thread::current().id()
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+    loom::thread_local! {
+        static KEY: usize = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    KEY.with(|k| *k)
 }

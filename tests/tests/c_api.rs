@@ -66,6 +66,15 @@ fn lvmlockd_pattern() {
     assert!(out.contains("vglk ok\nadopt ok\n"), "{out}");
 }
 
+/// libdlm_lt: a synchronous cancel, from another thread, of a
+/// `dlm_ls_lock_wait` blocked in its read (with the dispatch role taken by
+/// compare-and-swap): both end with ECANCEL, the cancel is not taken for
+/// one with nothing to cancel (EBUSY).
+#[test]
+fn lt_cancel_of_a_blocked_lock_wait_from_another_thread() {
+    run_both_headers("lt-cancel", "lt_cancel_thread.c", Flavour::Lt);
+}
+
 #[test]
 fn ocfs2_tools_dlopen_pattern() {
     run_both_headers("ocfs2", "ocfs2.c", Flavour::Lt);

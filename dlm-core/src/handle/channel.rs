@@ -10,7 +10,7 @@
 
 use super::{Deliver, Dispatched, Handle, Results};
 use crate::codec::LockResult;
-use crate::sync::{Arc, Condvar, Mutex, ThreadKey, lock, this_thread, wait};
+use crate::sync::{Arc, AtomicU32, Condvar, Mutex, Ordering, ThreadKey, lock, this_thread, wait};
 use crate::{Errno, SbFlags, Status};
 use std::collections::VecDeque;
 
@@ -123,6 +123,11 @@ pub struct ModelLs {
     /// (a callback that re-enters the handle).
     nested: Option<(u32, u32)>,
     calls: Mutex<Calls>,
+    /// One bit per lock id (1 to 32) recorded, as the C ABI's lksb
+    /// status: written by the recording dispatcher, read without the
+    /// state lock by [`ModelLs::wait_inline_recorded_for`]. Relaxed: the
+    /// dispatch role's release and acquire must order it.
+    seen: AtomicU32,
 }
 
 impl ModelLs {
@@ -132,6 +137,7 @@ impl ModelLs {
             handle: Handle::new(Channel::default()),
             nested,
             calls: Mutex::default(),
+            seen: AtomicU32::new(0),
         })
     }
 
@@ -160,6 +166,22 @@ impl ModelLs {
             .wait_inline(self, |got: &mut Vec<u32>| got.contains(&lkid))
     }
 
+    /// The same, as libdlm_lt's `dlm_ls_unlock_wait` waits
+    /// ([`Handle::wait_inline_recorded`]): the role by a compare-and-swap
+    /// when it is free, and the first read without the state lock.
+    ///
+    /// # Errors
+    /// As [`Handle::wait`].
+    pub fn wait_inline_recorded_for(&self, lkid: u32) -> Result<(), Errno> {
+        let bit = 1u32 << (lkid % 32);
+        self.handle.wait_inline_recorded(
+            self,
+            || self.seen.load(Ordering::Relaxed) & bit != 0,
+            || {},
+            |got: &mut Vec<u32>| got.contains(&lkid),
+        )
+    }
+
     /// The lock ids recorded, in order.
     pub fn delivered(&self) -> Vec<u32> {
         self.handle.owner().clone()
@@ -179,6 +201,9 @@ impl ModelLs {
 impl Deliver<Vec<u32>> for ModelLs {
     fn record(&self, result: &LockResult, got: &mut Vec<u32>) -> bool {
         got.push(result.lkid);
+        let seen = self.seen.load(Ordering::Relaxed);
+        self.seen
+            .store(seen | 1 << (result.lkid % 32), Ordering::Relaxed);
         result.astaddr != 0
     }
 

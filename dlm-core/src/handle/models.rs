@@ -37,6 +37,13 @@ fn spawn_wait_inline(ls: &Arc<ModelLs>, lkid: u32) -> thread::JoinHandle<Result<
     thread::spawn(move || ls.wait_inline_for(lkid))
 }
 
+/// The same, as libdlm_lt's `dlm_ls_unlock_wait` waits: the role taken
+/// by one compare-and-swap when free, the first read without the lock.
+fn spawn_wait_recorded(ls: &Arc<ModelLs>, lkid: u32) -> thread::JoinHandle<Result<(), Errno>> {
+    let ls = ls.clone();
+    thread::spawn(move || ls.wait_inline_recorded_for(lkid))
+}
+
 /// Two synchronous calls of one handle, each waiting for its own
 /// completion while the lock manager sends them: whichever holds the
 /// dispatch role reads both in turn or hands the role over, and both
@@ -116,6 +123,79 @@ fn close_while_waiters_sleep_ends_them_with_enotconn() {
         assert_eq!(a.join().unwrap(), Err(Errno::ENOTCONN));
         assert_eq!(b.join().unwrap(), Err(Errno::ENOTCONN));
         assert_eq!(ls.wait_for(3), Err(Errno::ENOTCONN));
+        assert!(ls.delivered().is_empty());
+    });
+}
+
+/// A wait that takes the role by compare-and-swap, without the state
+/// lock, races a wait that found the role held under the lock and
+/// sleeps: the releasing holder (either one) wakes the sleeper, both
+/// return, each result recorded once.
+#[test]
+fn cas_take_racing_a_sleeping_waiter_wakes_it() {
+    model(|| {
+        let ls = ModelLs::new(None);
+        let a = spawn_wait_recorded(&ls, 1);
+        let b = spawn_wait(&ls, 2);
+        ls.send(1, false);
+        ls.send(2, false);
+        assert_eq!(a.join().unwrap(), Ok(()));
+        assert_eq!(b.join().unwrap(), Ok(()));
+        assert_eq!(ls.delivered(), [1, 2]);
+    });
+}
+
+/// Another dispatcher (`dlm_dispatch`) reads and records the only
+/// result, the one a compare-and-swap wait is waiting for: when that
+/// wait takes the role afterwards, it sees the result recorded (the
+/// role's release and acquire order it) and returns instead of blocking
+/// in a read for a result that was already taken.
+#[test]
+fn cas_take_sees_a_result_recorded_before_it() {
+    model(|| {
+        let ls = ModelLs::new(None);
+        ls.send(1, false);
+        let dispatcher = {
+            let ls = ls.clone();
+            thread::spawn(move || ls.handle.try_dispatch_one(&*ls))
+        };
+        assert_eq!(ls.wait_inline_recorded_for(1), Ok(()));
+        let other = dispatcher.join().unwrap();
+        assert!(matches!(other, Ok(Dispatched::One | Dispatched::Empty)));
+        assert_eq!(ls.delivered(), [1]);
+    });
+}
+
+/// Two compare-and-swap waits of one handle race for the role while the
+/// lock manager sends both results: the loser of the swap sleeps under
+/// the state lock and is woken by the winner's release.
+#[test]
+fn two_cas_waits_both_return() {
+    model(|| {
+        let ls = ModelLs::new(None);
+        let a = spawn_wait_recorded(&ls, 1);
+        let b = spawn_wait_recorded(&ls, 2);
+        ls.send(2, false);
+        ls.send(1, false);
+        assert_eq!(a.join().unwrap(), Ok(()));
+        assert_eq!(b.join().unwrap(), Ok(()));
+        assert_eq!(ls.delivered(), [2, 1]);
+    });
+}
+
+/// The lock manager goes away while a compare-and-swap wait sleeps in
+/// its read and another waits for the role: both end with ENOTCONN, and
+/// a later compare-and-swap wait sees it without reading.
+#[test]
+fn close_ends_cas_waits_with_enotconn() {
+    model(|| {
+        let ls = ModelLs::new(None);
+        let a = spawn_wait_recorded(&ls, 1);
+        let b = spawn_wait_inline(&ls, 2);
+        ls.handle.device().hang_up();
+        assert_eq!(a.join().unwrap(), Err(Errno::ENOTCONN));
+        assert_eq!(b.join().unwrap(), Err(Errno::ENOTCONN));
+        assert_eq!(ls.wait_inline_recorded_for(3), Err(Errno::ENOTCONN));
         assert!(ls.delivered().is_empty());
     });
 }
