@@ -115,6 +115,8 @@ pub struct Engine {
     acct_locks: HashMap<u32, usize>,
     /// See [`Engine::set_release_forceunlock`].
     release_forced: bool,
+    /// See [`Engine::set_clock`].
+    now: u32,
 }
 
 impl Default for Engine {
@@ -124,9 +126,25 @@ impl Default for Engine {
 }
 
 impl Engine {
+    /// Sets the engine's clock to `now` seconds (any origin, not going
+    /// back): each lock records it when it enters a queue, and dumps
+    /// report [`LockDump::seconds`] from it. A server sets it once per
+    /// round of its event loop; an engine whose clock is never set dumps
+    /// every age as 0.
+    pub fn set_clock(&mut self, now: u32) {
+        if now == self.now {
+            return;
+        }
+        self.now = now;
+        for ls in self.spaces.iter_mut().flatten() {
+            ls.now = now;
+        }
+    }
+
     /// An engine with no lockspaces.
     pub fn new() -> Engine {
         Engine {
+            now: 0,
             spaces: Vec::new(),
             by_name: HashMap::new(),
             owners: HashMap::new(),
@@ -231,6 +249,7 @@ impl Engine {
         }
         let minor = self.spaces.len() as u32;
         let mut ls = Box::new(Lockspace::new(name, self.agg_threshold));
+        ls.now = self.now;
         ls.release_forced = self.release_forced;
         self.spaces.push(Some(ls));
         self.by_name.insert(name, minor);
@@ -461,6 +480,7 @@ impl Engine {
                 pid: l.ownpid,
                 flags: l.exflags,
                 xid: l.ua.xid,
+                seconds: ls.now.saturating_sub(l.since),
             }
         };
         let queue = |mut i: u32| {
@@ -684,6 +704,7 @@ impl Engine {
             pid: l.ownpid,
             flags: l.exflags,
             xid: l.ua.xid,
+            seconds: ls.now.saturating_sub(l.since),
         }
     }
 }
@@ -860,4 +881,7 @@ pub struct LockDump {
     pub flags: LockFlags,
     /// The transaction id of its latest request.
     pub xid: u64,
+    /// Seconds since the lock entered its current queue, by the engine
+    /// clock ([`Engine::set_clock`]).
+    pub seconds: u32,
 }

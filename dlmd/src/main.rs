@@ -162,9 +162,9 @@ fn main() -> ExitCode {
             dlm_core::dlmd::proto::SocketPath::explicit,
         );
         return match client::fetch_dump(&path, lockspace.as_deref()) {
-            Ok(text) if args.json => match dlm_core::dump::to_json(&text) {
-                Ok(json) => {
-                    println!("{json}");
+            Ok(text) if args.json => match dlm_core::dump::Dump::from_dlmd_text(&text) {
+                Ok(dump) => {
+                    println!("{}", dump.to_json());
                     ExitCode::SUCCESS
                 }
                 Err(line) => {

@@ -446,6 +446,7 @@ impl Server {
     /// The errno of `epoll_wait` (other than EINTR).
     pub fn run(&mut self) -> std::io::Result<u32> {
         let mut events: Vec<Event> = Vec::with_capacity(256);
+        let start = std::time::Instant::now();
         loop {
             events.clear();
             match epoll::wait(
@@ -457,6 +458,9 @@ impl Server {
                 Err(SysErrno::INTR) => continue,
                 Err(e) => return Err(e.into()),
             }
+            // The locks' ages (dump `seconds`): one coarse clock per round.
+            let secs = u32::try_from(start.elapsed().as_secs()).unwrap_or(u32::MAX);
+            self.engine.set_clock(secs);
             // Hang-ups first: a client that closed a handle and then sent
             // a request elsewhere must find the handle closed, as a
             // kernel device's close() completes before the next write().
