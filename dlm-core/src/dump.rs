@@ -361,7 +361,10 @@ pub fn unhex(text: &str) -> Option<Vec<u8>> {
 /// its requested mode and, unless NOORDER, by every conversion and by the
 /// requests ahead of it. EXPEDITE requests are blocked by nothing. In a
 /// dump of a lock manager at rest every request has a blocker; a request
-/// with none would be granted next.
+/// with none would be granted next (one exception, as in the kernel: a
+/// new HEADQUE request put at the head of the wait queue, blocked only by
+/// the requests it jumped, waits for the next grant pass with no
+/// blocker). dlm-engine's tests check this against its grant logic.
 pub fn blocked_by(locks: &[LockInfo]) -> Vec<Vec<u32>> {
     let flag = |l: &LockInfo, f: &str| l.flags.iter().any(|x| x == f);
     let holds = |l: &LockInfo| matches!(l.state, LockState::Granted | LockState::Converting);
