@@ -112,8 +112,9 @@ pub fn why(dump: &Dump, name: &[u8]) -> Option<String> {
             format!("waiting for {}", mode(l.rqmode))
         };
         let _ = writeln!(out, "  lkid {:#x} {what} {}{}", l.lkid, who(l), age(l));
-        let mut seen = vec![l.lkid];
-        chain(&mut out, ls, r, l, 2, &mut seen);
+        let mut path = vec![l.lkid];
+        let mut seen = Vec::new();
+        chain(&mut out, ls, r, l, 2, &mut path, &mut seen);
     }
     for d in &dump.deadlocks {
         if d.lkids.iter().any(|i| r.locks.iter().any(|l| l.lkid == *i)) {
@@ -131,13 +132,16 @@ pub fn why(dump: &Dump, name: &[u8]) -> Option<String> {
 }
 
 /// The blockers of `l` (on resource `r`), then what they wait for in
-/// turn, anywhere in the lockspace.
+/// turn, anywhere in the lockspace. `path`: the locks above this one
+/// (a blocker among them closes a cycle); `seen`: the locks already
+/// explained for this request (not repeated).
 fn chain(
     out: &mut String,
     ls: &LockspaceDump,
     r: &ResourceDump,
     l: &LockInfo,
     depth: usize,
+    path: &mut Vec<u32>,
     seen: &mut Vec<u32>,
 ) {
     let pad = "  ".repeat(depth);
@@ -161,36 +165,68 @@ fn chain(
             bl.lkid,
             who(bl)
         );
-        if seen.contains(&bl.lkid) {
+        if path.contains(&bl.lkid) {
             let _ = writeln!(out, "{pad}  (a cycle: see DEADLOCK)");
             continue;
         }
-        seen.push(bl.lkid);
-        if bl.is_request() {
-            chain(out, ls, r, bl, depth + 1, seen);
+        if seen.contains(&bl.lkid) {
+            continue;
         }
-        // What the blocker's owner waits for elsewhere.
+        seen.push(bl.lkid);
+        path.push(bl.lkid);
+        if bl.is_request() {
+            chain(out, ls, r, bl, depth + 1, path, seen);
+        }
+        // What the blocker's owner (or a process it started) waits for
+        // elsewhere.
         for r2 in &ls.resources {
             for w in r2.locks.iter().filter(|w| {
-                w.is_request() && w.pid == bl.pid && w.nodeid == bl.nodeid && w.lkid != bl.lkid
+                w.is_request()
+                    && w.nodeid == bl.nodeid
+                    && w.lkid != bl.lkid
+                    && (w.pid == bl.pid || (w.nodeid.unwrap_or(0) == 0 && descends(w.pid, bl.pid)))
             }) {
+                let by = if w.pid == bl.pid {
+                    String::new()
+                } else {
+                    format!(" (its descendant {})", who(w))
+                };
                 let _ = writeln!(
                     out,
-                    "{pad}  which waits on resource {}: lkid {:#x} for {}{}",
+                    "{pad}  which waits{by} on resource {}: lkid {:#x} for {}{}",
                     show_name(&r2.name, &r2.name_hex),
                     w.lkid,
                     mode(w.rqmode),
                     age(w)
                 );
-                if seen.contains(&w.lkid) {
+                if path.contains(&w.lkid) {
                     let _ = writeln!(out, "{pad}    (a cycle: see DEADLOCK)");
                     continue;
                 }
+                if seen.contains(&w.lkid) {
+                    continue;
+                }
                 seen.push(w.lkid);
-                chain(out, ls, r2, w, depth + 2, seen);
+                path.push(w.lkid);
+                chain(out, ls, r2, w, depth + 2, path, seen);
+                path.pop();
             }
         }
+        path.pop();
     }
+}
+
+/// Whether local process `pid` descends from `ancestor` (ppid chain).
+fn descends(pid: u32, ancestor: u32) -> bool {
+    let mut p = pid;
+    for _ in 0..64 {
+        match dlm_core::dump::parent_pid(p) {
+            Some(pp) if pp == ancestor => return true,
+            Some(pp) if pp > 1 && pp != p => p = pp,
+            _ => return false,
+        }
+    }
+    false
 }
 
 /// A Prometheus label value.
