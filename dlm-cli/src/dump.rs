@@ -267,7 +267,9 @@ fn kernel_names(lockspace: Option<&Name>) -> Result<Vec<String>, String> {
 /// Reads one lockspace's `_locks` file.
 fn read_kernel_file(name: &str) -> Result<String, String> {
     let path = Path::new(DEBUGFS).join("dlm").join(format!("{name}_locks"));
-    std::fs::read_to_string(&path).map_err(|e| {
+    // Names are printed as raw bytes: keep the text readable whatever
+    // they hold.
+    let bytes = std::fs::read(&path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::PermissionDenied {
             format!(
                 "{}: {e} (the kernel's lock dump needs root)",
@@ -276,7 +278,8 @@ fn read_kernel_file(name: &str) -> Result<String, String> {
         } else {
             format!("{}: {e}", path.display())
         }
-    })
+    })?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 fn kernel_locks_text(lockspace: Option<&Name>) -> Result<String, String> {
@@ -330,7 +333,7 @@ pub fn parse_kernel_locks(
         need("rqmode")?,
         need("r_name")?,
     );
-    let c_time = col("time_ms");
+    let c_time = col("time_us").or_else(|| col("time_ms"));
     let mut out: Vec<ResourceDump> = Vec::new();
     for line in lines {
         let line = line.trim_end();

@@ -1,5 +1,7 @@
-//! Reading dlmd's lock dump text: the lockspace names in it, and its
-//! conversion to JSON (for `dlm locks --json` and `dlmd --dump --json`).
+//! The lock dump: dlmd's dump text, and the typed model ([`Dump`]) that
+//! both backends' dumps are read into (`dlm locks --json`, `dlmd --dump
+//! --json`, schema in `docs/lock-dump.md`), with what blocks each request
+//! ([`blocked_by`]) and the deadlocks between owners ([`Dump::analyze`]).
 //!
 //! The text is one line per lockspace, resource and lock: a leading word,
 //! then `key value` pairs; names are quoted (printable ASCII as is, `"`
@@ -8,9 +10,11 @@
 //! ```text
 //! lockspace "ls" minor 1 created 1 openers 2 uid 0 gid 0 mode 0600
 //!   resource "res" lvb_valid yes lvb 0000…
-//!     granted lkid 0x00000001 grmode EX rqmode EX pid 4242 owner 3 flags PERSISTENT
-//!     waiting lkid 0x00000002 grmode -- rqmode PR pid 4243 owner 4 flags -
+//!     granted lkid 0x00000001 grmode EX rqmode EX pid 4242 owner 3 flags PERSISTENT seconds 12
+//!     waiting lkid 0x00000002 grmode -- rqmode PR pid 4243 owner 4 flags - seconds 3
 //! ```
+//!
+//! Readers ignore pairs they do not know (`seconds` came later).
 //!
 //! dlmd never reads other processes' `/proc`; a client adds each owner's
 //! command line itself ([`with_commands`]), as a last pair `command

@@ -1,17 +1,17 @@
 //! The lock dump: the text dlmd sends for DUMP (one line per lockspace,
 //! resource and lock, `key value` pairs after a leading word), and the
-//! conversion of that text to JSON is `dlm_core::dump::to_json` (shared with `dlm locks --json`).
+//! typed model it is read into is `dlm_core::dump::Dump` (shared with `dlm locks --json`).
 //!
 //! ```text
 //! lockspace "ls" minor 1 created 1 openers 2 nresources 1 nlocks 2 uid 0 gid 0 mode 0600
 //!   resource "res" lvb_valid yes lvb 0000…
-//!     granted lkid 0x00000001 grmode EX rqmode -- pid 4242 owner 3 flags PERSISTENT
-//!     waiting lkid 0x00000002 grmode -- rqmode PR pid 4243 owner 4 flags -
+//!     granted lkid 0x00000001 grmode EX rqmode -- pid 4242 owner 3 flags PERSISTENT seconds 12
+//!     waiting lkid 0x00000002 grmode -- rqmode PR pid 4243 owner 4 flags - seconds 3
 //! ```
 //!
 //! Names are quoted; printable ASCII stands for itself, `"` and `\` are
-//! backslash-escaped, every other byte is `\xHH`. In JSON a name is a
-//! string with one code point per byte (U+0000..U+00FF).
+//! backslash-escaped, every other byte is `\xHH`. `seconds` is the
+//! lock's age on its queue ([`dlm_engine::Engine::set_clock`]).
 
 use crate::perm::LsMeta;
 use dlm_core::{LockFlags, Lvb, Mode, Name};
