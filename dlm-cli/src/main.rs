@@ -377,6 +377,11 @@ fn status() -> Result<ExitCode, Fail> {
         Control::Kernel(_) => {
             println!("backend kernel");
             println!("devices /dev/misc/dlm-control (and dlm_<lockspace> per lockspace)");
+            // From sysfs: readable without root, unlike the lock dump.
+            match dump::lockspaces(&ctl) {
+                Ok(names) => println!("lockspace names: {}", names.join(" ")),
+                Err(e) => println!("lockspace names unavailable: {e}"),
+            }
         }
     }
     println!("interface {}.{}.{}", v.major, v.minor, v.patch);
