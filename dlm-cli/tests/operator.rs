@@ -422,3 +422,71 @@ fn nested_dlm_lock_commands_that_deadlock_are_found() {
     end(p);
     end(q);
 }
+
+#[test]
+fn dlmd_warn_wait_logs_each_long_wait_once_with_its_blockers() {
+    let dir = dlm_tests::scratch_dir("op-warn-wait");
+    let socket = dir.join("dlmd.sock");
+    let log = dir.join("dlmd.log");
+    let mut dlmd = Command::new(dlm_tests::dlmd_binary())
+        .args(["--foreground", "--warn-wait", "1", "--socket"])
+        .arg(&socket)
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let env = [
+        ("DLMD_SOCKET", socket.as_os_str()),
+        ("DLM_BACKEND", "dlmd".as_ref()),
+    ];
+    let start = Instant::now();
+    while !socket.exists() {
+        assert!(start.elapsed() < HANG, "dlmd did not come up");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_dlm"))
+            .args(args)
+            .envs(env)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut holder = run(&[
+        "lock",
+        "-l",
+        "op",
+        "res",
+        "--",
+        "sh",
+        "-c",
+        "echo held; exec sleep 60",
+    ]);
+    let mut line = String::new();
+    BufReader::new(holder.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let waiter = run(&["lock", "-l", "op", "-s", "res", "--", "true"]);
+    let want = format!(
+        "pid {} (-- -> PR) has waited 1 s; blocked by lkid",
+        waiter.id()
+    );
+    let holder_part = format!("pid {} EX", holder.id());
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap();
+        if text.contains(&want) {
+            assert!(text.contains(&holder_part), "{text}");
+            break;
+        }
+        assert!(start.elapsed() < HANG, "no warning in {text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Still once, seconds later.
+    std::thread::sleep(Duration::from_millis(2200));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(text.matches(&want).count(), 1, "{text}");
+    end(holder);
+    end(waiter);
+    let _ = dlmd.kill();
+    let _ = dlmd.wait();
+}

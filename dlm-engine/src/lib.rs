@@ -141,6 +141,85 @@ impl Engine {
         }
     }
 
+    /// Calls `f` for each request (waiting or converting) whose age
+    /// reached `threshold` seconds at an engine clock in `(from, to]`:
+    /// called once per clock range, each request is reported once per
+    /// queue it enters. `f` gets the lockspace and resource names, the
+    /// request, and the locks that block it
+    /// ([`dlm_core::dump::blocked_by`]). A walk of every lock of every
+    /// lockspace: for a server's occasional use (dlmd's `--warn-wait`).
+    pub fn long_waits(
+        &self,
+        from: u32,
+        to: u32,
+        threshold: u32,
+        f: &mut dyn FnMut(&Name, &Name, &LockDump, &[LockDump]),
+    ) {
+        use dlm_core::dump::{LockInfo, LockState, blocked_by};
+        for ls in self.spaces.iter().flatten() {
+            for res in ls.res.iter().filter(|r| r.nlocks > 0) {
+                let crossed = |i: u32| {
+                    let at = ls.l(i).since.saturating_add(threshold);
+                    at > from && at <= to
+                };
+                let any = [space::Q_CONVERT, space::Q_WAIT].iter().any(|&q| {
+                    let mut i = res.q[q].head;
+                    while i != NIL {
+                        if crossed(i) {
+                            return true;
+                        }
+                        i = ls.l(i).q_next;
+                    }
+                    false
+                });
+                if !any {
+                    continue;
+                }
+                let mut locks: Vec<(u32, LockDump, LockState)> = Vec::new();
+                for (q, state) in [
+                    (space::Q_GRANT, LockState::Granted),
+                    (space::Q_CONVERT, LockState::Converting),
+                    (space::Q_WAIT, LockState::Waiting),
+                ] {
+                    let mut i = res.q[q].head;
+                    while i != NIL {
+                        locks.push((i, Self::lock_dump(ls, i), state));
+                        i = ls.l(i).q_next;
+                    }
+                }
+                let model: Vec<LockInfo> = locks
+                    .iter()
+                    .map(|(_, l, state)| LockInfo {
+                        lkid: l.id,
+                        pid: l.pid,
+                        command: None,
+                        state: *state,
+                        grmode: l.granted,
+                        rqmode: l.requested,
+                        seconds: None,
+                        nodeid: None,
+                        flags: l.flags.iter_names().map(|(n, _)| n.to_owned()).collect(),
+                        blocked_by: Vec::new(),
+                        owner: None,
+                        xid: None,
+                    })
+                    .collect();
+                let name = Name::new(&res.name).expect("resource names fit");
+                for ((i, l, state), b) in locks.iter().zip(blocked_by(&model)) {
+                    if *state == LockState::Granted || !crossed(*i) {
+                        continue;
+                    }
+                    let blockers: Vec<LockDump> = locks
+                        .iter()
+                        .filter(|(_, x, _)| b.contains(&x.id))
+                        .map(|(_, x, _)| *x)
+                        .collect();
+                    f(&ls.name, &name, l, &blockers);
+                }
+            }
+        }
+    }
+
     /// An engine with no lockspaces.
     pub fn new() -> Engine {
         Engine {

@@ -59,6 +59,8 @@ usage: dlmd [--foreground | --daemon] [--socket PATH] [--log-level LEVEL]
                                lockspace handle (default 1024)
                       N: a number or \"unlimited\"; root and dlmd's own
                       uid are never limited
+  --warn-wait SECONDS log each lock request once it has waited SECONDS,
+                      naming the waiter and its blockers (pids, modes)
   --dump [LOCKSPACE]  print the lock dump of a running dlmd and exit
   --json              with --dump: print JSON instead of text
 ";
@@ -71,6 +73,7 @@ struct Args {
     json: bool,
     admin_group: Option<String>,
     limits: limits::Limits,
+    warn_wait: Option<u32>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -82,6 +85,7 @@ fn parse_args() -> Result<Args, String> {
         json: false,
         admin_group: None,
         limits: limits::Limits::default(),
+        warn_wait: None,
     };
     let mut it = std::env::args_os().skip(1).peekable();
     while let Some(arg) = it.next() {
@@ -120,6 +124,13 @@ fn parse_args() -> Result<Args, String> {
                 args.dump = Some(ls);
             }
             "--json" => args.json = true,
+            "--warn-wait" => {
+                let v = value("--warn-wait")?;
+                let v = v.to_string_lossy();
+                args.warn_wait = Some(v.parse::<u32>().ok().filter(|&n| n > 0).ok_or(format!(
+                    "--warn-wait needs a number of seconds (1 or more), not {v:?}"
+                ))?);
+            }
             "--admin-group" | "-g" => {
                 let v = value("--admin-group")?;
                 args.admin_group = Some(v.to_string_lossy().into_owned());
@@ -235,6 +246,7 @@ fn main() -> ExitCode {
     let mut server = match server::Server::new(listener) {
         Ok(mut s) => {
             s.set_limits(args.limits);
+            s.set_warn_wait(args.warn_wait);
             s
         }
         Err(e) => {

@@ -224,6 +224,8 @@ pub struct Server {
     /// that dlmd wakes its clients once per round, not once per message.
     ended: Vec<Tok>,
     limits: Limits,
+    /// `--warn-wait`: log each request that waits this many seconds.
+    warn_wait: Option<u32>,
     /// Open connections per uid.
     conns_of: HashMap<u32, usize>,
     /// Lockspaces per creator uid.
@@ -423,6 +425,7 @@ impl Server {
             rx: Some(RecvBatch::new()),
             ended: Vec::new(),
             limits: Limits::default(),
+            warn_wait: None,
             conns_of: HashMap::new(),
             spaces_of: HashMap::new(),
             reserve: reserve_fd(),
@@ -440,6 +443,12 @@ impl Server {
         self.limits = limits;
     }
 
+    /// Logs (at warning level) each request once it has waited `secs`
+    /// seconds, with its blockers; dlmd then wakes at least once a second.
+    pub fn set_warn_wait(&mut self, secs: Option<u32>) {
+        self.warn_wait = secs;
+    }
+
     /// Serves until a stop signal arrives; returns its number.
     ///
     /// # Errors
@@ -447,12 +456,17 @@ impl Server {
     pub fn run(&mut self) -> std::io::Result<u32> {
         let mut events: Vec<Event> = Vec::with_capacity(256);
         let start = std::time::Instant::now();
+        let second = rustix::event::Timespec {
+            tv_sec: 1,
+            tv_nsec: 0,
+        };
+        let mut warned_to = 0;
         loop {
             events.clear();
             match epoll::wait(
                 &self.epoll,
                 rustix::buffer::spare_capacity(&mut events),
-                None,
+                self.warn_wait.map(|_| &second),
             ) {
                 Ok(_) => {}
                 Err(SysErrno::INTR) => continue,
@@ -461,6 +475,32 @@ impl Server {
             // The locks' ages (dump `seconds`): one coarse clock per round.
             let secs = u32::try_from(start.elapsed().as_secs()).unwrap_or(u32::MAX);
             self.engine.set_clock(secs);
+            if let Some(t) = self.warn_wait.filter(|_| secs > warned_to) {
+                self.engine
+                    .long_waits(warned_to, secs, t, &mut |ls, res, l, blockers| {
+                        let mode = |m: Option<dlm_core::Mode>| m.map_or("--", dlm_core::Mode::name);
+                        let mut by = String::new();
+                        for b in blockers {
+                            by.push_str(&format!(
+                                " lkid {:#x} pid {} {}{}",
+                                b.id,
+                                b.pid,
+                                mode(b.granted),
+                                b.requested
+                                    .map_or(String::new(), |m| format!("->{}", m.name()))
+                            ));
+                        }
+                        warning!(
+                            "lockspace {ls} resource {res}: lkid {:#x} pid {} ({} -> {}) has waited {t} s; blocked by{}",
+                            l.id,
+                            l.pid,
+                            mode(l.granted),
+                            mode(l.requested),
+                            if by.is_empty() { " nothing (granted next)".to_string() } else { by }
+                        );
+                    });
+                warned_to = secs;
+            }
             // Hang-ups first: a client that closed a handle and then sent
             // a request elsewhere must find the handle closed, as a
             // kernel device's close() completes before the next write().
