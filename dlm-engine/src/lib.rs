@@ -153,7 +153,7 @@ impl Engine {
         from: u32,
         to: u32,
         threshold: u32,
-        f: &mut dyn FnMut(&Name, &Name, &LockDump, &[LockDump]),
+        f: &mut LongWaitFn<'_>,
     ) {
         use dlm_core::dump::{LockInfo, LockState, blocked_by};
         for ls in self.spaces.iter().flatten() {
@@ -787,6 +787,10 @@ impl Engine {
         }
     }
 }
+
+/// The callback of [`Engine::long_waits`]: lockspace name, resource
+/// name, the request, its blockers.
+pub type LongWaitFn<'a> = dyn FnMut(&Name, &Name, &LockDump, &[LockDump]) + 'a;
 
 /// Orphan-list entries one [`Engine::dump_next`] call examines at most
 /// while looking for a resource's detached orphans.
