@@ -148,13 +148,7 @@ impl Engine {
     /// request, and the locks that block it
     /// ([`dlm_core::dump::blocked_by`]). A walk of every lock of every
     /// lockspace: for a server's occasional use (dlmd's `--warn-wait`).
-    pub fn long_waits(
-        &self,
-        from: u32,
-        to: u32,
-        threshold: u32,
-        f: &mut LongWaitFn<'_>,
-    ) {
+    pub fn long_waits(&self, from: u32, to: u32, threshold: u32, f: &mut LongWaitFn<'_>) {
         use dlm_core::dump::{LockInfo, LockState, blocked_by};
         for ls in self.spaces.iter().flatten() {
             for res in ls.res.iter().filter(|r| r.nlocks > 0) {
