@@ -78,13 +78,37 @@ pub enum Cmd {
         command: Vec<String>,
     },
     /// Show the lock dump: resources, queues, modes, owners (with their
-    /// command lines where visible), LVBs.
+    /// command lines where visible), LVBs, how long each lock has been in
+    /// its state, what blocks each waiting request, and deadlocks.
     Locks {
         /// Only this lockspace.
         lockspace: Option<String>,
-        /// Machine-readable JSON instead of text.
+        /// Machine-readable JSON instead of text (schema: docs/lock-dump.md).
         #[arg(long)]
         json: bool,
+        /// Only requests (waiting or converting) at least SECONDS old;
+        /// exit 1 when there is any, 0 when none.
+        #[arg(long, value_name = "SECONDS")]
+        stuck: Option<u64>,
+    },
+    /// Explain one resource: its holders, its queue, and for each waiting
+    /// request the chain of blockers down to the process at its root, and
+    /// any deadlock it is part of.
+    Why {
+        /// The resource name.
+        name: String,
+        /// The lockspace.
+        #[arg(short, long, default_value = "default")]
+        lockspace: String,
+    },
+    /// Which lock manager is in use and where; exit 0 when one answers,
+    /// 3 when none is reachable (with a one-line reason).
+    Status,
+    /// Lock statistics.
+    Stats {
+        /// Prometheus text format (for node_exporter's textfile collector).
+        #[arg(long)]
+        prometheus: bool,
     },
     /// List lockspaces.
     Lockspaces,

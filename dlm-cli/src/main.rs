@@ -6,6 +6,7 @@
 
 mod dump;
 mod lock;
+mod report;
 
 use clap::Parser;
 use dlm_cli::{Cli, Cmd};
@@ -144,18 +145,49 @@ fn run() -> Result<ExitCode, Fail> {
                 argv,
             })
         }
-        Cmd::Locks { lockspace, json } => {
-            if let Some(name) = &lockspace {
-                lock::check_name_len("lockspace", name)?;
-            }
+        Cmd::Locks {
+            lockspace,
+            json,
+            stuck,
+        } => {
+            let name = lockspace_name(lockspace.as_deref())?;
             let ctl = control()?;
-            let name = lockspace
-                .as_deref()
-                .map(|n| Name::lockspace(n.as_bytes()))
-                .transpose();
-            let name = name.map_err(|_| Fail("bad lockspace name".into()))?;
-            let text = dump::locks(&ctl, name.as_ref(), json).map_err(Fail)?;
-            print!("{text}");
+            if !json && stuck.is_none() {
+                print!("{}", dump::locks_text(&ctl, name.as_ref()).map_err(Fail)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let full = dump::load(&ctl, name.as_ref()).map_err(Fail)?;
+            let (shown, any) = match stuck {
+                Some(secs) => report::stuck(&full, secs),
+                None => (full, false),
+            };
+            if json {
+                println!("{}", to_json(&shown)?);
+            } else if let Some(secs) = stuck {
+                print!("{}", report::stuck_text(&shown, secs));
+            }
+            Ok(if any {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Cmd::Why { name, lockspace } => {
+            lock::check_name_len("resource", &name)?;
+            let ls = lockspace_name(Some(&lockspace))?;
+            let ctl = control()?;
+            let d = dump::load(&ctl, ls.as_ref()).map_err(Fail)?;
+            match report::why(&d, name.as_bytes()) {
+                Some(text) => print!("{text}"),
+                None => println!("resource {name:?} has no locks in lockspace {lockspace:?}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Status => status(),
+        Cmd::Stats { prometheus: _ } => {
+            let ctl = control()?;
+            let d = dump::load(&ctl, None).map_err(Fail)?;
+            print!("{}", report::prometheus(&d));
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Lockspaces => {
@@ -308,6 +340,77 @@ fn user_log_dir(socket: &std::path::Path) -> Result<PathBuf, Fail> {
         )));
     }
     Ok(dir)
+}
+
+/// A lockspace name argument, checked.
+fn lockspace_name(name: Option<&str>) -> Result<Option<Name>, Fail> {
+    let Some(name) = name else {
+        return Ok(None);
+    };
+    lock::check_name_len("lockspace", name)?;
+    Name::lockspace(name.as_bytes())
+        .map(Some)
+        .map_err(|_| Fail("bad lockspace name".into()))
+}
+
+fn to_json(d: &dlm_core::dump::Dump) -> Result<String, Fail> {
+    serde_json::to_string(d).map_err(|e| Fail(format!("json: {e}")))
+}
+
+/// `dlm status`: exit 0 when a lock manager answers, 3 when none does.
+fn status() -> Result<ExitCode, Fail> {
+    let ctl = match control() {
+        Ok(c) => c,
+        Err(Fail(why)) => {
+            println!("no lock manager: {why}");
+            return Ok(ExitCode::from(3));
+        }
+    };
+    let v = ctl.version();
+    match &ctl {
+        Control::Dlmd(_, _, path) => {
+            println!("backend dlmd");
+            println!("socket {}", path.path.display());
+        }
+        Control::Kernel(_) => {
+            println!("backend kernel");
+            println!("devices /dev/misc/dlm-control (and dlm_<lockspace> per lockspace)");
+            // From sysfs: readable without root, unlike the lock dump.
+            match dump::lockspaces(&ctl) {
+                Ok(names) => println!("lockspace names: {}", names.join(" ")),
+                Err(e) => println!("lockspace names unavailable: {e}"),
+            }
+        }
+    }
+    println!("interface {}.{}.{}", v.major, v.minor, v.patch);
+    println!("dlm {}", env!("CARGO_PKG_VERSION"));
+    match dump::load(&ctl, None) {
+        Ok(d) => {
+            let locks = d
+                .lockspaces
+                .iter()
+                .flat_map(|l| &l.resources)
+                .map(|r| r.locks.len());
+            let names: Vec<String> = d
+                .lockspaces
+                .iter()
+                .map(|l| dump::show_name(&l.name, &l.name_hex))
+                .collect();
+            println!("lockspaces {} ({})", d.lockspaces.len(), names.join(" "));
+            println!(
+                "resources {}",
+                d.lockspaces
+                    .iter()
+                    .map(|l| l.resources.len())
+                    .sum::<usize>()
+            );
+            println!("locks {}", locks.sum::<usize>());
+            println!("waiting {}", d.requests().count());
+            println!("deadlocks {}", d.deadlocks.len());
+        }
+        Err(e) => println!("dump unavailable: {e}"),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {

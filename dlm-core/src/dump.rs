@@ -1,5 +1,7 @@
-//! Reading dlmd's lock dump text: the lockspace names in it, and its
-//! conversion to JSON (for `dlm locks --json` and `dlmd --dump --json`).
+//! The lock dump: dlmd's dump text, and the typed model ([`Dump`]) that
+//! both backends' dumps are read into (`dlm locks --json`, `dlmd --dump
+//! --json`, schema in `docs/lock-dump.md`), with what blocks each request
+//! ([`blocked_by`]) and the deadlocks between owners ([`Dump::analyze`]).
 //!
 //! The text is one line per lockspace, resource and lock: a leading word,
 //! then `key value` pairs; names are quoted (printable ASCII as is, `"`
@@ -8,14 +10,18 @@
 //! ```text
 //! lockspace "ls" minor 1 created 1 openers 2 uid 0 gid 0 mode 0600
 //!   resource "res" lvb_valid yes lvb 0000…
-//!     granted lkid 0x00000001 grmode EX rqmode EX pid 4242 owner 3 flags PERSISTENT
-//!     waiting lkid 0x00000002 grmode -- rqmode PR pid 4243 owner 4 flags -
+//!     granted lkid 0x00000001 grmode EX rqmode EX pid 4242 owner 3 flags PERSISTENT seconds 12
+//!     waiting lkid 0x00000002 grmode -- rqmode PR pid 4243 owner 4 flags - seconds 3
 //! ```
+//!
+//! Readers ignore pairs they do not know (`seconds` came later).
 //!
 //! dlmd never reads other processes' `/proc`; a client adds each owner's
 //! command line itself ([`with_commands`]), as a last pair `command
 //! "argv joined by spaces"` on the lock lines whose pid it can see.
 
+use crate::Mode;
+use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 
 /// The names of the lockspaces in a dump, as printable text.
@@ -160,165 +166,539 @@ fn tokenize(line: &str) -> Option<Vec<Token>> {
 /// The queues of a resource, in dump order.
 const QUEUES: [&str; 4] = ["granted", "converting", "waiting", "detached"];
 
-/// Converts dump text (as dlmd writes it) to a JSON document:
-/// `{"lockspaces":[{…,"resources":[{…,"granted":[…],"converting":[…],
-/// "waiting":[…],"detached":[…]}]}]}`. Numbers become numbers, `yes`/`no` booleans,
-/// `flags` an array of names.
+// ---- the typed dump ---------------------------------------------------
+
+/// The schema version of [`Dump`] (the `"version"` of `dlm locks --json`).
+pub const VERSION: u32 = 1;
+
+/// A lock dump of one node: its lockspaces, their resources and locks,
+/// and the deadlocks found in it ([`Dump::analyze`]). The JSON of
+/// `dlm locks --json`; the schema is described in `docs/lock-dump.md`.
+///
+/// A dump is read a little at a time and is not an atomic snapshot:
+/// locks may have changed between two resources.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dump {
+    /// [`VERSION`].
+    pub version: u32,
+    /// `"dlmd"` or `"kernel"`.
+    pub backend: String,
+    /// The lockspaces.
+    pub lockspaces: Vec<LockspaceDump>,
+    /// Cycles in the wait-for graph between lock owners.
+    pub deadlocks: Vec<Deadlock>,
+}
+
+/// One lockspace of a [`Dump`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockspaceDump {
+    /// The name, when it is valid UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The name's bytes in hex.
+    pub name_hex: String,
+    /// dlmd's number for the lockspace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minor: Option<u64>,
+    /// Its handles open now (dlmd).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub openers: Option<u64>,
+    /// Owner uid, gid and mode of dlmd's lockspace (`"0600"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    /// See `uid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
+    /// See `uid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// Its resources with locks.
+    pub resources: Vec<ResourceDump>,
+}
+
+/// One resource of a [`LockspaceDump`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceDump {
+    /// The name, when it is valid UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The name's bytes in hex.
+    pub name_hex: String,
+    /// The lock value block in hex, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lvb: Option<String>,
+    /// Whether the LVB is valid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lvb_valid: Option<bool>,
+    /// Its locks in queue order: granted, converting, waiting, detached.
+    pub locks: Vec<LockInfo>,
+}
+
+/// Where a lock is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LockState {
+    /// Granted, nothing pending.
+    Granted,
+    /// Granted `grmode`, converting to `rqmode`.
+    Converting,
+    /// A new request for `rqmode`.
+    Waiting,
+    /// dlmd only: an orphan on no queue (its owner closed).
+    Detached,
+}
+
+/// One lock of a [`ResourceDump`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockInfo {
+    /// The lock id.
+    pub lkid: u32,
+    /// The owner process (on the lock's node).
+    pub pid: u32,
+    /// The owner's command line (argv joined by spaces), when its pid is
+    /// local and visible to the reader.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// Its queue.
+    pub state: LockState,
+    /// The granted mode (`"EX"` …), `null` for a waiting request.
+    #[serde(with = "mode_serde")]
+    pub grmode: Option<Mode>,
+    /// The requested mode, `null` when nothing is pending.
+    #[serde(with = "mode_serde")]
+    pub rqmode: Option<Mode>,
+    /// Seconds in its current state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<u64>,
+    /// The node that owns it, where known (kernel: 0 is this node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodeid: Option<u32>,
+    /// Its flag names (`"PERSISTENT"` …; unnamed bits in hex).
+    pub flags: Vec<String>,
+    /// The `lkid`s of the locks that keep this request from being
+    /// granted ([`blocked_by`]); empty for a granted lock.
+    pub blocked_by: Vec<u32>,
+    /// dlmd: the handle id of the owner, `"orphan"` or `"dead"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// dlmd: the transaction id of its latest request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xid: Option<u64>,
+}
+
+impl LockInfo {
+    /// Whether the lock is a pending request (waiting or converting).
+    pub fn is_request(&self) -> bool {
+        matches!(self.state, LockState::Waiting | LockState::Converting)
+    }
+}
+
+/// A cycle in the wait-for graph: each owner waits for a lock held (or
+/// requested ahead) by the next.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deadlock {
+    /// The owners in the cycle.
+    pub pids: Vec<u32>,
+    /// The locks in the cycle: the waiting requests and their blockers.
+    pub lkids: Vec<u32>,
+}
+
+mod mode_serde {
+    use crate::Mode;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(m: &Option<Mode>, s: S) -> Result<S::Ok, S::Error> {
+        match m {
+            Some(m) => s.serialize_str(m.name()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Mode>, D::Error> {
+        let v: Option<String> = Option::deserialize(d)?;
+        match v {
+            None => Ok(None),
+            Some(v) => v
+                .parse()
+                .map(Some)
+                .map_err(|_| serde::de::Error::custom(format!("bad mode {v:?}"))),
+        }
+    }
+}
+
+/// A name as (UTF-8 text when valid, hex).
+pub fn name_fields(bytes: &[u8]) -> (Option<String>, String) {
+    let text = std::str::from_utf8(bytes).ok().map(str::to_owned);
+    (text, hex(bytes))
+}
+
+/// Bytes as lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+/// Hex to bytes.
+pub fn unhex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Which locks of one resource keep each request from being granted,
+/// by the grant rules of the lock manager (those of the kernel's
+/// `_can_be_granted`, which dlm-engine implements): `locks` in queue order
+/// (granted, converting, waiting; detached locks are ignored); the
+/// result has one list of lock ids per lock, empty for granted locks.
+///
+/// A converting lock is blocked by every other granted or converting lock
+/// whose granted mode is incompatible with its requested mode, and, unless
+/// NOORDER, by the conversions ahead of it. A waiting request is blocked by
+/// the granted or converting locks whose granted mode is incompatible with
+/// its requested mode and, unless NOORDER, by every conversion and by the
+/// requests ahead of it. EXPEDITE requests are blocked by nothing. In a
+/// dump of a lock manager at rest every request has a blocker; a request
+/// with none would be granted next (one exception, as in the kernel: a
+/// new HEADQUE request put at the head of the wait queue, blocked only by
+/// the requests it jumped, waits for the next grant pass with no
+/// blocker). dlm-engine's tests check this against its grant logic.
+pub fn blocked_by(locks: &[LockInfo]) -> Vec<Vec<u32>> {
+    let flag = |l: &LockInfo, f: &str| l.flags.iter().any(|x| x == f);
+    let holds = |l: &LockInfo| matches!(l.state, LockState::Granted | LockState::Converting);
+    locks
+        .iter()
+        .enumerate()
+        .map(|(i, me)| {
+            let Some(rq) = me.rqmode.filter(|_| me.is_request()) else {
+                return Vec::new();
+            };
+            if flag(me, "EXPEDITE") {
+                return Vec::new();
+            }
+            let ordered = !flag(me, "NOORDER");
+            locks
+                .iter()
+                .enumerate()
+                .filter(|&(j, l)| {
+                    if j == i {
+                        return false;
+                    }
+                    let conflicts = holds(l) && l.grmode.is_some_and(|g| !g.compatible(rq));
+                    let ahead = ordered
+                        && match me.state {
+                            LockState::Converting => l.state == LockState::Converting && j < i,
+                            _ => {
+                                l.state == LockState::Converting
+                                    || (l.state == LockState::Waiting && j < i)
+                            }
+                        };
+                    conflicts || ahead
+                })
+                .map(|(_, l)| l.lkid)
+                .collect()
+        })
+        .collect()
+}
+
+impl Dump {
+    /// An empty dump of `backend`.
+    pub fn new(backend: &str) -> Dump {
+        Dump {
+            version: VERSION,
+            backend: backend.to_owned(),
+            lockspaces: Vec::new(),
+            deadlocks: Vec::new(),
+        }
+    }
+
+    /// The dump of dlmd's dump `text` ([`parse_dlmd`]), with each local
+    /// owner's command line, analyzed ([`Dump::analyze`], ppid rule
+    /// included).
+    ///
+    /// # Errors
+    /// The number of the first line that is not dump text.
+    pub fn from_dlmd_text(text: &str) -> Result<Dump, usize> {
+        let mut dump = Dump::new("dlmd");
+        dump.lockspaces = parse_dlmd(text, &command_line)?;
+        dump.analyze(&parent_pid);
+        Ok(dump)
+    }
+
+    /// The dump as one line of JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a dump serializes")
+    }
+
+    /// Fills in each lock's `blocked_by` ([`blocked_by`]) and the
+    /// dump's `deadlocks`. `parent` gives a local process's parent pid
+    /// (for the ppid rule: a process waits for what its descendants wait
+    /// for); pass `|_| None` to leave it out.
+    pub fn analyze(&mut self, parent: &dyn Fn(u32) -> Option<u32>) {
+        for ls in &mut self.lockspaces {
+            for r in &mut ls.resources {
+                let blockers = blocked_by(&r.locks);
+                for (l, b) in r.locks.iter_mut().zip(blockers) {
+                    l.blocked_by = b;
+                }
+            }
+        }
+        self.deadlocks = self.find_deadlocks(parent);
+    }
+
+    fn find_deadlocks(&self, parent: &dyn Fn(u32) -> Option<u32>) -> Vec<Deadlock> {
+        // Owners: (nodeid, pid); edges labelled with (request, blocker).
+        type Owner = (u32, u32);
+        let mut edges: Vec<(Owner, Owner, u32, u32)> = Vec::new();
+        for ls in &self.lockspaces {
+            for r in &ls.resources {
+                for l in &r.locks {
+                    for b in &l.blocked_by {
+                        let Some(bl) = r.locks.iter().find(|x| x.lkid == *b) else {
+                            continue;
+                        };
+                        let from = (l.nodeid.unwrap_or(0), l.pid);
+                        let to = (bl.nodeid.unwrap_or(0), bl.pid);
+                        edges.push((from, to, l.lkid, bl.lkid));
+                        // The ppid rule: the waiter's local ancestors wait too.
+                        if from.0 == 0 {
+                            let mut p = from.1;
+                            let mut depth = 0;
+                            while let Some(pp) = parent(p).filter(|&pp| pp > 1 && pp != p) {
+                                edges.push(((0, pp), to, l.lkid, bl.lkid));
+                                p = pp;
+                                depth += 1;
+                                if depth > 64 {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let mut nodes: Vec<Owner> = edges.iter().flat_map(|e| [e.0, e.1]).collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        let idx = |o: &Owner| nodes.binary_search(o).expect("listed");
+        let mut adj: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
+        for e in &edges {
+            adj[idx(&e.0)].push(idx(&e.1));
+        }
+        let comps = sccs(&adj);
+        let mut out = Vec::new();
+        for comp in comps {
+            let cyclic = comp.len() > 1 || adj[comp[0]].contains(&comp[0]);
+            if !cyclic {
+                continue;
+            }
+            let in_comp = |o: &Owner| comp.contains(&idx(o));
+            let mut pids: Vec<u32> = comp.iter().map(|&n| nodes[n].1).collect();
+            pids.sort_unstable();
+            pids.dedup();
+            let mut lkids: Vec<u32> = edges
+                .iter()
+                .filter(|e| in_comp(&e.0) && in_comp(&e.1))
+                .flat_map(|e| [e.2, e.3])
+                .collect();
+            lkids.sort_unstable();
+            lkids.dedup();
+            out.push(Deadlock { pids, lkids });
+        }
+        out
+    }
+
+    /// The pending requests (waiting or converting) with their
+    /// lockspace and resource.
+    pub fn requests(&self) -> impl Iterator<Item = (&LockspaceDump, &ResourceDump, &LockInfo)> {
+        self.lockspaces.iter().flat_map(|ls| {
+            ls.resources.iter().flat_map(move |r| {
+                r.locks
+                    .iter()
+                    .filter(|l| l.is_request())
+                    .map(move |l| (ls, r, l))
+            })
+        })
+    }
+}
+
+/// Tarjan's strongly connected components (iterative).
+fn sccs(adj: &[Vec<usize>]) -> Vec<Vec<usize>> {
+    let n = adj.len();
+    let mut index = vec![usize::MAX; n];
+    let mut low = vec![0; n];
+    let mut on = vec![false; n];
+    let mut stack = Vec::new();
+    let mut out = Vec::new();
+    let mut next = 0;
+    for root in 0..n {
+        if index[root] != usize::MAX {
+            continue;
+        }
+        let mut call: Vec<(usize, usize)> = vec![(root, 0)];
+        index[root] = next;
+        low[root] = next;
+        next += 1;
+        stack.push(root);
+        on[root] = true;
+        while let Some(&mut (v, ref mut k)) = call.last_mut() {
+            if let Some(&w) = adj[v].get(*k) {
+                *k += 1;
+                if index[w] == usize::MAX {
+                    index[w] = next;
+                    low[w] = next;
+                    next += 1;
+                    stack.push(w);
+                    on[w] = true;
+                    call.push((w, 0));
+                } else if on[w] {
+                    low[v] = low[v].min(index[w]);
+                }
+            } else {
+                call.pop();
+                if let Some(&(u, _)) = call.last() {
+                    low[u] = low[u].min(low[v]);
+                }
+                if low[v] == index[v] {
+                    let mut comp = Vec::new();
+                    while let Some(w) = stack.pop() {
+                        on[w] = false;
+                        comp.push(w);
+                        if w == v {
+                            break;
+                        }
+                    }
+                    out.push(comp);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The parent pid of local process `pid` (`/proc/PID/stat`).
+pub fn parent_pid(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) state ppid …"; comm may hold spaces and parentheses.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Parses dlmd's dump text into lockspaces (with each local owner's
+/// command line from `command`), `blocked_by` not yet filled in.
 ///
 /// # Errors
 /// The number of the first line that is not dump text.
-pub fn to_json(text: &str) -> Result<String, usize> {
-    let mut out = String::from("{\"lockspaces\":[");
-    // Which containers are open: 0 none, 1 lockspace, 2 resource.
-    let mut depth = 0;
-    let mut first_ls = true;
-    let mut first_res = true;
-    // The current resource's lock lines, by queue, as JSON objects.
-    let mut queues: [Vec<String>; 4] = Default::default();
-    let close_resource = |out: &mut String, queues: &mut [Vec<String>; 4]| {
-        for (name, q) in QUEUES.iter().zip(queues.iter_mut()) {
-            let _ = write!(out, ",\"{name}\":[{}]", q.join(","));
-            q.clear();
-        }
-        out.push('}');
-    };
+pub fn parse_dlmd(
+    text: &str,
+    command: &dyn Fn(u32) -> Option<String>,
+) -> Result<Vec<LockspaceDump>, usize> {
+    let mut out: Vec<LockspaceDump> = Vec::new();
     for (n, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
+        let bad = n + 1;
+        let tokens = tokenize(line).ok_or(bad)?;
+        let Some((Token::Word(kind), rest)) = tokens.split_first() else {
             continue;
-        }
-        let tokens = tokenize(line).ok_or(n + 1)?;
-        let (Some(Token::Word(kind)), rest) = (tokens.first(), tokens.get(1..).unwrap_or(&[]))
-        else {
-            return Err(n + 1);
         };
-        match kind.as_str() {
-            "lockspace" | "resource" => {
-                let Some(Token::Name(name)) = rest.first() else {
-                    return Err(n + 1);
-                };
-                if depth == 2 {
-                    close_resource(&mut out, &mut queues);
-                }
-                if kind == "lockspace" {
-                    if depth >= 1 {
-                        out.push_str("]}");
-                    }
-                    if !first_ls {
-                        out.push(',');
-                    }
-                    first_ls = false;
-                    first_res = true;
-                    depth = 1;
-                } else {
-                    if depth == 0 {
-                        return Err(n + 1);
-                    }
-                    if !first_res {
-                        out.push(',');
-                    }
-                    first_res = false;
-                    depth = 2;
-                }
-                out.push_str("{\"name\":");
-                json_bytes(&mut out, name);
-                pairs(&mut out, &rest[1..]).ok_or(n + 1)?;
-                if kind == "lockspace" {
-                    out.push_str(",\"resources\":[");
-                }
+        let (name, pairs) = match rest.split_first() {
+            Some((Token::Name(name), pairs)) if kind == "lockspace" || kind == "resource" => {
+                (Some(name.as_slice()), pairs)
             }
-            "granted" | "converting" | "waiting" | "detached" => {
-                if depth != 2 {
-                    return Err(n + 1);
-                }
-                let q = match kind.as_str() {
-                    "granted" => 0,
-                    "converting" => 1,
-                    "waiting" => 2,
-                    _ => 3,
-                };
-                let mut obj = String::from("{\"queue\":");
-                json_bytes(&mut obj, kind.as_bytes());
-                pairs(&mut obj, rest).ok_or(n + 1)?;
-                obj.push('}');
-                queues[q].push(obj);
+            _ => (None, rest),
+        };
+        if pairs.len() % 2 != 0 {
+            return Err(bad);
+        }
+        let mut kv: Vec<(&str, &Token)> = Vec::new();
+        for p in pairs.chunks(2) {
+            let Token::Word(k) = &p[0] else {
+                return Err(bad);
+            };
+            kv.push((k.as_str(), &p[1]));
+        }
+        let word = |k: &str| {
+            kv.iter()
+                .find(|(key, _)| *key == k)
+                .and_then(|(_, v)| match v {
+                    Token::Word(w) => Some(w.as_str()),
+                    Token::Name(_) => None,
+                })
+        };
+        let num = |k: &str| -> Option<u64> {
+            let w = word(k)?;
+            match w.strip_prefix("0x") {
+                Some(h) => u64::from_str_radix(h, 16).ok(),
+                None => w.parse().ok(),
             }
-            _ => return Err(n + 1),
+        };
+        match (kind.as_str(), name) {
+            ("lockspace", Some(name)) => {
+                let (name, name_hex) = name_fields(name);
+                out.push(LockspaceDump {
+                    name,
+                    name_hex,
+                    minor: num("minor"),
+                    openers: num("openers"),
+                    uid: num("uid").and_then(|v| u32::try_from(v).ok()),
+                    gid: num("gid").and_then(|v| u32::try_from(v).ok()),
+                    mode: word("mode").map(str::to_owned),
+                    resources: Vec::new(),
+                });
+            }
+            ("resource", Some(name)) => {
+                let ls = out.last_mut().ok_or(bad)?;
+                let (name, name_hex) = name_fields(name);
+                ls.resources.push(ResourceDump {
+                    name,
+                    name_hex,
+                    lvb: word("lvb").filter(|v| *v != "none").map(str::to_owned),
+                    lvb_valid: word("lvb_valid").map(|v| v == "yes"),
+                    locks: Vec::new(),
+                });
+            }
+            (q, None) if QUEUES.contains(&q) => {
+                let r = out
+                    .last_mut()
+                    .and_then(|ls| ls.resources.last_mut())
+                    .ok_or(bad)?;
+                let state = match q {
+                    "granted" => LockState::Granted,
+                    "converting" => LockState::Converting,
+                    "waiting" => LockState::Waiting,
+                    _ => LockState::Detached,
+                };
+                let mode = |k: &str| word(k).and_then(|m| m.parse::<Mode>().ok());
+                let pid = num("pid").and_then(|v| u32::try_from(v).ok()).ok_or(bad)?;
+                let lkid = num("lkid").and_then(|v| u32::try_from(v).ok()).ok_or(bad)?;
+                let flags = match word("flags") {
+                    None | Some("-") => Vec::new(),
+                    Some(f) => f.split('|').map(str::to_owned).collect(),
+                };
+                r.locks.push(LockInfo {
+                    lkid,
+                    pid,
+                    command: command(pid),
+                    state,
+                    grmode: mode("grmode"),
+                    rqmode: mode("rqmode"),
+                    seconds: num("seconds"),
+                    nodeid: None,
+                    flags,
+                    blocked_by: Vec::new(),
+                    owner: word("owner").map(str::to_owned),
+                    xid: num("xid"),
+                });
+            }
+            _ => return Err(bad),
         }
     }
-    if depth == 2 {
-        close_resource(&mut out, &mut queues);
-    }
-    if depth >= 1 {
-        out.push_str("]}");
-    }
-    out.push_str("]}");
     Ok(out)
-}
-
-/// Appends `,"key":value` for each pair of tokens.
-fn pairs(out: &mut String, tokens: &[Token]) -> Option<()> {
-    if tokens.len() % 2 != 0 {
-        return None;
-    }
-    for kv in tokens.chunks(2) {
-        let Token::Word(key) = &kv[0] else {
-            return None;
-        };
-        out.push(',');
-        json_bytes(out, key.as_bytes());
-        out.push(':');
-        match &kv[1] {
-            Token::Name(bytes) => json_bytes(out, bytes),
-            Token::Word(v) => json_value(out, key, v),
-        }
-    }
-    Some(())
-}
-
-fn json_value(out: &mut String, key: &str, v: &str) {
-    if key == "flags" {
-        out.push('[');
-        if v != "-" {
-            for (i, f) in v.split('|').enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                json_bytes(out, f.as_bytes());
-            }
-        }
-        out.push(']');
-    } else if v == "yes" || v == "no" {
-        out.push_str(if v == "yes" { "true" } else { "false" });
-    } else if let Some(hex) = v
-        .strip_prefix("0x")
-        .and_then(|h| u64::from_str_radix(h, 16).ok())
-    {
-        let _ = write!(out, "{hex}");
-    } else if !v.is_empty()
-        && v.bytes().all(|c| c.is_ascii_digit())
-        && (v == "0" || !v.starts_with('0'))
-        && v.parse::<u64>().is_ok()
-    {
-        out.push_str(v);
-    } else {
-        json_bytes(out, v.as_bytes());
-    }
-}
-
-/// A JSON string with one code point per byte.
-fn json_bytes(out: &mut String, bytes: &[u8]) {
-    out.push('"');
-    for &b in bytes {
-        match b {
-            b'"' => out.push_str("\\\""),
-            b'\\' => out.push_str("\\\\"),
-            0x20..=0x7e => out.push(b as char),
-            _ => {
-                let _ = write!(out, "\\u{:04x}", b);
-            }
-        }
-    }
-    out.push('"');
 }
 
 #[cfg(test)]
@@ -336,11 +716,6 @@ mod tests {
             text.contains("flags PERSISTENT|0x40000000 command \"sh -c \\\"x\\\" \\xc3\\xa9\"\n"),
             "{text}"
         );
-        let json = to_json(&text).unwrap();
-        assert!(
-            json.contains("\"command\":\"sh -c \\\"x\\\" \\u00c3\\u00a9\""),
-            "{json}"
-        );
         // Lines without a visible pid stay as they were.
         assert_eq!(with_commands_from(SAMPLE, |_| None), SAMPLE);
         let me = command_line(std::process::id()).unwrap();
@@ -351,23 +726,5 @@ mod tests {
     #[test]
     fn names() {
         assert_eq!(lockspace_names(SAMPLE), ["a", "b"]);
-    }
-
-    #[test]
-    fn json() {
-        let json = to_json(SAMPLE).unwrap();
-        assert!(json.starts_with("{\"lockspaces\":[{\"name\":\"a\",\"minor\":1,\"created\":1,\"openers\":2,\"resources\":[{\"name\":\"r\\u0001\",\"lvb_valid\":false"), "{json}");
-        assert!(json.contains("\"lkid\":1,\"grmode\":\"EX\""), "{json}");
-        assert!(
-            json.contains("\"flags\":[\"PERSISTENT\",\"0x40000000\"]"),
-            "{json}"
-        );
-        assert!(
-            json.ends_with("{\"name\":\"b\",\"minor\":2,\"resources\":[]}]}"),
-            "{json}"
-        );
-        assert_eq!(to_json("").unwrap(), "{\"lockspaces\":[]}");
-        assert_eq!(to_json("bogus\n"), Err(1));
-        assert_eq!(to_json("lockspace \"a\n"), Err(1));
     }
 }

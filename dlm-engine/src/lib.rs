@@ -148,6 +148,8 @@ pub struct Engine {
     acct_locks: IdMap<u32, usize>,
     /// See [`Engine::set_release_forceunlock`].
     release_forced: bool,
+    /// See [`Engine::set_clock`].
+    now: u32,
 }
 
 impl Default for Engine {
@@ -157,9 +159,98 @@ impl Default for Engine {
 }
 
 impl Engine {
+    /// Sets the engine's clock to `now` seconds (any origin, not going
+    /// back): each lock records it when it enters a queue, and dumps
+    /// report [`LockDump::seconds`] from it. A server sets it once per
+    /// round of its event loop; an engine whose clock is never set dumps
+    /// every age as 0.
+    pub fn set_clock(&mut self, now: u32) {
+        if now == self.now {
+            return;
+        }
+        self.now = now;
+        for ls in self.spaces.iter_mut().flatten() {
+            ls.now = now;
+        }
+    }
+
+    /// Calls `f` for each request (waiting or converting) whose age
+    /// reached `threshold` seconds at an engine clock in `(from, to]`:
+    /// called once per clock range, each request is reported once per
+    /// queue it enters. `f` gets the lockspace and resource names, the
+    /// request, and the locks that block it
+    /// ([`dlm_core::dump::blocked_by`]). A walk of every lock of every
+    /// lockspace: for a server's occasional use (dlmd's `--warn-wait`).
+    pub fn long_waits(&self, from: u32, to: u32, threshold: u32, f: &mut LongWaitFn<'_>) {
+        use dlm_core::dump::{LockInfo, LockState, blocked_by};
+        for ls in self.spaces.iter().flatten() {
+            for res in ls.res.iter().filter(|r| r.nlocks > 0) {
+                let crossed = |i: u32| {
+                    let at = ls.l(i).since.saturating_add(threshold);
+                    at > from && at <= to
+                };
+                let any = [space::Q_CONVERT, space::Q_WAIT].iter().any(|&q| {
+                    let mut i = res.q[q].head;
+                    while i != NIL {
+                        if crossed(i) {
+                            return true;
+                        }
+                        i = ls.l(i).q_next;
+                    }
+                    false
+                });
+                if !any {
+                    continue;
+                }
+                let mut locks: Vec<(u32, LockDump, LockState)> = Vec::new();
+                for (q, state) in [
+                    (space::Q_GRANT, LockState::Granted),
+                    (space::Q_CONVERT, LockState::Converting),
+                    (space::Q_WAIT, LockState::Waiting),
+                ] {
+                    let mut i = res.q[q].head;
+                    while i != NIL {
+                        locks.push((i, Self::lock_dump(ls, i), state));
+                        i = ls.l(i).q_next;
+                    }
+                }
+                let model: Vec<LockInfo> = locks
+                    .iter()
+                    .map(|(_, l, state)| LockInfo {
+                        lkid: l.id,
+                        pid: l.pid,
+                        command: None,
+                        state: *state,
+                        grmode: l.granted,
+                        rqmode: l.requested,
+                        seconds: None,
+                        nodeid: None,
+                        flags: l.flags.iter_names().map(|(n, _)| n.to_owned()).collect(),
+                        blocked_by: Vec::new(),
+                        owner: None,
+                        xid: None,
+                    })
+                    .collect();
+                let name = Name::new(&res.name).expect("resource names fit");
+                for ((i, l, state), b) in locks.iter().zip(blocked_by(&model)) {
+                    if *state == LockState::Granted || !crossed(*i) {
+                        continue;
+                    }
+                    let blockers: Vec<LockDump> = locks
+                        .iter()
+                        .filter(|(_, x, _)| b.contains(&x.id))
+                        .map(|(_, x, _)| *x)
+                        .collect();
+                    f(&ls.name, &name, l, &blockers);
+                }
+            }
+        }
+    }
+
     /// An engine with no lockspaces.
     pub fn new() -> Engine {
         Engine {
+            now: 0,
             spaces: Vec::new(),
             by_name: HashMap::new(),
             owners: IdMap::default(),
@@ -264,6 +355,7 @@ impl Engine {
         }
         let minor = self.spaces.len() as u32;
         let mut ls = Box::new(Lockspace::new(name, self.agg_threshold));
+        ls.now = self.now;
         ls.release_forced = self.release_forced;
         self.spaces.push(Some(ls));
         self.by_name.insert(name, minor);
@@ -494,6 +586,7 @@ impl Engine {
                 pid: l.ownpid,
                 flags: l.exflags,
                 xid: l.ua.xid,
+                seconds: ls.now.saturating_sub(l.since),
             }
         };
         let queue = |mut i: u32| {
@@ -717,9 +810,14 @@ impl Engine {
             pid: l.ownpid,
             flags: l.exflags,
             xid: l.ua.xid,
+            seconds: ls.now.saturating_sub(l.since),
         }
     }
 }
+
+/// The callback of [`Engine::long_waits`]: lockspace name, resource
+/// name, the request, its blockers.
+pub type LongWaitFn<'a> = dyn FnMut(&Name, &Name, &LockDump, &[LockDump]) + 'a;
 
 /// Orphan-list entries one [`Engine::dump_next`] call examines at most
 /// while looking for a resource's detached orphans.
@@ -893,4 +991,7 @@ pub struct LockDump {
     pub flags: LockFlags,
     /// The transaction id of its latest request.
     pub xid: u64,
+    /// Seconds since the lock entered its current queue, by the engine
+    /// clock ([`Engine::set_clock`]).
+    pub seconds: u32,
 }

@@ -147,6 +147,9 @@ pub(crate) struct Lock {
     /// The account of the owner that created the lock (kept when it
     /// becomes an orphan or is adopted): see [`Engine::locks_of`](crate::Engine::locks_of).
     pub acct: u32,
+    /// The engine clock ([`Lockspace::now`]) when the lock last entered
+    /// a queue: its age in its current state.
+    pub since: u32,
 }
 
 impl Lock {
@@ -180,6 +183,7 @@ impl Lock {
         last_cb: IV,
         bits: 0,
         acct: 0,
+        since: 0,
     };
 
     fn prev(&self, k: Link) -> u32 {
@@ -558,6 +562,9 @@ pub(crate) struct Lockspace {
     /// Close and purge release a lock whose own flags hold FORCEUNLOCK
     /// (see [`Engine::set_release_forceunlock`](crate::Engine::set_release_forceunlock)).
     pub release_forced: bool,
+    /// The engine clock, in seconds, set by its user
+    /// ([`Engine::set_clock`](crate::Engine::set_clock)).
+    pub now: u32,
 }
 
 impl Lockspace {
@@ -581,6 +588,7 @@ impl Lockspace {
             agg_threshold,
             acct_log: Vec::new(),
             release_forced: false,
+            now: 0,
         }
     }
 
@@ -773,7 +781,10 @@ impl Lockspace {
     /// the new lock's granted mode (the kernel's `lkb_add_ordered`).
     pub fn q_add(&mut self, r: u32, i: u32, status: u8, head: bool) {
         debug_assert_eq!(self.l(i).status, ST_NONE);
-        self.lm(i).status = status;
+        let now = self.now;
+        let lk = self.lm(i);
+        lk.status = status;
+        lk.since = now;
         let res = &mut self.res[r as usize];
         let locks = &mut self.locks;
         match status {

@@ -1,17 +1,17 @@
 //! The lock dump: the text dlmd sends for DUMP (one line per lockspace,
 //! resource and lock, `key value` pairs after a leading word), and the
-//! conversion of that text to JSON is `dlm_core::dump::to_json` (shared with `dlm locks --json`).
+//! typed model it is read into is `dlm_core::dump::Dump` (shared with `dlm locks --json`).
 //!
 //! ```text
 //! lockspace "ls" minor 1 created 1 openers 2 nresources 1 nlocks 2 uid 0 gid 0 mode 0600
 //!   resource "res" lvb_valid yes lvb 0000…
-//!     granted lkid 0x00000001 grmode EX rqmode -- pid 4242 owner 3 flags PERSISTENT
-//!     waiting lkid 0x00000002 grmode -- rqmode PR pid 4243 owner 4 flags -
+//!     granted lkid 0x00000001 grmode EX rqmode -- pid 4242 owner 3 flags PERSISTENT seconds 12
+//!     waiting lkid 0x00000002 grmode -- rqmode PR pid 4243 owner 4 flags - seconds 3
 //! ```
 //!
 //! Names are quoted; printable ASCII stands for itself, `"` and `\` are
-//! backslash-escaped, every other byte is `\xHH`. In JSON a name is a
-//! string with one code point per byte (U+0000..U+00FF).
+//! backslash-escaped, every other byte is `\xHH`. `seconds` is the
+//! lock's age on its queue ([`dlm_engine::Engine::set_clock`]).
 
 use crate::perm::LsMeta;
 use dlm_core::{LockFlags, Lvb, Mode, Name};
@@ -124,6 +124,7 @@ pub fn lock_line(
     if l.xid != 0 {
         let _ = write!(out, " xid {:#x}", l.xid);
     }
+    let _ = write!(out, " seconds {}", l.seconds);
     out.push('\n');
 }
 
@@ -169,7 +170,7 @@ fn quote(out: &mut String, name: &Name) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dlm_core::dump::to_json;
+    use dlm_core::dump::Dump;
     use dlm_engine::ResourceDump;
 
     fn sample() -> String {
@@ -181,6 +182,7 @@ mod tests {
             pid,
             flags,
             xid: if id == 1 { 0x77 } else { 0 },
+            seconds: 0,
         };
         let ls = LockspaceDump {
             name: Name::lockspace(b"ls1").unwrap(),
@@ -226,39 +228,37 @@ mod tests {
         assert!(lines[1].starts_with("  resource \"r\\\"\\\\\\x00z\" lvb_valid no lvb abab"));
         assert_eq!(
             lines[2],
-            "    granted lkid 0x00000001 grmode PR rqmode -- pid 10 owner orphan flags PERSISTENT xid 0x77"
+            "    granted lkid 0x00000001 grmode PR rqmode -- pid 10 owner orphan flags PERSISTENT xid 0x77 seconds 0"
         );
         assert_eq!(
             lines[3],
-            "    converting lkid 0x00000002 grmode NL rqmode EX pid 11 owner orphan flags CONVERT|0x40000000"
+            "    converting lkid 0x00000002 grmode NL rqmode EX pid 11 owner orphan flags CONVERT|0x40000000 seconds 0"
         );
         assert_eq!(
             lines[4],
-            "    waiting lkid 0x00010002 grmode -- rqmode CW pid 12 owner orphan flags -"
+            "    waiting lkid 0x00010002 grmode -- rqmode CW pid 12 owner orphan flags - seconds 0"
         );
     }
 
     #[test]
-    fn json_conversion() {
-        let json = to_json(&sample()).unwrap();
-        assert!(json.starts_with(
-            "{\"lockspaces\":[{\"name\":\"ls1\",\"minor\":3,\"created\":1,\"openers\":0,\
-             \"nresources\":1,\"nlocks\":3,\"uid\":5,\"gid\":6,\"mode\":\"0640\",\"resources\":[{\"name\":\
-             \"r\\\"\\\\\\u0000z\",\"lvb_valid\":false,\"lvb\":\"abab"
-        ));
-        assert!(json.contains(
-            "\"granted\":[{\"queue\":\"granted\",\"lkid\":1,\"grmode\":\"PR\",\"rqmode\":\"--\",\
-             \"pid\":10,\"owner\":\"orphan\",\"flags\":[\"PERSISTENT\"],\"xid\":119}]"
-        ));
-        assert!(json.contains("\"flags\":[\"CONVERT\",\"0x40000000\"]"));
-        assert!(json.ends_with("\"flags\":[]}],\"detached\":[]}]}]}"));
-        assert_eq!(to_json("").unwrap(), "{\"lockspaces\":[]}");
-        assert_eq!(
-            to_json("lockspace \"a\" minor 1\n").unwrap(),
-            "{\"lockspaces\":[{\"name\":\"a\",\"minor\":1,\"resources\":[]}]}"
-        );
-        assert_eq!(to_json("bogus\n"), Err(1));
-        assert_eq!(to_json("lockspace \"a\n"), Err(1));
-        assert_eq!(to_json("lockspace \"a\"\n    granted lkid 1\n"), Err(2));
+    fn typed_dump() {
+        let d = Dump::from_dlmd_text(&sample()).unwrap();
+        let r = &d.lockspaces[0].resources[0];
+        assert_eq!(d.lockspaces[0].name.as_deref(), Some("ls1"));
+        assert_eq!(r.name.as_deref(), Some("r\"\\\u{0}z"));
+        assert_eq!(r.name_hex, "72225c007a");
+        let ids: Vec<u32> = r.locks.iter().map(|l| l.lkid).collect();
+        assert_eq!(ids, [1, 2, 0x10002]);
+        assert_eq!(r.locks[0].xid, Some(0x77));
+        assert_eq!(r.locks[1].flags, ["CONVERT", "0x40000000"]);
+        // The conversion to EX waits for the PR holder; the new CW
+        // request for it and for the conversion ahead.
+        assert_eq!(r.locks[1].blocked_by, [1]);
+        assert_eq!(r.locks[2].blocked_by, [1, 2]);
+        assert_eq!(r.locks[2].seconds, Some(0));
+        let json = d.to_json();
+        let back: Dump = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, d);
+        assert!(json.starts_with("{\"version\":1,"), "{json}");
     }
 }

@@ -81,6 +81,11 @@ pub struct Args {
     #[arg(long, value_name = "N", value_parser = parse_limit)]
     pub max_connections_per_uid: Option<Limit>,
 
+    /// Log each lock request once it has waited SECONDS, naming the
+    /// waiter and its blockers (pids, modes)
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub warn_wait: Option<u32>,
+
     /// Print the lock dump of a running dlmd (of LOCKSPACE, or of all) and
     /// exit
     #[arg(long, value_name = "LOCKSPACE", num_args = 0..=1)]

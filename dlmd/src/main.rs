@@ -70,9 +70,9 @@ fn main() -> ExitCode {
             dlm_core::dlmd::proto::SocketPath::explicit,
         );
         return match client::fetch_dump(&path, lockspace.as_deref()) {
-            Ok(text) if args.json => match dlm_core::dump::to_json(&text) {
-                Ok(json) => {
-                    println!("{json}");
+            Ok(text) if args.json => match dlm_core::dump::Dump::from_dlmd_text(&text) {
+                Ok(dump) => {
+                    println!("{}", dump.to_json());
                     ExitCode::SUCCESS
                 }
                 Err(line) => {
@@ -153,6 +153,7 @@ fn main() -> ExitCode {
     let mut server = match server::Server::new(listener) {
         Ok(mut s) => {
             s.set_limits(limits);
+            s.set_warn_wait(args.warn_wait);
             s
         }
         Err(e) => {

@@ -230,6 +230,8 @@ pub struct Server {
     /// that dlmd wakes its clients once per round, not once per message.
     ended: Vec<Tok>,
     limits: Limits,
+    /// `--warn-wait`: log each request that waits this many seconds.
+    warn_wait: Option<u32>,
     /// Open connections per uid.
     conns_of: HashMap<u32, usize>,
     /// Lockspaces per creator uid.
@@ -429,6 +431,7 @@ impl Server {
             rx: Some(RecvBatch::new()),
             ended: Vec::new(),
             limits: Limits::default(),
+            warn_wait: None,
             conns_of: HashMap::new(),
             spaces_of: HashMap::new(),
             reserve: reserve_fd(),
@@ -446,6 +449,12 @@ impl Server {
         self.limits = limits;
     }
 
+    /// Logs (at warning level) each request once it has waited `secs`
+    /// seconds, with its blockers; dlmd then wakes at least once a second.
+    pub fn set_warn_wait(&mut self, secs: Option<u32>) {
+        self.warn_wait = secs;
+    }
+
     /// Serves until a stop signal (SIGTERM, SIGINT) arrives; returns its
     /// number. SIGHUP reopens the log file.
     ///
@@ -453,16 +462,51 @@ impl Server {
     /// The errno of `epoll_wait` (other than EINTR).
     pub fn run(&mut self) -> std::io::Result<u32> {
         let mut events: Vec<Event> = Vec::with_capacity(256);
+        let start = std::time::Instant::now();
+        let second = rustix::event::Timespec {
+            tv_sec: 1,
+            tv_nsec: 0,
+        };
+        let mut warned_to = 0;
         loop {
             events.clear();
             match epoll::wait(
                 &self.epoll,
                 rustix::buffer::spare_capacity(&mut events),
-                None,
+                self.warn_wait.map(|_| &second),
             ) {
                 Ok(_) => {}
                 Err(SysErrno::INTR) => continue,
                 Err(e) => return Err(e.into()),
+            }
+            // The locks' ages (dump `seconds`): one coarse clock per round.
+            let secs = u32::try_from(start.elapsed().as_secs()).unwrap_or(u32::MAX);
+            self.engine.set_clock(secs);
+            if let Some(t) = self.warn_wait.filter(|_| secs > warned_to) {
+                self.engine
+                    .long_waits(warned_to, secs, t, &mut |ls, res, l, blockers| {
+                        let mode = |m: Option<dlm_core::Mode>| m.map_or("--", dlm_core::Mode::name);
+                        let mut by = String::new();
+                        for b in blockers {
+                            by.push_str(&format!(
+                                " lkid {:#x} pid {} {}{}",
+                                b.id,
+                                b.pid,
+                                mode(b.granted),
+                                b.requested
+                                    .map_or(String::new(), |m| format!("->{}", m.name()))
+                            ));
+                        }
+                        warn!(
+                            "lockspace {ls} resource {res}: lkid {:#x} pid {} ({} -> {}) has waited {t} s; blocked by{}",
+                            l.id,
+                            l.pid,
+                            mode(l.granted),
+                            mode(l.requested),
+                            if by.is_empty() { " nothing (granted next)".to_string() } else { by }
+                        );
+                    });
+                warned_to = secs;
             }
             // Hang-ups first: a client that closed a handle and then sent
             // a request elsewhere must find the handle closed, as a

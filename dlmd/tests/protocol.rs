@@ -612,16 +612,19 @@ fn dump_shows_locks_and_json() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     let json = String::from_utf8(out.stdout).unwrap();
-    assert!(
-        json.starts_with("{\"lockspaces\":[{\"name\":\"ls\","),
-        "{json}"
-    );
-    assert!(
-        json.contains(&format!(
-            "\"granted\":[{{\"queue\":\"granted\",\"lkid\":{lkid},\"grmode\":\"EX\",\"rqmode\":\"--\",\"pid\":{pid},"
-        )),
-        "{json}"
-    );
+    // The typed dump: the waiter is blocked by the holder.
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["version"], 1, "{json}");
+    assert_eq!(v["lockspaces"][0]["name"], "ls", "{json}");
+    let locks = &v["lockspaces"][0]["resources"][0]["locks"];
+    assert_eq!(locks[0]["lkid"], lkid, "{json}");
+    assert_eq!(locks[0]["state"], "granted", "{json}");
+    assert_eq!(locks[0]["grmode"], "EX", "{json}");
+    assert_eq!(locks[0]["rqmode"], serde_json::Value::Null, "{json}");
+    assert_eq!(locks[0]["pid"], pid, "{json}");
+    assert_eq!(locks[1]["lkid"], wid, "{json}");
+    assert_eq!(locks[1]["state"], "waiting", "{json}");
+    assert_eq!(locks[1]["blocked_by"], serde_json::json!([lkid]), "{json}");
     let out = Command::new(env!("CARGO_BIN_EXE_dlmd"))
         .args(["--dump", "none", "--socket"])
         .arg(&d.path)

@@ -228,25 +228,84 @@ fn main() -> ExitCode {
         "dlm locks left debugfs mounted"
     );
 
-    let json = dlm(&["locks", "--json", "kcli"]);
-    assert!(json.status.success(), "dlm locks --json: {}", text(&json));
-    let j = String::from_utf8_lossy(&json.stdout);
-    assert!(
-        j.contains("\"lockspace\":\"kcli\"") || j.contains("\"lockspace\": \"kcli\""),
-        "{}",
-        text(&json)
+    // A waiter behind the holder: the typed dump shows it blocked by the
+    // holder's lock, and both ages from the kernel's time column.
+    let mut waiter = Command::new("dlm")
+        .args(["lock", "-l", "kcli", "cli-res", "--", "true"])
+        .spawn()
+        .expect("spawn waiter");
+    let start = Instant::now();
+    let (dump, json) = loop {
+        let json = dlm(&["locks", "--json", "kcli"]);
+        assert!(json.status.success(), "dlm locks --json: {}", text(&json));
+        let v: serde_json::Value = serde_json::from_slice(&json.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&json)));
+        let n = v["lockspaces"][0]["resources"]
+            .as_array()
+            .and_then(|r| r.iter().find(|r| r["name"] == "cli-res"))
+            .and_then(|r| r["locks"].as_array())
+            .map_or(0, Vec::len);
+        let waited = v["lockspaces"][0]["resources"][0]["locks"][1]["seconds"]
+            .as_u64()
+            .unwrap_or(0);
+        if n == 2 && waited >= 2 {
+            break (v, text(&json));
+        }
+        assert!(
+            start.elapsed() < HANG,
+            "no waiter aged 2 s in the dump: {}",
+            text(&json)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(dump["version"], 1, "{json}");
+    assert_eq!(dump["backend"], "kernel", "{json}");
+    assert_eq!(dump["lockspaces"][0]["name"], "kcli", "{json}");
+    let res = &dump["lockspaces"][0]["resources"][0];
+    assert_eq!(res["name"], "cli-res", "{json}");
+    assert_eq!(res["name_hex"], "636c692d726573", "{json}");
+    let (held, wait) = (&res["locks"][0], &res["locks"][1]);
+    assert_eq!(held["state"], "granted", "{json}");
+    assert_eq!(held["grmode"], "EX", "{json}");
+    assert_eq!(held["nodeid"], 0, "{json}");
+    assert_eq!(held["pid"], holder.id(), "{json}");
+    assert_eq!(
+        held["command"], "dlm lock -l kcli cli-res -- sleep 600",
+        "{json}"
     );
-    assert!(j.contains("cli-res"), "{}", text(&json));
-    assert!(
-        j.contains("\"commands\":{") && j.contains(":\"dlm lock -l kcli cli-res -- sleep 600\""),
+    assert!(held["seconds"].as_u64().unwrap() >= 2, "{json}");
+    assert_eq!(held["blocked_by"], serde_json::json!([]), "{json}");
+    assert_eq!(wait["state"], "waiting", "{json}");
+    assert_eq!(wait["rqmode"], "EX", "{json}");
+    assert_eq!(wait["grmode"], serde_json::Value::Null, "{json}");
+    assert_eq!(wait["pid"], waiter.id(), "{json}");
+    assert_eq!(
+        wait["blocked_by"],
+        serde_json::json!([held["lkid"].as_u64().unwrap()]),
+        "{json}"
+    );
+    assert_eq!(dump["deadlocks"], serde_json::json!([]), "{json}");
+    // --stuck 1: exit 1 with the waiter listed.
+    let stuck = dlm(&["locks", "kcli", "--stuck", "1"]);
+    assert_eq!(stuck.status.code(), Some(1), "{}", text(&stuck));
+    assert_eq!(
+        String::from_utf8_lossy(&stuck.stdout).lines().count(),
+        1,
         "{}",
-        text(&json)
+        text(&stuck)
     );
     assert_eq!(
         debugfs_mounted(),
         debugfs_before,
         "dlm locks --json left debugfs mounted"
     );
+    // The waiter gives up on SIGTERM (its request is cancelled).
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(waiter.id() as i32).expect("pid"),
+        rustix::process::Signal::TERM,
+    )
+    .expect("kill -TERM waiter");
+    assert_eq!(waiter.wait().expect("reap waiter").code(), Some(128 + 15));
 
     // SIGTERM to the holder reaches `sleep`, which dies of it; dlm unlocks
     // and exits with 128+15: `dlm lock -n` then succeeds at once.
@@ -260,8 +319,9 @@ fn main() -> ExitCode {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 
     println!(
-        "kernel_cli: dlm lock, lock -n, lockspaces, locks (text and JSON, command lines, no \
-         debugfs left mounted), SIGTERM and SIGKILL of dlm while the command runs ok"
+        "kernel_cli: dlm lock, lock -n, lockspaces, locks (text, typed JSON with blocked_by and \
+         seconds, --stuck, command lines, no debugfs left mounted), SIGTERM and SIGKILL of dlm \
+         while the command runs ok"
     );
     ExitCode::SUCCESS
 }

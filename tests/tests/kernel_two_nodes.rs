@@ -2,7 +2,8 @@
 //! through our Rust API: NOQUEUE against a remote EX, a blocking request
 //! granted by a remote unlock, an LVB written on one node and read on the
 //! other, a SIGKILLed holder, and a PERSISTENT orphan purged from the
-//! other node with PURGE(nodeid, 0).
+//! other node with PURGE(nodeid, 0); `dlm locks --json` shows the other
+//! node's id while a request waits across nodes.
 //!
 //! Runs in a `cargo xtask vmtest --nodes 2` guest on both nodes at once
 //! (the steps meet at `vmtest-barrier`s); anywhere else it skips (exit 77
@@ -79,6 +80,32 @@ fn wait_status(ls: &Lockspace, status: &AtomicI32, limit: Duration) -> Option<i3
     None
 }
 
+/// `dlm locks --json` while node 1 holds EX on `r` and node 2 waits for
+/// it: on the resource's master the other node's lock is a copy with its
+/// node id, elsewhere the local lock names the master's node: each node's
+/// dump of `r` shows a lock with a non-zero `nodeid`.
+fn remote_node_in_dump(me: &str) {
+    let out = Command::new("dlm")
+        .args(["locks", "--json", LS])
+        .output()
+        .expect("run dlm");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{me}: dlm locks --json: {out:?}");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    println!("{me}: dlm locks --json: {text}");
+    let r = v["lockspaces"][0]["resources"]
+        .as_array()
+        .and_then(|rs| rs.iter().find(|r| r["name"] == "r"))
+        .unwrap_or_else(|| panic!("{me}: no resource r: {text}"));
+    let locks = r["locks"].as_array().expect("locks");
+    assert!(
+        locks
+            .iter()
+            .any(|l| l["nodeid"].as_u64().is_some_and(|n| n != 0)),
+        "{me}: no remote node id: {text}"
+    );
+}
+
 fn node1() {
     let ls = Lockspace::create(LS, 0o600).expect("create lockspace");
     barrier("created");
@@ -87,6 +114,8 @@ fn node1() {
     barrier("n1-holds-ex");
     barrier("n2-noqueue-done");
     barrier("n2-waiting");
+    remote_node_in_dump("node1");
+    barrier("n2-dumped");
     ex.unlock().expect("unlock");
     println!("node1: unlocked r");
     barrier("n2-granted");
@@ -142,6 +171,8 @@ fn node2() {
         "granted while node 1 holds EX"
     );
     barrier("n2-waiting");
+    remote_node_in_dump("node2");
+    barrier("n2-dumped");
     let got = wait_status(&ls, &status, Duration::from_secs(60));
     println!("node2: blocking EX on r completed with {got:?}");
     assert_eq!(got, Some(0));

@@ -10,6 +10,10 @@
 //! dlm-test-client churn LS RESOURCE            lock/unlock until an error; print it
 //! dlm-test-client bench LS PAIRS               create LS, PAIRS EX lock+unlock pairs,
 //!                                              print "pair_ns X" (as tests/vm/kclib.c)
+//! dlm-test-client cycle LS HELD WANTED         one handle: EX on HELD, print "locked",
+//!                                              then on a stdin line EX on WANTED
+//! dlm-test-client convert LS RESOURCE          PR, print "locked", then on a stdin
+//!                                              line convert to EX (NODLCKWT)
 //! ```
 
 use dlm_core::{Error, LockOptions, Lockspace, Mode};
@@ -29,6 +33,8 @@ fn main() -> ExitCode {
             }
             Ok(())
         }
+        "cycle" => cycle(arg(1), arg(2), arg(3)),
+        "convert" => convert(arg(1), arg(2)),
         "churn" => churn(arg(1), arg(2)),
         "bench" => bench(arg(1), arg(2).parse().unwrap_or(1000)),
         other => {
@@ -111,4 +117,30 @@ fn churn(ls: &str, res: &str) -> Result<(), Error> {
             }
         }
     }
+}
+
+/// Waits for a line on stdin (or its end).
+fn go() {
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+}
+
+fn cycle(ls: &str, held: &str, wanted: &str) -> Result<(), Error> {
+    let ls = Lockspace::open(ls)?;
+    let a = ls.lock(held.as_bytes(), Mode::Ex, LockOptions::new())?;
+    println!("locked {}", a.id());
+    go();
+    let b = ls.lock(wanted.as_bytes(), Mode::Ex, LockOptions::new())?;
+    println!("locked {}", b.id());
+    Ok(())
+}
+
+fn convert(ls: &str, res: &str) -> Result<(), Error> {
+    let ls = Lockspace::open(ls)?;
+    let mut a = ls.lock(res.as_bytes(), Mode::Pr, LockOptions::new())?;
+    println!("locked {}", a.id());
+    go();
+    a.convert_flags(Mode::Ex, dlm_core::LockFlags::NODLCKWT)?;
+    println!("converted");
+    Ok(())
 }

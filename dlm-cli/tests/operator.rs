@@ -1,0 +1,492 @@
+//! The operator's view against a real dlmd: `dlm locks --json` field by
+//! field (`blocked_by`, `seconds`, `deadlocks`), `--stuck`, `dlm why`,
+//! `dlm status`, `dlm stats --prometheus`, names through JSON.
+
+use dlm_tests::Dlmd;
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A guard against a hang, not a timing assertion.
+const HANG: Duration = Duration::from_secs(30);
+
+fn dlm(dlmd: &Dlmd) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dlm"));
+    cmd.envs(dlmd.env());
+    cmd
+}
+
+/// `dlm locks --json [LS]`, parsed.
+fn dump(dlmd: &Dlmd, ls: &str) -> Value {
+    let out = dlm(dlmd).args(["locks", "--json", ls]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// The locks of resource `name` (UTF-8) in the first lockspace.
+fn locks<'a>(d: &'a Value, name: &str) -> Vec<&'a Value> {
+    d["lockspaces"][0]["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["name"] == name)
+        .flat_map(|r| r["locks"].as_array().unwrap())
+        .collect()
+}
+
+/// Polls the dump until `ok` holds for it.
+fn wait_dump(dlmd: &Dlmd, ls: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    let start = Instant::now();
+    loop {
+        let d = dump(dlmd, ls);
+        if ok(&d) {
+            return d;
+        }
+        assert!(start.elapsed() < HANG, "never reached: {d}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `dlm lock -l LS NAME [extra] -- sh -c 'echo held; exec sleep 60'`,
+/// once it holds the lock.
+fn holder(dlmd: &Dlmd, ls: &str, name: &str) -> Child {
+    let mut child = dlm(dlmd)
+        .args([
+            "lock",
+            "-l",
+            ls,
+            name,
+            "--",
+            "sh",
+            "-c",
+            "echo held; exec sleep 60",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "held");
+    child
+}
+
+/// Ends a process: SIGTERM (a `dlm lock` passes it to its command and
+/// releases the lock once that exits).
+fn end(mut child: Child) {
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    let _ = child.wait();
+}
+
+/// The lkid of lock `l`.
+fn lkid(l: &Value) -> u64 {
+    l["lkid"].as_u64().unwrap()
+}
+
+fn blocked_by(l: &Value) -> Vec<u64> {
+    l["blocked_by"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn waiters_list_their_blocker_and_age_and_stuck_exits_1() {
+    let dlmd = Dlmd::start("op-basic");
+    let a = holder(&dlmd, "op", "res");
+    let b = dlm(&dlmd)
+        .args(["lock", "-l", "op", "-s", "res", "--", "true"])
+        .spawn()
+        .unwrap();
+    let d = wait_dump(&dlmd, "op", |d| locks(d, "res").len() == 2);
+    let c = dlm(&dlmd)
+        .args(["lock", "-l", "op", "-x", "res", "--", "true"])
+        .spawn()
+        .unwrap();
+    drop(d);
+    let d = wait_dump(&dlmd, "op", |d| locks(d, "res").len() == 3);
+    assert_eq!(d["version"], 1);
+    assert_eq!(d["backend"], "dlmd");
+    let l = locks(&d, "res");
+    let (la, lb, lc) = (l[0], l[1], l[2]);
+    assert_eq!(la["state"], "granted");
+    assert_eq!(la["grmode"], "EX");
+    assert_eq!(la["rqmode"], Value::Null);
+    assert_eq!(la["pid"], a.id());
+    assert!(
+        la["command"]
+            .as_str()
+            .unwrap()
+            .ends_with("lock -l op res -- sh -c echo held; exec sleep 60"),
+        "{la}"
+    );
+    assert!(blocked_by(la).is_empty());
+    assert_eq!(lb["state"], "waiting");
+    assert_eq!(lb["grmode"], Value::Null);
+    assert_eq!(lb["rqmode"], "PR");
+    assert_eq!(lb["pid"], b.id());
+    assert_eq!(blocked_by(lb), [lkid(la)]);
+    assert_eq!(lc["state"], "waiting");
+    assert_eq!(lc["rqmode"], "EX");
+    assert_eq!(lc["pid"], c.id());
+    // EX waits for the holder, and for the PR request queued ahead.
+    assert_eq!(blocked_by(lc), [lkid(la), lkid(lb)]);
+    assert!(lb["flags"].is_array() && lb["seconds"].is_u64());
+    assert_eq!(d["deadlocks"], Value::Array(vec![]));
+    let s0 = lb["seconds"].as_u64().unwrap();
+
+    std::thread::sleep(Duration::from_millis(2100));
+    let d = dump(&dlmd, "op");
+    let s1 = locks(&d, "res")[1]["seconds"].as_u64().unwrap();
+    assert!(s1 >= s0 + 2, "seconds went from {s0} to {s1}");
+
+    // --stuck: the two requests are older than a second.
+    let out = dlm(&dlmd)
+        .args(["locks", "op", "--stuck", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(
+        text.contains("rqmode PR") && text.contains("blocked_by"),
+        "{text}"
+    );
+
+    // why: the chain down to the holder's process.
+    let out = dlm(&dlmd)
+        .args(["why", "res", "-l", "op"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let why = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        why.contains(&format!("blocked by lkid {:#x}: pid {}", lkid(la), a.id())),
+        "{why}"
+    );
+
+    // Prometheus: every line a comment or `name{labels} value`, and the
+    // counts those of the dump.
+    let out = dlm(&dlmd).args(["stats", "--prometheus"]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let prom = String::from_utf8(out.stdout).unwrap();
+    let mut locks_total = 0;
+    let mut waiters = None;
+    for line in prom.lines() {
+        if line.starts_with('#') {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("{line}"));
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("{line}"));
+        let (name, labels) = series.split_once('{').unwrap_or_else(|| panic!("{line}"));
+        assert!(
+            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "{line}"
+        );
+        assert!(labels.ends_with('}'), "{line}");
+        for pair in labels.trim_end_matches('}').split("\",") {
+            let (k, v) = pair.split_once("=\"").unwrap_or_else(|| panic!("{line}"));
+            assert!(k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+            assert!(!v.is_empty());
+        }
+        if name == "dlm_locks" && labels.contains("lockspace=\"op\"") {
+            locks_total += value as usize;
+        }
+        if name == "dlm_waiters" && labels.contains("lockspace=\"op\"") {
+            waiters = Some(value as usize);
+        }
+    }
+    let d = dump(&dlmd, "op");
+    let n: usize = d["lockspaces"][0]["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["locks"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(locks_total, n, "{prom}");
+    assert_eq!(waiters, Some(2), "{prom}");
+
+    end(a);
+    for mut w in [b, c] {
+        assert!(w.wait().unwrap().success());
+    }
+    let out = dlm(&dlmd)
+        .args(["locks", "op", "--stuck", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn status_exits_3_without_a_lock_manager_and_0_with_one() {
+    let dlmd = Dlmd::start("op-status");
+    let out = dlm(&dlmd).arg("status").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("backend dlmd\nsocket "), "{text}");
+    let gone = dlm_tests::scratch_dir("op-status-none").join("no.sock");
+    let out = Command::new(env!("CARGO_BIN_EXE_dlm"))
+        .arg("status")
+        .env("DLMD_SOCKET", &gone)
+        .env("DLM_BACKEND", "dlmd")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.starts_with("no lock manager: "), "{text}");
+}
+
+#[test]
+fn utf8_and_binary_names_round_trip_through_the_json() {
+    let dlmd = Dlmd::start("op-names");
+    let a = holder(&dlmd, "op", "r\u{e9}sum\u{e9} \"q\"");
+    let d = dump(&dlmd, "op");
+    let r = &d["lockspaces"][0]["resources"][0];
+    assert_eq!(r["name"], "r\u{e9}sum\u{e9} \"q\"");
+    assert_eq!(r["name_hex"], "72c3a973756dc3a9202271 22".replace(' ', ""));
+    end(a);
+    // A name that is not UTF-8 (through the Rust API's typed dump
+    // parser, as `dlm lock` takes only text arguments): hex only.
+    let text = "lockspace \"op\" minor 1\n  resource \"\\xff\\x00a\" lvb none\n    granted lkid 0x00000001 grmode EX rqmode -- pid 1 owner 1 flags - seconds 0\n";
+    let dump = dlm_core::dump::Dump::from_dlmd_text(text).unwrap();
+    let json = dump.to_json();
+    let v: Value = serde_json::from_str(&json).unwrap();
+    let r = &v["lockspaces"][0]["resources"][0];
+    assert!(r.get("name").is_none(), "{json}");
+    assert_eq!(r["name_hex"], "ff0061");
+    let back: dlm_core::dump::Dump = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, dump);
+}
+
+/// The `dlm-test-client` helper (built on demand: it belongs to the
+/// dlm-tests package).
+fn client_bin() -> PathBuf {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_dlm")).with_file_name("dlm-test-client");
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let ok = Command::new(cargo)
+            .args(["build", "-p", "dlm-tests", "--bin", "dlm-test-client"])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+    bin
+}
+
+/// A `dlm-test-client ROLE ARGS…` that has printed "locked".
+fn client(dlmd: &Dlmd, args: &[&str]) -> Child {
+    let mut child = Command::new(client_bin())
+        .args(args)
+        .envs(dlmd.env())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("locked"), "{line:?}");
+    child
+}
+
+fn go(child: &mut Child) {
+    child.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+}
+
+/// The deadlocks of a dump, as (sorted pids, sorted lkids).
+fn deadlocks(d: &Value) -> Vec<(Vec<u64>, Vec<u64>)> {
+    d["deadlocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let ids = |k: &str| -> Vec<u64> {
+                c[k].as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_u64().unwrap())
+                    .collect()
+            };
+            (ids("pids"), ids("lkids"))
+        })
+        .collect()
+}
+
+#[test]
+fn a_two_resource_cycle_between_two_processes_is_a_deadlock() {
+    let dlmd = Dlmd::start("op-cycle");
+    assert!(
+        dlm(&dlmd)
+            .args(["create", "op"])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut p = client(&dlmd, &["cycle", "op", "r1", "r2"]);
+    let mut q = client(&dlmd, &["cycle", "op", "r2", "r1"]);
+    go(&mut p);
+    go(&mut q);
+    let d = wait_dump(&dlmd, "op", |d| !deadlocks(d).is_empty());
+    let mut pids = vec![u64::from(p.id()), u64::from(q.id())];
+    pids.sort();
+    let all: Vec<u64> = ["r1", "r2"]
+        .iter()
+        .flat_map(|r| locks(&d, r))
+        .map(lkid)
+        .collect();
+    let mut all = all;
+    all.sort();
+    assert_eq!(deadlocks(&d), [(pids, all)], "{d}");
+    let out = dlm(&dlmd).args(["why", "r1", "-l", "op"]).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("DEADLOCK"),
+        "{out:?}"
+    );
+    end(p);
+    end(q);
+}
+
+#[test]
+fn a_conversion_deadlock_is_shown() {
+    let dlmd = Dlmd::start("op-convert");
+    assert!(
+        dlm(&dlmd)
+            .args(["create", "op"])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut p = client(&dlmd, &["convert", "op", "r"]);
+    let mut q = client(&dlmd, &["convert", "op", "r"]);
+    go(&mut p);
+    go(&mut q);
+    let d = wait_dump(&dlmd, "op", |d| {
+        locks(d, "r")
+            .iter()
+            .filter(|l| l["state"] == "converting")
+            .count()
+            == 2
+    });
+    let l = locks(&d, "r");
+    for (me, other) in [(0, 1), (1, 0)] {
+        assert_eq!(l[me]["grmode"], "PR");
+        assert_eq!(l[me]["rqmode"], "EX");
+        assert!(blocked_by(l[me]).contains(&lkid(l[other])), "{d}");
+    }
+    let mut pids = vec![u64::from(p.id()), u64::from(q.id())];
+    pids.sort();
+    let mut ids = vec![lkid(l[0]), lkid(l[1])];
+    ids.sort();
+    assert_eq!(deadlocks(&d), [(pids, ids)], "{d}");
+    end(p);
+    end(q);
+}
+
+#[test]
+fn nested_dlm_lock_commands_that_deadlock_are_found() {
+    let dlmd = Dlmd::start("op-nested");
+    let dir = dlm_tests::scratch_dir("op-nested-files");
+    let dlm_bin = env!("CARGO_BIN_EXE_dlm");
+    // Each takes its first lock, waits until both have, then asks for
+    // the other's from a nested `dlm lock`.
+    let nested = |first: &str, second: &str| {
+        let script = format!(
+            "touch {d}/{first}; n=0; while [ ! -e {d}/a ] || [ ! -e {d}/b ]; do \
+             sleep 0.02; n=$((n+1)); [ $n -gt 1500 ] && exit 9; done; \
+             exec {dlm_bin} lock -l op {second} -- true",
+            d = dir.display()
+        );
+        dlm(&dlmd)
+            .args(["lock", "-l", "op", first, "--", "sh", "-c", &script])
+            .spawn()
+            .unwrap()
+    };
+    let p = nested("a", "b");
+    let q = nested("b", "a");
+    let d = wait_dump(&dlmd, "op", |d| !deadlocks(d).is_empty());
+    let (pids, ids) = &deadlocks(&d)[0];
+    // The outer dlm processes hold the locks; their children wait.
+    assert!(pids.contains(&u64::from(p.id())), "{d}");
+    assert!(pids.contains(&u64::from(q.id())), "{d}");
+    assert_eq!(ids.len(), 4, "{d}");
+    end(p);
+    end(q);
+}
+
+#[test]
+fn dlmd_warn_wait_logs_each_long_wait_once_with_its_blockers() {
+    let dir = dlm_tests::scratch_dir("op-warn-wait");
+    let socket = dir.join("dlmd.sock");
+    let log = dir.join("dlmd.log");
+    let mut dlmd = Command::new(dlm_tests::dlmd_binary())
+        .args(["--foreground", "--warn-wait", "1", "--socket"])
+        .arg(&socket)
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let env = [
+        ("DLMD_SOCKET", socket.as_os_str()),
+        ("DLM_BACKEND", "dlmd".as_ref()),
+    ];
+    let start = Instant::now();
+    while !socket.exists() {
+        assert!(start.elapsed() < HANG, "dlmd did not come up");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_dlm"))
+            .args(args)
+            .envs(env)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut holder = run(&[
+        "lock",
+        "-l",
+        "op",
+        "res",
+        "--",
+        "sh",
+        "-c",
+        "echo held; exec sleep 60",
+    ]);
+    let mut line = String::new();
+    BufReader::new(holder.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let waiter = run(&["lock", "-l", "op", "-s", "res", "--", "true"]);
+    let want = format!(
+        "pid {} (-- -> PR) has waited 1 s; blocked by lkid",
+        waiter.id()
+    );
+    let holder_part = format!("pid {} EX", holder.id());
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap();
+        if text.contains(&want) {
+            assert!(text.contains(&holder_part), "{text}");
+            break;
+        }
+        assert!(start.elapsed() < HANG, "no warning in {text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Still once, seconds later.
+    std::thread::sleep(Duration::from_millis(2200));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(text.matches(&want).count(), 1, "{text}");
+    end(holder);
+    end(waiter);
+    let _ = dlmd.kill();
+    let _ = dlmd.wait();
+}
