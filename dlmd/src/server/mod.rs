@@ -748,7 +748,22 @@ impl Server {
         if undecided && opens && hdr.reserved != proto::PROTOCOL_VERSION {
             // A client of another release: refuse it, naming both
             // versions (the client reads ours from the reply's header).
-            warn!(
+            // Logged as a warning at most once a minute (any local user
+            // can send such messages), at debug level otherwise.
+            static LAST_WARNING: std::sync::atomic::AtomicU64 =
+                std::sync::atomic::AtomicU64::new(0);
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let last = LAST_WARNING.load(std::sync::atomic::Ordering::Relaxed);
+            let level = if last == 0 || now >= last + 60 {
+                LAST_WARNING.store(now.max(1), std::sync::atomic::Ordering::Relaxed);
+                log::Level::Warn
+            } else {
+                log::Level::Debug
+            };
+            log::log!(
+                level,
                 "refusing a client (pid {}): it speaks protocol version {}, this dlmd {}; \
                  clients and dlmd must come from the same release",
                 conn.peer.pid,
