@@ -568,27 +568,7 @@ impl Engine {
     /// name.
     pub fn dump(&self, minor: u32) -> Option<LockspaceDump> {
         let ls = self.space(minor)?;
-        let lock_dump = |i: u32| {
-            let l = ls.l(i);
-            let owner = if l.bits & space::B_DEAD != 0 {
-                LockOwner::Dead
-            } else if l.owner == NIL {
-                LockOwner::Orphan
-            } else {
-                LockOwner::Owner(ls.owners[l.owner as usize].id)
-            };
-            let mode = |m: i8| (m >= 0).then(|| Mode::ALL[m as usize]);
-            LockDump {
-                id: i + 1,
-                granted: mode(l.gr),
-                requested: mode(l.rq),
-                owner,
-                pid: l.ownpid,
-                flags: l.exflags,
-                xid: l.ua.xid,
-                seconds: ls.now.saturating_sub(l.since),
-            }
-        };
+        let lock_dump = |i: u32| Engine::lock_dump(ls, i);
         let queue = |mut i: u32| {
             let mut v = Vec::new();
             while i != NIL {
