@@ -41,7 +41,7 @@ pub fn lockspace_names(text: &str) -> Vec<String> {
 /// gone, not visible to the caller, or has no command line (a kernel
 /// thread, a zombie).
 pub fn command_line(pid: u32) -> Option<String> {
-    if pid == 0 {
+    if pid == 0 || !proc_is_ours() {
         return None;
     }
     let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
@@ -55,6 +55,19 @@ pub fn command_line(pid: u32) -> Option<String> {
         _ => &args[..],
     };
     (!args.is_empty()).then(|| args.join(" "))
+}
+
+/// Whether `/proc` shows this process's pid namespace (`/proc/self` is
+/// our own pid). In a new pid namespace with the host's `/proc` still
+/// mounted, a pid from the lock manager would name another process.
+fn proc_is_ours() -> bool {
+    static OURS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OURS.get_or_init(|| {
+        std::fs::read_link("/proc/self")
+            .ok()
+            .and_then(|p| p.to_str()?.parse::<u32>().ok())
+            == Some(std::process::id())
+    })
 }
 
 /// Appends `command "…"` to each lock line of dlmd's dump `text` whose
