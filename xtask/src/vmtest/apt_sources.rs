@@ -280,10 +280,10 @@ mod tests {
     // Sample host files; the URLs use reserved example names.
     const ONE_LINE: &str = "\
 # a comment
-deb http://mirror.example.invalid/debian bookworm main contrib
-deb-src http://src.example.invalid/debian bookworm main
-deb [arch=amd64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://mirror.example.invalid/debian/ bookworm-updates main
-   deb http://security.example.invalid/debian-security bookworm-security main # trailing
+deb http://mirror.example.invalid/archive bookworm main contrib
+deb-src http://src.example.invalid/archive bookworm main
+deb [arch=amd64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://mirror.example.invalid/archive/ bookworm-updates main
+   deb http://security.example.invalid/archive-security bookworm-security main # trailing
 deb http://other.example.invalid/apt nodistro main
 debx http://bad.example.invalid/ bookworm main
 deb [unterminated http://bad.example.invalid/ bookworm main
@@ -293,7 +293,7 @@ deb http://lonely.example.invalid/
     const DEB822: &str = "\
 Types: deb deb-src
 # http://snapshot.example.invalid/archive/debian/20250520T000000Z
-URIs: http://a.example.invalid/debian/ http://b.example.invalid/debian
+URIs: http://a.example.invalid/archive/ http://b.example.invalid/archive
 Suites: bookworm bookworm-updates
 Components: main
 Signed-By:
@@ -302,16 +302,16 @@ Signed-By:
  -----END PGP PUBLIC KEY BLOCK-----
 
 Types: deb-src
-URIs: http://src-only.example.invalid/debian-security
+URIs: http://src-only.example.invalid/archive-security
 Suites: bookworm-security
 
 Types: deb
-URIs: http://disabled.example.invalid/debian-security
+URIs: http://disabled.example.invalid/archive-security
 Suites: bookworm-security
 Enabled: no
 
 types: deb
-uris: http://sec.example.invalid/debian-security
+uris: http://sec.example.invalid/archive-security
 suites: bookworm-security
 components: main
 ";
@@ -326,10 +326,10 @@ components: main
         assert_eq!(
             pairs,
             [
-                ("http://mirror.example.invalid/debian", "bookworm"),
-                ("http://mirror.example.invalid/debian/", "bookworm-updates"),
+                ("http://mirror.example.invalid/archive", "bookworm"),
+                ("http://mirror.example.invalid/archive/", "bookworm-updates"),
                 (
-                    "http://security.example.invalid/debian-security",
+                    "http://security.example.invalid/archive-security",
                     "bookworm-security"
                 ),
                 ("http://other.example.invalid/apt", "nodistro"),
@@ -338,8 +338,8 @@ components: main
         assert_eq!(
             pick(&s),
             (
-                Some("http://mirror.example.invalid/debian".into()),
-                Some("http://security.example.invalid/debian-security".into())
+                Some("http://mirror.example.invalid/archive".into()),
+                Some("http://security.example.invalid/archive-security".into())
             )
         );
     }
@@ -351,16 +351,16 @@ components: main
         assert_eq!(
             s[0].uris,
             [
-                "http://a.example.invalid/debian/",
-                "http://b.example.invalid/debian"
+                "http://a.example.invalid/archive/",
+                "http://b.example.invalid/archive"
             ]
         );
         assert_eq!(s[0].suites, ["bookworm", "bookworm-updates"]);
         assert_eq!(
             pick(&s),
             (
-                Some("http://a.example.invalid/debian".into()),
-                Some("http://sec.example.invalid/debian-security".into())
+                Some("http://a.example.invalid/archive".into()),
+                Some("http://sec.example.invalid/archive-security".into())
             )
         );
     }
@@ -384,7 +384,7 @@ components: main
         assert_eq!(m.origin, other.display().to_string());
         assert_eq!(
             m.security.as_deref(),
-            Some("http://sec.example.invalid/debian-security")
+            Some("http://sec.example.invalid/archive-security")
         );
         let m = find_in(
             std::slice::from_ref(&debian),
@@ -408,13 +408,13 @@ components: main
         let s = parse_one_line(
             "deb http://x.example.invalid/ubuntu noble main\n\
              deb http://y.example.invalid/apt nodistro main\n\
-             deb http://z.example.invalid/debian buster/updates main\n",
+             deb http://z.example.invalid/archive buster/updates main\n",
         );
         // Ubuntu and third-party suites are no Debian archive; the old
         // `buster/updates` security name is a security archive.
         assert_eq!(
             pick(&s),
-            (None, Some("http://z.example.invalid/debian".into()))
+            (None, Some("http://z.example.invalid/archive".into()))
         );
         assert_eq!(pick(&parse_deb822("")), (None, None));
         let s = parse_deb822(
