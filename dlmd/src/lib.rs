@@ -139,3 +139,34 @@ impl Level {
 pub fn command() -> clap::Command {
     Args::command()
 }
+
+/// YYYY-MM-DD of a day number since 1970-01-01 (Howard Hinnant's
+/// civil-from-days): the date of dlmd's log lines and of the manual
+/// pages xtask renders.
+pub fn civil_date(days: u64) -> String {
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn civil_date_of_known_days() {
+        for (days, date) in [
+            (0, "1970-01-01"),
+            (59, "1970-03-01"),
+            (11016, "2000-02-29"),
+            (20793, "2026-12-06"),
+        ] {
+            assert_eq!(super::civil_date(days), date);
+        }
+    }
+}
