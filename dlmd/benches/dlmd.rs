@@ -4,13 +4,23 @@
 //! of rounds that measure both sides one after the other (min and max
 //! printed too):
 //!
-//! (a) a synchronous lock+unlock pair (WRITE, reply, cast; twice) against
-//!     one bare `SOCK_SEQPACKET` echo round trip between two processes
-//!     (`pair_over_echo`, client and servers on different CPUs;
-//!     `pair_over_echo_one_cpu`, everything on one CPU);
+//! (a) a synchronous lock+unlock pair (two WRITEs, each answered by one
+//!     reply carrying its result) against one bare `SOCK_SEQPACKET` echo
+//!     round trip between two processes (`pair_over_echo`, client and
+//!     servers on different CPUs; `pair_over_echo_one_cpu`, everything on
+//!     one CPU); the floor is 2. (a') the same pair against the round
+//!     trip of an echo server built like dlmd's event loop (`epoll_wait`,
+//!     `recvmmsg`, `send`) with no lock manager in it
+//!     (`pair_over_loop_echo`, `pair_over_loop_echo_one_cpu`): what dlmd's
+//!     own work costs above its design's floor of 2;
 //! (b) 4 client processes keeping 64 requests each in flight against the
 //!     single synchronous client's pairs/s (`pipelined_over_sync`,
-//!     `pipelined_over_sync_one_cpu`);
+//!     `pipelined_over_sync_one_cpu`). The pipelining clients mark their
+//!     requests synchronous, as the sync client does, so both sides send
+//!     the same messages (a request and one reply carrying its result per
+//!     operation) and the figure measures pipelining alone; each reads
+//!     its replies in batches (`recvmmsg`) and sends in batches
+//!     (`sendmmsg`);
 //! (c) dlmd's resident memory per lock at 1,000,000 held locks, callbacks
 //!     drained (`bytes_per_lock`; goal: at most 400 bytes);
 //! (d) the synchronous pair of (a) with [`IDLE`] other handles open on
@@ -43,6 +53,8 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "../src/recv.rs"]
+mod recv;
 #[path = "../../dlm-engine/benches/report/mod.rs"]
 mod report;
 
@@ -53,7 +65,7 @@ use dlm_core::{LockFlags, LockParams, LsFlags, Mode, RemoveFlags, Request, Statu
 use report::Report;
 use rustix::net::{self, RecvFlags, SendFlags};
 use std::io::{BufRead, BufReader, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -70,6 +82,7 @@ fn main() {
         let path = PathBuf::from(std::env::var_os("DLMD_BENCH_SOCKET").expect("socket"));
         match role.as_str() {
             "echo" => echo_server(&path),
+            "loop-echo" => loop_echo_server(&path),
             "pipeline" => pipeline_worker(&path),
             other => panic!("unknown role {other}"),
         }
@@ -150,12 +163,13 @@ fn main() {
     let secs = if quick { 1.0 } else { 2.0 };
     let n = placements.len();
     let (mut rtt, mut pair, mut piped) = (vec![vec![]; n], vec![vec![]; n], vec![vec![]; n]);
-    let (mut a, mut b) = (vec![vec![]; n], vec![vec![]; n]);
+    let (mut a, mut a2, mut b) = (vec![vec![]; n], vec![vec![]; n], vec![vec![]; n]);
     let (mut cpu, mut done) = (vec![0.0; n], vec![0.0; n]);
     for _ in 0..rounds {
         for (k, &p) in placements.iter().enumerate() {
             place(p, Some(d.child.id()));
-            let r = echo_round_trip(100_000 / scale);
+            let r = echo_round_trip("echo", 100_000 / scale);
+            let r2 = echo_round_trip("loop-echo", 100_000 / scale);
             let s = sync_pairs(&d.path, 50_000 / scale);
             let cpu0 = cpu_seconds(d.child.id());
             let (agg, total, _) = pipelined(&d.path, secs);
@@ -165,6 +179,7 @@ fn main() {
             pair[k].push(s);
             piped[k].push(agg);
             a[k].push(s / r);
+            a2[k].push(s / r2);
             b[k].push(agg * s);
         }
     }
@@ -181,6 +196,15 @@ fn main() {
             &format!("pair_over_echo{}", p.suffix()),
             sa,
             format!("[{}] (a) pair / echo round trip = {sa}", p.label()),
+        );
+        let sa2 = report::Stats::of(&a2[k]);
+        out.ratio(
+            &format!("pair_over_loop_echo{}", p.suffix()),
+            sa2,
+            format!(
+                "[{}] (a') pair / event-loop echo round trip = {sa2} (floor of the design: 2)",
+                p.label()
+            ),
         );
         out.line(format!(
             "[{}] sync client: {:.0} pairs/s; {WORKERS} clients x {IN_FLIGHT} in flight: {:.0} pairs/s",
@@ -575,12 +599,52 @@ fn echo_server(path: &Path) {
     }
 }
 
-/// Seconds per echo round trip of a 24-byte message (a reply's size),
-/// after a warm-up.
-fn echo_round_trip(n: u32) -> f64 {
+/// The event-loop echo server process: one connection, served the way
+/// dlmd serves its sockets (non-blocking, `epoll_wait`, then `recvmmsg`
+/// for a batch, a `send` per message) but doing nothing with a message
+/// except send it back: the floor of dlmd's design, with no lock manager
+/// in it.
+fn loop_echo_server(path: &Path) {
+    use rustix::event::epoll;
+    let l = net::socket(net::AddressFamily::UNIX, net::SocketType::SEQPACKET, None).unwrap();
+    net::bind(&l, &net::SocketAddrUnix::new(path).unwrap()).unwrap();
+    net::listen(&l, 1).unwrap();
+    println!("ready");
+    std::io::stdout().flush().unwrap();
+    let c = net::accept_with(&l, net::SocketFlags::NONBLOCK).unwrap();
+    let ep = epoll::create(epoll::CreateFlags::CLOEXEC).unwrap();
+    epoll::add(&ep, &c, epoll::EventData::new_u64(1), epoll::EventFlags::IN).unwrap();
+    let mut rx = recv::RecvBatch::new();
+    let mut events: Vec<epoll::Event> = Vec::with_capacity(8);
+    loop {
+        events.clear();
+        epoll::wait(&ep, rustix::buffer::spare_capacity(&mut events), None).unwrap();
+        loop {
+            let n = match rx.recv(c.as_fd(), recv::BATCH) {
+                Ok(n) => n,
+                Err(rustix::io::Errno::AGAIN) => break,
+                Err(_) => return,
+            };
+            for i in 0..n {
+                let msg = rx.get(i).0;
+                if msg.is_empty() {
+                    return;
+                }
+                net::send(&c, msg, SendFlags::NOSIGNAL).unwrap();
+            }
+            if n < recv::BATCH {
+                break;
+            }
+        }
+    }
+}
+
+/// Seconds per echo round trip of a 24-byte message (a reply's size)
+/// through the server of `role` ("echo" or "loop-echo"), after a warm-up.
+fn echo_round_trip(role: &str, n: u32) -> f64 {
     let dir = temp_dir();
     let path = dir.join("echo.sock");
-    let mut server = spawn_role("echo", &path);
+    let mut server = spawn_role(role, &path);
     place_server(server.id());
     let _out = wait_line(&mut server, "ready");
     let fd = connect(&path);
@@ -612,18 +676,24 @@ fn send_write(fd: &OwnedFd, seq: u32, tid: u32, req: &Request) {
 /// [`send_write`] with the header's `reserved` word (a synchronous
 /// request's [`proto::write_word`]).
 fn send_write_word(fd: &OwnedFd, seq: u32, tid: u32, req: &Request, word: u32) {
+    let (m, len) = write_msg(seq, tid, req, word);
+    net::send(fd, &m[..len], SendFlags::NOSIGNAL).unwrap();
+}
+
+/// One WRITE message in a stack buffer, and its length.
+fn write_msg(
+    seq: u32,
+    tid: u32,
+    req: &Request,
+    word: u32,
+) -> ([u8; proto::MAX_REQUEST_MSG], usize) {
     let bytes = req.encode(Version::DEVICE);
     let mut m = [0u8; proto::MAX_REQUEST_MSG];
     for (i, w) in [Op::Write as u32, seq, tid, word].iter().enumerate() {
         m[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
     }
     m[proto::HEADER_LEN..proto::HEADER_LEN + bytes.len()].copy_from_slice(&bytes);
-    net::send(
-        fd,
-        &m[..proto::HEADER_LEN + bytes.len()],
-        SendFlags::NOSIGNAL,
-    )
-    .unwrap();
+    (m, proto::HEADER_LEN + bytes.len())
 }
 
 /// Receives the reply to a synchronous `seq` into a stack buffer; returns
@@ -767,24 +837,29 @@ fn pipeline_worker(path: &Path) {
     outgoing.send(&h.req);
     let mut pairs = 0u64;
     let mut expect = 0u32;
-    let mut buf = [0u8; 128];
+    let mut rx = recv::RecvBatch::new();
     let start = Instant::now();
     let stop = start + Duration::from_secs_f64(secs);
     let mut stopping = false;
     while !fifo.is_empty() {
-        // Every reply that is there (the first one waited for).
-        let mut flags = RecvFlags::empty();
-        while let Some(&(slot, is_unlock)) = fifo.front() {
-            let n = match net::recv(&h.req, &mut buf, flags) {
-                Ok((n, _)) => n,
-                Err(rustix::io::Errno::AGAIN) => break,
-                Err(e) => panic!("recv: {e}"),
-            };
-            flags = RecvFlags::DONTWAIT;
-            fifo.pop_front();
+        // Every reply that is there, in one call (after waiting for one).
+        let mut ready = [rustix::event::PollFd::new(
+            &h.req,
+            rustix::event::PollFlags::IN,
+        )];
+        rustix::event::poll(&mut ready, None).unwrap();
+        let n = rx.recv(h.req.as_fd(), fifo.len()).unwrap();
+        for i in 0..n {
+            let (slot, is_unlock) = fifo.pop_front().unwrap();
             expect = expect.wrapping_add(1);
-            let (ret, _) = proto::parse_reply(&buf[..n], expect).unwrap();
+            let (ret, rode) = proto::parse_reply(rx.get(i).0, expect).unwrap();
             assert!(ret >= 0, "ret {ret}");
+            // Each worker's resources are its own, so every request
+            // completes at once and its result rides in the reply.
+            assert!(
+                !rode.is_empty(),
+                "a pipelined request did not complete at once"
+            );
             if is_unlock {
                 pairs += 1;
                 if !stopping && pairs % 64 == 0 && Instant::now() >= stop {
@@ -803,7 +878,6 @@ fn pipeline_worker(path: &Path) {
                 fifo.push_back((slot, true));
             }
         }
-        drain(&h.cb);
         outgoing.send(&h.req);
     }
     println!("{pairs} {}", start.elapsed().as_secs_f64());
@@ -827,13 +901,13 @@ impl Outgoing {
 
     fn push(&mut self, req: &Request) {
         self.seq = self.seq.wrapping_add(1);
-        let bytes = req.encode(Version::DEVICE);
-        let mut m = [0u8; proto::MAX_REQUEST_MSG];
-        for (i, w) in [Op::Write as u32, self.seq, self.tid, 0].iter().enumerate() {
-            m[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
-        }
-        m[proto::HEADER_LEN..proto::HEADER_LEN + bytes.len()].copy_from_slice(&bytes);
-        self.msgs.push((m, proto::HEADER_LEN + bytes.len()));
+        // Synchronous: the result rides in the reply (see (b)).
+        self.msgs.push(write_msg(
+            self.seq,
+            self.tid,
+            req,
+            proto::write_word(true, 0),
+        ));
     }
 
     fn send(&mut self, fd: &OwnedFd) {

@@ -61,10 +61,8 @@ impl RecvBatch {
     /// The errno of `recvmmsg` (EAGAIN when nothing is queued).
     pub fn recv(&mut self, fd: BorrowedFd<'_>, max: usize) -> rustix::io::Result<usize> {
         let max = max.clamp(1, BATCH);
-        for h in &mut self.hdrs[..max] {
-            h.msg_len = 0;
-            h.msg_hdr.msg_flags = 0;
-        }
+        // Nothing to reset: the kernel sets `msg_len` and `msg_flags` of
+        // each message it receives, and `get` reads no other entry.
         // SAFETY: `hdrs[..max]` are initialised headers whose single iovec
         // each points at a live RBUF-byte buffer of this same boxed batch;
         // no name or control buffer is passed; the timeout is NULL.
