@@ -113,7 +113,11 @@ fn gather(ctl: &Control) -> Facts {
                 lockspaces: d
                     .lockspaces
                     .iter()
-                    .map(|l| l.name.clone().unwrap_or_else(|| format!("0x{}", l.name_hex)))
+                    .map(|l| {
+                        l.name
+                            .clone()
+                            .unwrap_or_else(|| format!("0x{}", l.name_hex))
+                    })
                     .collect(),
                 shown: d
                     .lockspaces
