@@ -181,7 +181,7 @@ fn text(f: &Facts) -> String {
         );
         out += &format!("uptime {}\n", s.uptime.map_or("?".into(), duration));
         out += &format!(
-            "dlmd holds {} lockspaces, {} resources, {} locks; {} handles, {} connections\n",
+            "dlmd totals: lockspaces {}, resources {}, locks {}, handles {}, connections {}\n",
             n(s.lockspaces),
             n(s.resources),
             n(s.locks),
@@ -189,7 +189,7 @@ fn text(f: &Facts) -> String {
             n(s.connections),
         );
         out += &format!(
-            "since start {} grants, {} blocking callbacks\n",
+            "since start: grants {}, blocking callbacks {}\n",
             n(s.grants),
             n(s.blocking_callbacks),
         );

@@ -412,7 +412,7 @@ fn status_json_and_prometheus_counters_follow_a_known_sequence() {
         "{text}"
     );
     assert!(
-        text.contains("\nsince start 2 grants, 1 blocking callbacks\n"),
+        text.contains("\nsince start: grants 2, blocking callbacks 1\n"),
         "{text}"
     );
 }
