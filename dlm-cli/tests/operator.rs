@@ -175,35 +175,16 @@ fn waiters_list_their_blocker_and_age_and_stuck_exits_1() {
 
     // Prometheus: every line a comment or `name{labels} value`, and the
     // counts those of the dump.
-    let out = dlm(&dlmd).args(["stats", "--prometheus"]).output().unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let prom = String::from_utf8(out.stdout).unwrap();
-    let mut locks_total = 0;
-    let mut waiters = None;
-    for line in prom.lines() {
-        if line.starts_with('#') {
-            continue;
-        }
-        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("{line}"));
-        let value: f64 = value.parse().unwrap_or_else(|_| panic!("{line}"));
-        let (name, labels) = series.split_once('{').unwrap_or_else(|| panic!("{line}"));
-        assert!(
-            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
-            "{line}"
-        );
-        assert!(labels.ends_with('}'), "{line}");
-        for pair in labels.trim_end_matches('}').split("\",") {
-            let (k, v) = pair.split_once("=\"").unwrap_or_else(|| panic!("{line}"));
-            assert!(k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
-            assert!(!v.is_empty());
-        }
-        if name == "dlm_locks" && labels.contains("lockspace=\"op\"") {
-            locks_total += value as usize;
-        }
-        if name == "dlm_waiters" && labels.contains("lockspace=\"op\"") {
-            waiters = Some(value as usize);
-        }
-    }
+    let (samples, _) = prometheus(&dlmd);
+    let op = |name: &str| -> Vec<usize> {
+        samples
+            .iter()
+            .filter(|(n, l, _)| n == name && l.contains("lockspace=\"op\""))
+            .map(|(_, _, v)| *v as usize)
+            .collect()
+    };
+    let locks_total: usize = op("dlm_locks").iter().sum();
+    let waiters = op("dlm_waiters");
     let d = dump(&dlmd, "op");
     let n: usize = d["lockspaces"][0]["resources"]
         .as_array()
@@ -211,8 +192,8 @@ fn waiters_list_their_blocker_and_age_and_stuck_exits_1() {
         .iter()
         .map(|r| r["locks"].as_array().unwrap().len())
         .sum();
-    assert_eq!(locks_total, n, "{prom}");
-    assert_eq!(waiters, Some(2), "{prom}");
+    assert_eq!(locks_total, n, "{samples:?}");
+    assert_eq!(waiters, [2], "{samples:?}");
 
     end(a);
     for mut w in [b, c] {
@@ -298,6 +279,11 @@ fn prometheus(dlmd: &Dlmd) -> (Vec<Sample>, HashMap<String, String>) {
         );
         assert!(types.contains_key(name), "TYPE before {line}");
         assert!(labels.ends_with('}'), "{line}");
+        for pair in labels.trim_end_matches('}').split("\",") {
+            let (k, v) = pair.split_once("=\"").unwrap_or_else(|| panic!("{line}"));
+            assert!(k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+            assert!(!v.is_empty(), "{line}");
+        }
         samples.push((name.to_owned(), labels.to_owned(), value));
     }
     (samples, types)
