@@ -207,3 +207,40 @@ fn helper() {
         num(&keys, "locks")
     );
 }
+
+/// A dlmd from before STATUS answers it with -EINVAL: dlm-core's client
+/// reports no status (`None`) rather than an error. Played by a fake
+/// server that answers VERSION and refuses every other operation.
+#[test]
+fn a_dlmd_without_status_gives_none() {
+    use rustix::net::{self, AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let dir = temp_dir();
+    let path = dir.join("old.sock");
+    let listener = net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .unwrap();
+    net::bind(&listener, &SocketAddrUnix::new(&path).unwrap()).unwrap();
+    net::listen(&listener, 1).unwrap();
+    let server = std::thread::spawn(move || {
+        let fd = net::accept(&listener).unwrap();
+        while let Some(m) = recv(&fd) {
+            let (h, _) = Header::parse(&m).unwrap();
+            let reply = if h.op == Op::Version as u32 {
+                proto::reply(h.seq, 0, &[&dlm_core::codec::Version::DEVICE.encode()])
+            } else {
+                proto::reply(h.seq, EINVAL, &[])
+            };
+            send(&fd, &reply);
+        }
+    });
+    let ctl = dlm_core::dlmd::client::Control::connect(&proto::SocketPath::explicit(&path))
+        .expect("connect");
+    ctl.version().expect("VERSION");
+    assert_eq!(ctl.status(), Ok(None));
+    drop(ctl);
+    server.join().unwrap();
+}
