@@ -101,9 +101,15 @@ pub enum Cmd {
         #[arg(short, long, default_value = "default")]
         lockspace: String,
     },
-    /// Which lock manager is in use and where; exit 0 when one answers,
-    /// 3 when none is reachable (with a one-line reason).
-    Status,
+    /// Which lock manager is in use and where, and for dlmd its version,
+    /// protocol, pid, uptime, counts and counters; exit 0 when one
+    /// answers, 3 when none is reachable (with a one-line reason).
+    Status {
+        /// One JSON object with the same facts (with no lock manager:
+        /// `{"backend":null,"error":REASON}`).
+        #[arg(long)]
+        json: bool,
+    },
     /// Lock statistics.
     Stats {
         /// Prometheus text format (for node_exporter's textfile collector).

@@ -7,6 +7,7 @@
 mod dump;
 mod lock;
 mod report;
+mod status;
 
 use clap::Parser;
 use dlm_cli::{Cli, Cmd};
@@ -183,11 +184,16 @@ fn run() -> Result<ExitCode, Fail> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Status => status(),
+        Cmd::Status { json } => status::run(json),
         Cmd::Stats { prometheus: _ } => {
             let ctl = control()?;
             let d = dump::load(&ctl, None).map_err(Fail)?;
-            print!("{}", report::prometheus(&d));
+            // dlmd's counters; none from a dlmd without STATUS.
+            let status = match &ctl {
+                Control::Dlmd(c, ..) => c.status().ok().flatten(),
+                Control::Kernel(_) => None,
+            };
+            print!("{}", report::prometheus(&d, status.as_ref()));
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Lockspaces => {
@@ -355,62 +361,6 @@ fn lockspace_name(name: Option<&str>) -> Result<Option<Name>, Fail> {
 
 fn to_json(d: &dlm_core::dump::Dump) -> Result<String, Fail> {
     serde_json::to_string(d).map_err(|e| Fail(format!("json: {e}")))
-}
-
-/// `dlm status`: exit 0 when a lock manager answers, 3 when none does.
-fn status() -> Result<ExitCode, Fail> {
-    let ctl = match control() {
-        Ok(c) => c,
-        Err(Fail(why)) => {
-            println!("no lock manager: {why}");
-            return Ok(ExitCode::from(3));
-        }
-    };
-    let v = ctl.version();
-    match &ctl {
-        Control::Dlmd(_, _, path) => {
-            println!("backend dlmd");
-            println!("socket {}", path.path.display());
-        }
-        Control::Kernel(_) => {
-            println!("backend kernel");
-            println!("devices /dev/misc/dlm-control (and dlm_<lockspace> per lockspace)");
-            // From sysfs: readable without root, unlike the lock dump.
-            match dump::lockspaces(&ctl) {
-                Ok(names) => println!("lockspace names: {}", names.join(" ")),
-                Err(e) => println!("lockspace names unavailable: {e}"),
-            }
-        }
-    }
-    println!("interface {}.{}.{}", v.major, v.minor, v.patch);
-    println!("dlm {}", env!("CARGO_PKG_VERSION"));
-    match dump::load(&ctl, None) {
-        Ok(d) => {
-            let locks = d
-                .lockspaces
-                .iter()
-                .flat_map(|l| &l.resources)
-                .map(|r| r.locks.len());
-            let names: Vec<String> = d
-                .lockspaces
-                .iter()
-                .map(|l| dump::show_name(&l.name, &l.name_hex))
-                .collect();
-            println!("lockspaces {} ({})", d.lockspaces.len(), names.join(" "));
-            println!(
-                "resources {}",
-                d.lockspaces
-                    .iter()
-                    .map(|l| l.resources.len())
-                    .sum::<usize>()
-            );
-            println!("locks {}", locks.sum::<usize>());
-            println!("waiting {}", d.requests().count());
-            println!("deadlocks {}", d.deadlocks.len());
-        }
-        Err(e) => println!("dump unavailable: {e}"),
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {

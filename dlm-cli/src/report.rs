@@ -1,7 +1,8 @@
-//! `dlm locks --stuck`, `dlm why`, `dlm status` and `dlm stats`: views of
+//! `dlm locks --stuck`, `dlm why` and `dlm stats`: views of
 //! the typed lock dump ([`dlm_core::dump::Dump`]).
 
 use crate::dump::{lock_line, show_name};
+use dlm_core::dlmd::status::DlmdStatus;
 use dlm_core::dump::{Dump, LockInfo, LockState, LockspaceDump, ResourceDump};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -236,8 +237,9 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// `dlm stats --prometheus`: gauges from the dump.
-pub fn prometheus(dump: &Dump) -> String {
+/// `dlm stats --prometheus`: gauges from the dump; with dlmd's STATUS
+/// (dlmd only) its counters, start time and version too.
+pub fn prometheus(dump: &Dump, dlmd: Option<&DlmdStatus>) -> String {
     let mut out = String::new();
     let b = label(&dump.backend);
     let gauge = |out: &mut String, name: &str, help: &str| {
@@ -324,7 +326,54 @@ pub fn prometheus(dump: &Dump) -> String {
         "dlm_deadlocks{{backend=\"{b}\"}} {}",
         dump.deadlocks.len()
     );
+    if let Some(s) = dlmd {
+        dlmd_metrics(&mut out, &b, s);
+    }
     out
+}
+
+/// The metrics of dlmd's STATUS: counters since its start, its start
+/// time and an info series; a key dlmd did not send is left out.
+fn dlmd_metrics(out: &mut String, b: &str, s: &DlmdStatus) {
+    let mut metric = |name: &str, kind: &str, help: &str, labels: String, v: Option<u64>| {
+        if let Some(v) = v {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            let _ = writeln!(out, "{name}{{backend=\"{b}\"{labels}}} {v}");
+        }
+    };
+    metric(
+        "dlm_grants_total",
+        "counter",
+        "Grants since dlmd started: new locks and conversions, at once or after waiting.",
+        String::new(),
+        s.grants,
+    );
+    metric(
+        "dlm_blocking_callbacks_total",
+        "counter",
+        "Blocking callbacks queued to lock holders since dlmd started.",
+        String::new(),
+        s.blocking_callbacks,
+    );
+    metric(
+        "dlm_dlmd_start_time_seconds",
+        "gauge",
+        "When dlmd started, in seconds since the Unix epoch.",
+        String::new(),
+        s.started,
+    );
+    metric(
+        "dlm_dlmd_info",
+        "gauge",
+        "dlmd's package and protocol versions (always 1).",
+        format!(
+            ",version=\"{}\",protocol=\"{}\"",
+            label(s.version.as_deref().unwrap_or("unknown")),
+            s.protocol.map_or("unknown".to_string(), |p| p.to_string())
+        ),
+        Some(1),
+    );
 }
 
 /// A name as plain text (UTF-8, or `0x` and hex).

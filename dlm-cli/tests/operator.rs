@@ -4,6 +4,7 @@
 
 use dlm_tests::Dlmd;
 use serde_json::Value;
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -174,35 +175,16 @@ fn waiters_list_their_blocker_and_age_and_stuck_exits_1() {
 
     // Prometheus: every line a comment or `name{labels} value`, and the
     // counts those of the dump.
-    let out = dlm(&dlmd).args(["stats", "--prometheus"]).output().unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let prom = String::from_utf8(out.stdout).unwrap();
-    let mut locks_total = 0;
-    let mut waiters = None;
-    for line in prom.lines() {
-        if line.starts_with('#') {
-            continue;
-        }
-        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("{line}"));
-        let value: f64 = value.parse().unwrap_or_else(|_| panic!("{line}"));
-        let (name, labels) = series.split_once('{').unwrap_or_else(|| panic!("{line}"));
-        assert!(
-            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
-            "{line}"
-        );
-        assert!(labels.ends_with('}'), "{line}");
-        for pair in labels.trim_end_matches('}').split("\",") {
-            let (k, v) = pair.split_once("=\"").unwrap_or_else(|| panic!("{line}"));
-            assert!(k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
-            assert!(!v.is_empty());
-        }
-        if name == "dlm_locks" && labels.contains("lockspace=\"op\"") {
-            locks_total += value as usize;
-        }
-        if name == "dlm_waiters" && labels.contains("lockspace=\"op\"") {
-            waiters = Some(value as usize);
-        }
-    }
+    let (samples, _) = prometheus(&dlmd);
+    let op = |name: &str| -> Vec<usize> {
+        samples
+            .iter()
+            .filter(|(n, l, _)| n == name && l.contains("lockspace=\"op\""))
+            .map(|(_, _, v)| *v as usize)
+            .collect()
+    };
+    let locks_total: usize = op("dlm_locks").iter().sum();
+    let waiters = op("dlm_waiters");
     let d = dump(&dlmd, "op");
     let n: usize = d["lockspaces"][0]["resources"]
         .as_array()
@@ -210,8 +192,8 @@ fn waiters_list_their_blocker_and_age_and_stuck_exits_1() {
         .iter()
         .map(|r| r["locks"].as_array().unwrap().len())
         .sum();
-    assert_eq!(locks_total, n, "{prom}");
-    assert_eq!(waiters, Some(2), "{prom}");
+    assert_eq!(locks_total, n, "{samples:?}");
+    assert_eq!(waiters, [2], "{samples:?}");
 
     end(a);
     for mut w in [b, c] {
@@ -243,6 +225,182 @@ fn status_exits_3_without_a_lock_manager_and_0_with_one() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(text.lines().count(), 1, "{text}");
     assert!(text.starts_with("no lock manager: "), "{text}");
+    // --json: still exit 3, one JSON object with the reason.
+    let out = Command::new(env!("CARGO_BIN_EXE_dlm"))
+        .args(["status", "--json"])
+        .env("DLMD_SOCKET", &gone)
+        .env("DLM_BACKEND", "dlmd")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["backend"].is_null(), "{v}");
+    let why = v["error"].as_str().unwrap();
+    assert!(why.contains(gone.to_str().unwrap()), "{why}");
+    assert_eq!(v.as_object().unwrap().len(), 2, "{v}");
+}
+
+/// `dlm status --json`, parsed (exit 0 checked).
+fn status_json(dlmd: &Dlmd) -> Value {
+    let out = dlm(dlmd).args(["status", "--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().count(), 1, "one line: {text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// A Prometheus sample: name, labels (`{...}` without the `{`), value.
+type Sample = (String, String, f64);
+
+/// `dlm stats --prometheus`, each line checked (a comment, or
+/// `name{labels} value`), as (name, labels, value); with the TYPE of
+/// each name.
+fn prometheus(dlmd: &Dlmd) -> (Vec<Sample>, HashMap<String, String>) {
+    let out = dlm(dlmd).args(["stats", "--prometheus"]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let prom = String::from_utf8(out.stdout).unwrap();
+    let mut samples = Vec::new();
+    let mut types = HashMap::new();
+    for line in prom.lines() {
+        if let Some(t) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = t.split_once(' ').unwrap();
+            assert!(types.insert(name.to_owned(), kind.to_owned()).is_none());
+            continue;
+        }
+        if line.starts_with('#') {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("{line}"));
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("{line}"));
+        let (name, labels) = series.split_once('{').unwrap_or_else(|| panic!("{line}"));
+        assert!(
+            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "{line}"
+        );
+        assert!(types.contains_key(name), "TYPE before {line}");
+        assert!(labels.ends_with('}'), "{line}");
+        for pair in labels.trim_end_matches('}').split("\",") {
+            let (k, v) = pair.split_once("=\"").unwrap_or_else(|| panic!("{line}"));
+            assert!(k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+            assert!(!v.is_empty(), "{line}");
+        }
+        samples.push((name.to_owned(), labels.to_owned(), value));
+    }
+    (samples, types)
+}
+
+fn sample(samples: &[Sample], name: &str) -> f64 {
+    let found: Vec<f64> = samples
+        .iter()
+        .filter(|(n, _, _)| n == name)
+        .map(|(_, _, v)| *v)
+        .collect();
+    assert_eq!(found.len(), 1, "one {name}: {samples:?}");
+    found[0]
+}
+
+#[test]
+fn status_json_and_prometheus_counters_follow_a_known_sequence() {
+    let dlmd = Dlmd::start("op-counters");
+    let s0 = status_json(&dlmd);
+    assert_eq!(s0["backend"], "dlmd", "{s0}");
+    assert_eq!(s0["socket"], dlmd.socket().to_str().unwrap());
+    assert_eq!(s0["interface"], "6.0.2");
+    assert!(s0["dlmd_error"].is_null(), "{s0}");
+    let d = &s0["dlmd"];
+    // dlm and dlmd share the workspace's version.
+    assert_eq!(d["version"], env!("CARGO_PKG_VERSION"), "{s0}");
+    assert_eq!(d["protocol"], 1);
+    assert_eq!(d["pid"], dlmd.pid());
+    let up0 = d["uptime"].as_u64().unwrap();
+    assert!(up0 < 30, "{s0}");
+    let started = d["started"].as_u64().unwrap();
+    assert_eq!(
+        (d["grants"].as_u64(), d["blocking_callbacks"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(s0["dump"]["locks"], 0);
+
+    // A holds EX asking for blocking callbacks; `dlm lock -s` asks for
+    // PR: A gets one blocking callback; when A lets go the reader is
+    // granted, runs `true` and unlocks. Two grants, one callback.
+    let out = dlm(&dlmd).args(["create", "op"]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let mut a = client(&dlmd, &["hold", "op", "res", "EX", "bast"]);
+    let reader = dlm(&dlmd)
+        .args(["lock", "-s", "-l", "op", "res", "true"])
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    loop {
+        let s = status_json(&dlmd);
+        if s["dlmd"]["blocking_callbacks"] == 1 {
+            assert_eq!(s["dlmd"]["grants"], 1, "{s}");
+            assert_eq!(s["dump"]["waiting"], 1, "{s}");
+            break;
+        }
+        assert!(t0.elapsed() < HANG, "no blocking callback: {s}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(a.stdin.take());
+    assert!(a.wait().unwrap().success());
+    let mut reader = reader;
+    assert!(reader.wait().unwrap().success());
+
+    let s1 = status_json(&dlmd);
+    let d1 = &s1["dlmd"];
+    assert_eq!(d1["grants"], 2, "{s1}");
+    assert_eq!(d1["blocking_callbacks"], 1, "{s1}");
+    assert_eq!(d1["started"], started, "{s1}");
+    assert_eq!(
+        (d1["lockspaces"].as_u64(), d1["locks"].as_u64()),
+        (Some(1), Some(0))
+    );
+    // Uptime grows (whole seconds).
+    std::thread::sleep(Duration::from_millis(1100));
+    let up1 = status_json(&dlmd)["dlmd"]["uptime"].as_u64().unwrap();
+    assert!(up1 > up0, "{up0} -> {up1}");
+
+    // Prometheus: the counters are STATUS's, typed as counters.
+    let (samples, types) = prometheus(&dlmd);
+    assert_eq!(types["dlm_grants_total"], "counter");
+    assert_eq!(types["dlm_blocking_callbacks_total"], "counter");
+    assert_eq!(types["dlm_dlmd_start_time_seconds"], "gauge");
+    assert_eq!(sample(&samples, "dlm_grants_total"), 2.0);
+    assert_eq!(sample(&samples, "dlm_blocking_callbacks_total"), 1.0);
+    assert_eq!(
+        sample(&samples, "dlm_dlmd_start_time_seconds"),
+        started as f64
+    );
+    let info = samples
+        .iter()
+        .find(|(n, _, _)| n == "dlm_dlmd_info")
+        .unwrap();
+    assert!(
+        info.1
+            .contains(&format!("version=\"{}\"", env!("CARGO_PKG_VERSION"))),
+        "{info:?}"
+    );
+    assert!(info.1.contains("protocol=\"1\""), "{info:?}");
+    let s2 = status_json(&dlmd);
+    assert_eq!(s2["dlmd"]["grants"], 2, "stats asks without locking: {s2}");
+
+    // The text shows the same facts.
+    let out = dlm(&dlmd).arg("status").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("backend dlmd\nsocket "), "{text}");
+    assert!(
+        text.contains(&format!(
+            "\ndlmd {} (pid {}, protocol 1)\nuptime ",
+            env!("CARGO_PKG_VERSION"),
+            dlmd.pid()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("\nsince start: grants 2, blocking callbacks 1\n"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -85,6 +85,9 @@ use dlm_core::{Errno, LockFlags, LockResult, LsFlags, Lvb, Mode, Name, RemoveFla
 
 mod ops;
 mod space;
+mod stats;
+
+pub use stats::EngineStats;
 
 use space::{Lockspace, NIL};
 use std::collections::HashMap;
@@ -150,6 +153,8 @@ pub struct Engine {
     release_forced: bool,
     /// See [`Engine::set_clock`].
     now: u32,
+    /// The running totals of [`Engine::stats`] (its `lockspaces` unused).
+    totals: EngineStats,
 }
 
 impl Default for Engine {
@@ -259,6 +264,7 @@ impl Engine {
             notified_spaces: Vec::new(),
             acct_locks: IdMap::default(),
             release_forced: false,
+            totals: EngineStats::default(),
         }
     }
 
@@ -293,6 +299,7 @@ impl Engine {
         else {
             return;
         };
+        stats::settle(&mut self.totals, ls);
         for (acct, created) in ls.acct_log.drain(..) {
             if created {
                 *self.acct_locks.entry(acct).or_insert(0) += 1;
@@ -391,6 +398,7 @@ impl Engine {
         self.by_name.remove(&ls.name);
         self.settle(minor);
         if let Some(ls) = self.spaces[minor as usize].take() {
+            stats::retire(&mut self.totals, &ls);
             // FORCEFREE: the remaining locks go with the lockspace.
             for l in ls.locks.iter().filter(|l| l.in_use()) {
                 if let Some(n) = self.acct_locks.get_mut(&l.acct) {

@@ -145,6 +145,7 @@ impl Lockspace {
         }
         lk.last_cb = mode;
         lk.bits |= B_LAST_BAST;
+        self.tally.basts += 1;
         let cb = LockResult {
             astaddr: lk.ua.bastaddr,
             astparam: lk.ua.bastparam,
@@ -375,6 +376,7 @@ impl Lockspace {
     /// `grant_lock`: grants lock `i` in `mode` (its requested or
     /// alternate mode).
     fn grant_lock(&mut self, r: u32, i: u32, mode: i8, alt: bool) {
+        self.tally.grants += 1;
         if alt {
             self.lm(i).sbflags |= SBF_ALTMODE;
         }

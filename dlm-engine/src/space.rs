@@ -565,6 +565,8 @@ pub(crate) struct Lockspace {
     /// The engine clock, in seconds, set by its user
     /// ([`Engine::set_clock`](crate::Engine::set_clock)).
     pub now: u32,
+    /// What it did and holds, for the engine's totals.
+    pub tally: crate::stats::Tally,
 }
 
 impl Lockspace {
@@ -589,6 +591,7 @@ impl Lockspace {
             acct_log: Vec::new(),
             release_forced: false,
             now: 0,
+            tally: Default::default(),
         }
     }
 

@@ -197,7 +197,9 @@ impl Fuzzer<'_> {
     /// A message for `op`, built from valid pieces.
     fn payload(&mut self, op: u32) -> Vec<u8> {
         match Op::from_raw(op) {
-            Some(Op::Version) | Some(Op::Reply) | Some(Op::DumpChunk) | None => Vec::new(),
+            Some(Op::Version) | Some(Op::Reply) | Some(Op::DumpChunk) | Some(Op::Status) | None => {
+                Vec::new()
+            }
             Some(Op::Control) => {
                 let mode = *self
                     .rng
@@ -240,7 +242,7 @@ impl Fuzzer<'_> {
         } else if for_request_socket && self.rng.chance(85) {
             Op::Write as u32
         } else {
-            1 + self.rng.below(8) as u32
+            1 + self.rng.below(9) as u32
         };
         let payload = self.payload(op);
         let header = Header {

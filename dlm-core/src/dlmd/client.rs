@@ -2,6 +2,7 @@
 //! sockets of a lockspace handle (see `PROTOCOL.md`).
 
 use super::proto::{self, ConnectError, Header, Op, SocketPath, Trust};
+use super::status::DlmdStatus;
 use crate::codec::{LockResult, RESULT_LVB_LEN, Request, Version};
 use crate::sync::lock;
 use crate::{Errno, Name};
@@ -426,7 +427,7 @@ fn ret_u32(ret: i64) -> Result<u32, Errno> {
 }
 
 /// A control connection to dlmd: version, lockspace creation and removal,
-/// lock dumps.
+/// lock dumps, dlmd's status.
 #[derive(Debug)]
 pub struct Control {
     chan: Mutex<Channel>,
@@ -484,9 +485,29 @@ impl Control {
     /// # Errors
     /// ENOENT for an unknown lockspace; ENOTCONN if dlmd went away.
     pub fn dump(&self, lockspace: Option<&Name>) -> Result<String, Errno> {
-        let mut chan = lock(&self.chan);
         let name = lockspace.map_or(&[][..], Name::as_bytes);
-        ret_u32(chan.call(Op::Dump, &[name], &mut [])?)?;
+        self.text(Op::Dump, &[name])
+    }
+
+    /// dlmd's own status (STATUS): its version, uptime, counts and
+    /// counters. `Ok(None)` from a dlmd that does not know STATUS (it
+    /// answers EINVAL).
+    ///
+    /// # Errors
+    /// ENOTCONN if dlmd went away; EPROTO on a malformed answer.
+    pub fn status(&self) -> Result<Option<DlmdStatus>, Errno> {
+        match self.text(Op::Status, &[]) {
+            Ok(text) => Ok(Some(DlmdStatus::parse(&text))),
+            Err(Errno::EINVAL) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sends `op` and reads its answer: a reply, then DUMP_CHUNK
+    /// messages of text, the last one empty.
+    fn text(&self, op: Op, payload: &[&[u8]]) -> Result<String, Errno> {
+        let mut chan = lock(&self.chan);
+        ret_u32(chan.call(op, payload, &mut [])?)?;
         let mut text = Vec::new();
         let mut buf = vec![0u8; proto::HEADER_LEN + proto::DUMP_CHUNK];
         loop {

@@ -73,8 +73,12 @@ pub enum Op {
     Attach = 6,
     /// Every answer: the header echoes the request's sequence number.
     Reply = 7,
-    /// A piece of dump text.
+    /// A piece of dump text (or of a STATUS answer).
     DumpChunk = 8,
+    /// Control: ask for dlmd's own status (no payload). Answered by a
+    /// reply, then [`Op::DumpChunk`] messages of `key value` lines
+    /// ([`super::status::DlmdStatus`]), the last one empty.
+    Status = 9,
 }
 
 impl Op {
@@ -89,6 +93,7 @@ impl Op {
             6 => Op::Attach,
             7 => Op::Reply,
             8 => Op::DumpChunk,
+            9 => Op::Status,
             _ => return None,
         })
     }

@@ -242,6 +242,9 @@ pub struct Server {
     /// A spare descriptor, closed to accept (and refuse) a connection
     /// when dlmd is at its file-descriptor limit.
     reserve: Option<OwnedFd>,
+    /// When the server was made: STATUS's `started` and `uptime`, and
+    /// the origin of the engine's clock.
+    started: (std::time::Instant, std::time::SystemTime),
 }
 
 /// The live connection `tok` names, borrowing only the slots (so that
@@ -374,6 +377,7 @@ impl Server {
             conns_of: HashMap::new(),
             spaces_of: HashMap::new(),
             reserve: reserve_fd(),
+            started: (std::time::Instant::now(), std::time::SystemTime::now()),
         })
     }
 
@@ -401,7 +405,7 @@ impl Server {
     /// The errno of `epoll_wait` (other than EINTR).
     pub fn run(&mut self) -> std::io::Result<u32> {
         let mut events: Vec<Event> = Vec::with_capacity(256);
-        let start = std::time::Instant::now();
+        let start = self.started.0;
         let second = rustix::event::Timespec {
             tv_sec: 1,
             tv_nsec: 0,
@@ -743,7 +747,7 @@ impl Server {
         let op = Op::from_raw(hdr.op);
         let opens = matches!(
             op,
-            Some(Op::Version | Op::Control | Op::Dump | Op::Open | Op::Attach)
+            Some(Op::Version | Op::Control | Op::Dump | Op::Status | Op::Open | Op::Attach)
         );
         if undecided && opens && hdr.reserved != proto::PROTOCOL_VERSION {
             // A client of another release: refuse it, naming both
@@ -776,7 +780,7 @@ impl Server {
         }
         if truncated || msg.len() > MAX_REQUEST_MSG {
             self.reply(tok, hdr.seq, neg(Errno::EINVAL), &[]);
-            if undecided && !matches!(op, Some(Op::Version | Op::Control | Op::Dump)) {
+            if undecided && !matches!(op, Some(Op::Version | Op::Control | Op::Dump | Op::Status)) {
                 self.close_after(tok);
             } else if undecided {
                 self.set_role(tok, Role::Control);
@@ -784,7 +788,7 @@ impl Server {
             return;
         }
         match op {
-            Some(Op::Version | Op::Control | Op::Dump) if !is_request => {
+            Some(Op::Version | Op::Control | Op::Dump | Op::Status) if !is_request => {
                 if undecided {
                     self.set_role(tok, Role::Control);
                 }
@@ -798,6 +802,7 @@ impl Server {
                         self.reply(tok, hdr.seq, ret, &Version::DEVICE.encode());
                     }
                     Some(Op::Control) => self.control(tok, hdr, payload),
+                    Some(Op::Status) => self.status(tok, hdr, payload),
                     _ => self.dump(tok, hdr, payload),
                 }
             }

@@ -1,8 +1,10 @@
 //! The operations a client asks for: WRITE (a v6 request), OPEN and
 //! ATTACH (a lockspace handle's two sockets), CONTROL (create and remove
-//! lockspaces), DUMP (rendered a chunk at a time from an engine cursor).
+//! lockspaces), DUMP (rendered a chunk at a time from an engine cursor),
+//! STATUS (dlmd's version, uptime, counts and counters).
 
 use super::*;
+use dlm_core::dlmd::status::DlmdStatus;
 
 /// Whether `peer` may see a lockspace in a dump: as it may open it.
 pub(super) fn may_dump(meta: Option<&LsMeta>, peer: &Peer) -> bool {
@@ -329,6 +331,53 @@ impl Server {
                     minor: Some(minor),
                     cursor: None,
                     text: String::new(),
+                });
+            }
+        }
+    }
+
+    /// STATUS: dlmd's version, uptime, counts and counters as `key value`
+    /// lines, sent as a dump is (a reply, then DUMP_CHUNK messages). Any
+    /// connected peer may ask: it shows counts, no names. O(1): the
+    /// counts are the engine's running totals and the server's maps.
+    pub(super) fn status(&mut self, tok: Tok, hdr: Header, payload: &[u8]) {
+        if !payload.is_empty() {
+            self.reply(tok, hdr.seq, neg(Errno::EINVAL), &[]);
+            return;
+        }
+        let e = self.engine.stats();
+        let n = |v: usize| Some(v as u64);
+        let text = DlmdStatus {
+            version: Some(env!("CARGO_PKG_VERSION").to_owned()),
+            protocol: Some(proto::PROTOCOL_VERSION),
+            pid: Some(std::process::id()),
+            started: self
+                .started
+                .1
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()
+                .map(|d| d.as_secs()),
+            uptime: Some(self.started.0.elapsed().as_secs()),
+            lockspaces: n(e.lockspaces),
+            resources: n(e.resources),
+            locks: n(e.locks),
+            connections: n(self.slots.len() - self.free.len()),
+            handles: n(self.owners.len()),
+            grants: Some(e.grants),
+            blocking_callbacks: Some(e.blocking_callbacks),
+        }
+        .to_text();
+        self.reply(tok, hdr.seq, 0, &[]);
+        if let Some(conn) = self.conn_mut(tok) {
+            if !conn.gone {
+                // Sent after the reply by the dump's machinery: one chunk
+                // of text (no lockspace to walk), then the empty one.
+                conn.dump = Some(DumpOut {
+                    seq: hdr.seq,
+                    all: false,
+                    minor: None,
+                    cursor: None,
+                    text,
                 });
             }
         }

@@ -4,8 +4,9 @@
 //!
 //! ```text
 //! dlm-test-client counter LS RESOURCE ROUNDS   increment the u64 in the LVB under EX
-//! dlm-test-client hold LS RESOURCE MODE [persistent|keep]
+//! dlm-test-client hold LS RESOURCE MODE [persistent|keep|bast]
 //!                                              lock, print "locked", wait for stdin EOF
+//!                                              (bast: asking for blocking callbacks)
 //! dlm-test-client open LS                      open, print "ok" or the errno number
 //! dlm-test-client churn LS RESOURCE            lock/unlock until an error; print it
 //! dlm-test-client bench LS PAIRS               create LS, PAIRS EX lock+unlock pairs,
@@ -82,10 +83,10 @@ fn counter(ls: &str, res: &str, rounds: u32) -> Result<(), Error> {
 fn hold(ls: &str, res: &str, mode: &str, how: &str) -> Result<(), Error> {
     let ls = Lockspace::open(ls)?;
     let mode: Mode = mode.parse().map_err(Error::Sys)?;
-    let opts = if how == "persistent" {
-        LockOptions::new().persistent()
-    } else {
-        LockOptions::new()
+    let opts = match how {
+        "persistent" => LockOptions::new().persistent(),
+        "bast" => LockOptions::new().on_blocking(|_| {}),
+        _ => LockOptions::new(),
     };
     let lock = ls.lock(res.as_bytes(), mode, opts)?;
     println!("locked {}", lock.id());
