@@ -84,6 +84,7 @@
 use dlm_core::{Errno, LockFlags, LockResult, LsFlags, Lvb, Mode, Name, RemoveFlags, Request};
 
 mod ops;
+mod owner;
 mod space;
 mod stats;
 

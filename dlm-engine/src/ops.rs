@@ -1,7 +1,8 @@
 //! The lock semantics of docs/semantics.md Part C, as the kernel (6.12) implements
 //! them: the grant predicate, requests, conversions, unlock and cancel,
 //! the pending grant pass, blocking callbacks with their suppression,
-//! LVB handling, owner close, orphan adoption and purge.
+//! and LVB handling. Owner close, orphan adoption and purge are in
+//! `owner.rs`.
 //!
 //! The functions mirror the kernel's (`do_request`, `do_convert`,
 //! `grant_pending_locks`, `dlm_user_add_ast`, …) so that the two can be
@@ -120,7 +121,7 @@ impl Lockspace {
     /// Frees lock `i` if nothing references it any more: it is on no
     /// queue and on no list (the kernel's reference counts). An orphan
     /// unlocked by id therefore lingers on the orphan list until a purge.
-    fn maybe_free(&mut self, i: u32) {
+    pub(crate) fn maybe_free(&mut self, i: u32) {
         let l = self.l(i);
         if l.status == ST_NONE && l.bits & B_LISTED == 0 {
             self.free_lock(i);
@@ -782,7 +783,7 @@ impl Lockspace {
     /// `validate_unlock_args` on one node (C.3.5): EINVAL for a repeated
     /// CANCEL or FORCEUNLOCK, EBUSY for a cancel with nothing to cancel;
     /// on success the flags join the lock's.
-    fn validate_unlock(&mut self, i: u32, flags: F) -> Result<(), Errno> {
+    pub(crate) fn validate_unlock(&mut self, i: u32, flags: F) -> Result<(), Errno> {
         let lk = self.lm(i);
         if flags.contains(F::CANCEL) {
             if lk.exflags.contains(F::CANCEL) {
@@ -819,7 +820,7 @@ impl Lockspace {
     }
 
     /// `do_unlock` and its effects (C.6.1).
-    fn do_unlock(&mut self, i: u32) {
+    pub(crate) fn do_unlock(&mut self, i: u32) {
         let r = self.l(i).res;
         self.set_lvb_unlock(r, i);
         self.q_del(r, i);
@@ -860,7 +861,7 @@ impl Lockspace {
     }
 
     /// `do_cancel` (`revert_lock`) and its effects (C.6.2).
-    fn do_cancel(&mut self, i: u32) {
+    pub(crate) fn do_cancel(&mut self, i: u32) {
         let r = self.l(i).res;
         match self.l(i).status {
             ST_CONVERT => {
@@ -881,135 +882,6 @@ impl Lockspace {
             // Granted with nothing pending, or an orphan whose request was
             // already cancelled: nothing to do but forget the requested mode.
             _ => self.lm(i).rq = IV,
-        }
-    }
-
-    /// `unlock_proc_lock`: force-unlock with IVVALBLK, for close and
-    /// purge. A lock whose own flags already hold FORCEUNLOCK is refused
-    /// (EINVAL, ignored by the kernel) and stays where it is, dead, unless
-    /// the engine releases such locks (`release_forced`, dlmd's choice).
-    fn unlock_proc_lock(&mut self, i: u32) {
-        self.lm(i).bits |= B_DEAD;
-        if self.release_forced {
-            // dlmd's choice: no lock outlives its owner.
-            self.lm(i).exflags.remove(F::FORCEUNLOCK);
-        }
-        if self
-            .validate_unlock(i, F::FORCEUNLOCK | F::IVVALBLK)
-            .is_ok()
-        {
-            self.do_unlock(i);
-        } else {
-            self.maybe_free(i);
-        }
-    }
-
-    /// Orphan adoption (`dlm_user_adopt_orphan`, C.11.3).
-    pub fn adopt(&mut self, owner: u32, p: &LockParams, tid: u32) -> Result<u32, Errno> {
-        // The kernel walks the lockspace's orphan list for the first orphan
-        // whose resource name is exactly this one; the orphans of a name
-        // are those of the one resource with its key, in the same order.
-        let name = p.name.as_bytes();
-        let mut other_mode = false;
-        let mut found = NIL;
-        let key = name_key(name);
-        let h = self.table.hash(key);
-        let mut cur = match self.table.find(&self.res, key, h) {
-            Some(r) if *self.res[r as usize].name == *name => {
-                self.res_orphans.get(&r).map_or(NIL, |l| l.head)
-            }
-            _ => NIL,
-        };
-        while cur != NIL {
-            let lk = self.l(cur);
-            if i32::from(lk.gr) == i32::from(p.mode) {
-                found = cur;
-                break;
-            }
-            other_mode = true;
-            cur = lk.n_next;
-        }
-        if found == NIL {
-            return Err(if other_mode {
-                Errno::EAGAIN
-            } else {
-                Errno::ENOENT
-            });
-        }
-        let i = found;
-        self.unlist(i);
-        let lk = self.lm(i);
-        lk.bits &= !B_ORPHAN;
-        lk.ownpid = tid;
-        lk.ua = Ua {
-            castparam: p.castparam,
-            castaddr: p.castaddr,
-            bastparam: p.bastparam,
-            bastaddr: p.bastaddr,
-            user_lksb: p.lksb,
-            xid: p.xid,
-        };
-        self.set_exflags(i, p.flags);
-        self.list_owner(owner, i);
-        Ok(i + 1)
-    }
-
-    /// Closing owner `owner` (A.7): persistent locks become orphans with
-    /// their pending request cancelled, the others are force-unlocked
-    /// with IVVALBLK, in the owner's list order; unread callbacks go.
-    pub fn close_owner(&mut self, owner: u32) {
-        loop {
-            let i = self.owners[owner as usize].locks.head;
-            if i == NIL {
-                break;
-            }
-            self.unlist(i);
-            if self.l(i).exflags.contains(F::PERSISTENT) {
-                self.lm(i).bits |= B_ORPHAN;
-                self.list_orphan(i);
-                // orphan_proc_lock: a cancel with no flags.
-                let _ = self.validate_unlock(i, F::empty());
-                self.do_cancel(i);
-                // Off the wait queue now, so its `n_` links are free.
-                if self.l(i).bits & B_LISTED != 0 && self.l(i).owner == NIL {
-                    self.index_orphan(i);
-                }
-            } else {
-                self.lm(i).owner = NIL;
-                self.unlock_proc_lock(i);
-            }
-        }
-        let o = &mut self.owners[owner as usize];
-        o.cbs = Default::default();
-        o.open = false;
-        self.free_owners.push(owner);
-        self.openers -= 1;
-    }
-
-    /// PURGE (C.11.4): `pid == tid` purges the caller's own locks and
-    /// callbacks; otherwise the orphans of `pid` (all orphans for 0).
-    pub fn purge(&mut self, owner: u32, pid: u32, tid: u32) {
-        if pid == tid {
-            loop {
-                let i = self.owners[owner as usize].locks.head;
-                if i == NIL {
-                    break;
-                }
-                self.unlist(i);
-                self.lm(i).owner = NIL;
-                self.unlock_proc_lock(i);
-            }
-            self.owners[owner as usize].cbs.clear();
-            return;
-        }
-        let mut cur = self.orphans.head;
-        while cur != NIL {
-            let next = self.l(cur).o_next;
-            if pid == 0 || self.l(cur).ownpid == pid {
-                self.unlist(cur);
-                self.unlock_proc_lock(cur);
-            }
-            cur = next;
         }
     }
 }
