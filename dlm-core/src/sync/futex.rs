@@ -20,6 +20,7 @@
 #![allow(unsafe_code)]
 
 use core::cell::UnsafeCell;
+use core::marker::PhantomData;
 use core::ops::{Deref, DerefMut};
 use rustix::thread::futex;
 use std::sync::atomic::AtomicU32;
@@ -82,7 +83,10 @@ impl<T: ?Sized> Mutex<T> {
         {
             self.lock_contended();
         }
-        MutexGuard { mutex: self }
+        MutexGuard {
+            mutex: self,
+            _data: PhantomData,
+        }
     }
 
     #[cold]
@@ -148,6 +152,9 @@ impl<T: ?Sized + core::fmt::Debug> core::fmt::Debug for Mutex<T> {
 /// The lock of a [`Mutex`], held until dropped.
 pub struct MutexGuard<'a, T: ?Sized> {
     mutex: &'a Mutex<T>,
+    /// The guard hands out `&T` and `&mut T`: shared between threads only
+    /// when `T` is `Sync` (as std's guard), whatever the mutex allows.
+    _data: PhantomData<&'a mut T>,
 }
 
 impl<T: ?Sized> Deref for MutexGuard<'_, T> {
