@@ -348,6 +348,7 @@ impl LockArgs {
     }
 }
 
+#[inline(always)]
 fn fn_addr(f: AstFn) -> u64 {
     f.map_or(0, |f| f as usize as u64)
 }

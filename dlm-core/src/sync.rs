@@ -4,9 +4,12 @@
 //! name these, never `std::sync` or `std::thread` directly, so the models
 //! check the code that ships.
 //!
-//! Process-global statics (a loom mutex cannot be `const`-built) and
-//! transport locks that no model reaches stay std's; [`lock`] serves
-//! both kinds.
+//! Outside the models, [`Mutex`] and [`Condvar`] are this module's own
+//! ([`futex`]: std's futex algorithms without poisoning, the mutex's
+//! uncontended lock and unlock inlined); `Arc`, the atomics and threads
+//! are std's. Process-global statics (a loom mutex cannot be
+//! `const`-built) and transport locks that no model reaches stay std's;
+//! [`lock`] serves every kind.
 //!
 //! Not part of the Rust API: public only for the workspace's C libraries.
 
@@ -18,12 +21,18 @@ pub use loom::sync::{Arc, Condvar, Mutex, MutexGuard};
 pub use loom::thread;
 
 #[cfg(not(dlm_loom))]
-pub use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+pub use futex::{Condvar, Mutex, MutexGuard};
 #[cfg(not(dlm_loom))]
-pub use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+pub use std::sync::Arc;
+#[cfg(not(dlm_loom))]
+pub use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 #[cfg(not(dlm_loom))]
 pub use std::thread;
 
+#[cfg(not(dlm_loom))]
+pub mod futex;
+
+#[cfg(dlm_loom)]
 use std::sync::PoisonError;
 use std::time::Duration;
 
@@ -44,7 +53,21 @@ impl<T: ?Sized> Lock for std::sync::Mutex<T> {
         T: 'a;
     #[inline(always)]
     fn lock_ignoring_poison(&self) -> Self::Guard<'_> {
-        self.lock().unwrap_or_else(PoisonError::into_inner)
+        self.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(not(dlm_loom))]
+impl<T: ?Sized> Lock for futex::Mutex<T> {
+    type Guard<'a>
+        = futex::MutexGuard<'a, T>
+    where
+        T: 'a;
+    /// Never poisoned: just locks.
+    #[inline(always)]
+    fn lock_ignoring_poison(&self) -> Self::Guard<'_> {
+        self.lock()
     }
 }
 
@@ -69,13 +92,21 @@ pub fn lock<M: Lock + ?Sized>(m: &M) -> M::Guard<'_> {
 }
 
 /// Waits on `cond`, ignoring poisoning (as [`lock`]).
-#[inline(always)]
+#[cfg(dlm_loom)]
 pub fn wait<'a, T>(cond: &Condvar, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
     cond.wait(guard).unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Waits on `cond` (never poisoned).
+#[cfg(not(dlm_loom))]
+#[inline(always)]
+pub fn wait<'a, T>(cond: &Condvar, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+    cond.wait(guard)
+}
+
 /// Waits on `cond` for at most `dur`, ignoring poisoning (as [`lock`]).
 /// loom's condvar never times out: a model must not depend on it.
+#[cfg(dlm_loom)]
 pub fn wait_timeout<'a, T>(
     cond: &Condvar,
     guard: MutexGuard<'a, T>,
@@ -85,6 +116,16 @@ pub fn wait_timeout<'a, T>(
         Ok((g, _)) => g,
         Err(e) => e.into_inner().0,
     }
+}
+
+/// Waits on `cond` for at most `dur` (never poisoned).
+#[cfg(not(dlm_loom))]
+pub fn wait_timeout<'a, T>(
+    cond: &Condvar,
+    guard: MutexGuard<'a, T>,
+    dur: Duration,
+) -> MutexGuard<'a, T> {
+    cond.wait_timeout(guard, dur).0
 }
 
 /// Who a thread is, as the holder of a handle's dispatch role
