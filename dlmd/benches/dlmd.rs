@@ -676,24 +676,25 @@ fn send_write(fd: &OwnedFd, seq: u32, tid: u32, req: &Request) {
 /// [`send_write`] with the header's `reserved` word (a synchronous
 /// request's [`proto::write_word`]).
 fn send_write_word(fd: &OwnedFd, seq: u32, tid: u32, req: &Request, word: u32) {
-    let (m, len) = write_msg(seq, tid, req, word);
+    let mut m = [0u8; proto::MAX_REQUEST_MSG];
+    let len = write_msg(&mut m, seq, tid, req, word);
     net::send(fd, &m[..len], SendFlags::NOSIGNAL).unwrap();
 }
 
-/// One WRITE message in a stack buffer, and its length.
+/// Builds one WRITE message in `m`; returns its length.
 fn write_msg(
+    m: &mut [u8; proto::MAX_REQUEST_MSG],
     seq: u32,
     tid: u32,
     req: &Request,
     word: u32,
-) -> ([u8; proto::MAX_REQUEST_MSG], usize) {
+) -> usize {
     let bytes = req.encode(Version::DEVICE);
-    let mut m = [0u8; proto::MAX_REQUEST_MSG];
     for (i, w) in [Op::Write as u32, seq, tid, word].iter().enumerate() {
         m[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
     }
     m[proto::HEADER_LEN..proto::HEADER_LEN + bytes.len()].copy_from_slice(&bytes);
-    (m, proto::HEADER_LEN + bytes.len())
+    proto::HEADER_LEN + bytes.len()
 }
 
 /// Receives the reply to a synchronous `seq` into a stack buffer; returns
@@ -901,13 +902,10 @@ impl Outgoing {
 
     fn push(&mut self, req: &Request) {
         self.seq = self.seq.wrapping_add(1);
+        let mut m = [0u8; proto::MAX_REQUEST_MSG];
         // Synchronous: the result rides in the reply (see (b)).
-        self.msgs.push(write_msg(
-            self.seq,
-            self.tid,
-            req,
-            proto::write_word(true, 0),
-        ));
+        let len = write_msg(&mut m, self.seq, self.tid, req, proto::write_word(true, 0));
+        self.msgs.push((m, len));
     }
 
     fn send(&mut self, fd: &OwnedFd) {
