@@ -553,6 +553,15 @@ fn a_conversion_deadlock_is_shown() {
 #[test]
 fn nested_dlm_lock_commands_that_deadlock_are_found() {
     let dlmd = Dlmd::start("op-nested");
+    // Created first, so that the dump polled below never races the
+    // `dlm lock` that would create it.
+    assert!(
+        dlm(&dlmd)
+            .args(["create", "op"])
+            .status()
+            .unwrap()
+            .success()
+    );
     let dir = dlm_tests::scratch_dir("op-nested-files");
     let dlm_bin = env!("CARGO_BIN_EXE_dlm");
     // Each takes its first lock, waits until both have, then asks for
