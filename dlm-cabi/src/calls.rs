@@ -650,7 +650,7 @@ struct Awaiting<'a> {
 
 impl Deliver<InFlight> for Awaiting<'_> {
     #[inline(always)]
-    fn record(&self, r: &LockResult, in_flight: &mut InFlight) -> bool {
+    fn record(&self, r: RawResult<'_>, in_flight: &mut InFlight) -> bool {
         let call = CDeliver.record(r, in_flight);
         // Only the role's holder (this thread) writes `awaited`.
         if self.ls.awaited.load(Ordering::Relaxed) == self.lkid {
@@ -665,7 +665,7 @@ impl Deliver<InFlight> for Awaiting<'_> {
         call
     }
 
-    fn call(&self, r: &LockResult) {
+    fn call(&self, r: RawResult<'_>) {
         CDeliver.call(r);
     }
 }

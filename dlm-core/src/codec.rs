@@ -12,7 +12,7 @@
 //! error, never panic, on short, over-long or inconsistent input.
 
 use crate::{Errno, LockFlags, LsFlags, Mode, NAME_MAX, Name, RemoveFlags, SbFlags, Status};
-use core::mem::{offset_of, size_of};
+use core::mem::{MaybeUninit, offset_of, size_of};
 use core::ops::Deref;
 use dlm_sys as sys;
 
@@ -543,7 +543,41 @@ impl LockResult {
         Ok(buf)
     }
 
-    /// Decodes the bytes of one result `read()`.
+    /// Decodes the bytes of one result `read()` ([`RawResult::decode`]).
+    ///
+    /// # Errors
+    /// As [`RawResult::decode`].
+    #[inline(always)]
+    pub fn decode(bytes: &[u8]) -> Result<LockResult, Errno> {
+        RawResult::decode(bytes).map(LockResult::from)
+    }
+}
+
+/// Room for the bytes of one result `read()` (104, the largest result),
+/// left uninitialised until the read fills it.
+pub type ResultSpace = [MaybeUninit<u8>; RESULT_LVB_LEN];
+
+/// A [`ResultSpace`], uninitialised.
+#[inline(always)]
+pub const fn result_space() -> ResultSpace {
+    [MaybeUninit::uninit(); RESULT_LVB_LEN]
+}
+
+/// What a read of one result into a [`ResultSpace`] gives: the result,
+/// `None` when a non-blocking read found nothing, or the error.
+pub type ReadRaw<'s> = Result<Option<RawResult<'s>>, Errno>;
+
+/// One result read, checked, its fields read where the bytes lie (the
+/// read's [`ResultSpace`]): what a delivery needs without a decoded
+/// [`LockResult`] moved around first. [`LockResult::from`] decodes it all.
+#[derive(Clone, Copy, Debug)]
+pub struct RawResult<'a> {
+    fixed: &'a [u8; RESULT_LEN],
+    lvb: Option<&'a Lvb>,
+}
+
+impl<'a> RawResult<'a> {
+    /// Checks the bytes of one result `read()`.
     ///
     /// # Errors
     /// EPROTO when the buffer is shorter than 72 bytes, its `length` field
@@ -551,34 +585,134 @@ impl LockResult {
     /// offset is neither 0 (72 bytes) nor 72 (104 bytes), its
     /// `bast_mode` is above EX, or a blocking callback carries an LVB.
     #[inline(always)]
-    pub fn decode(bytes: &[u8]) -> Result<LockResult, Errno> {
-        if bytes.len() < RESULT_LEN
-            || get_u32(bytes, off::R_LENGTH) as usize != bytes.len()
-            || get_u32(bytes, off::R_VERSION) != Version::DEVICE.major
+    pub fn decode(bytes: &'a [u8]) -> Result<RawResult<'a>, Errno> {
+        let Some((fixed, rest)) = bytes.split_first_chunk::<RESULT_LEN>() else {
+            return Err(Errno::EPROTO);
+        };
+        if get_u32(fixed, off::R_LENGTH) as usize != bytes.len()
+            || get_u32(fixed, off::R_VERSION) != Version::DEVICE.major
         {
             return Err(Errno::EPROTO);
         }
-        let lvb = match (get_u32(bytes, off::R_LVB_OFFSET) as usize, bytes.len()) {
-            (0, RESULT_LEN) => None,
-            (RESULT_LEN, RESULT_LVB_LEN) => Some(get_lvb(bytes, RESULT_LEN)),
+        let lvb = match (get_u32(fixed, off::R_LVB_OFFSET) as usize, rest.len()) {
+            (0, 0) => None,
+            (RESULT_LEN, LVB_LEN) => rest.first_chunk::<LVB_LEN>(),
             _ => return Err(Errno::EPROTO),
         };
-        let bast_mode = match bytes[off::R_BAST_MODE] {
-            0 => None,
-            m => Some(Mode::from_raw(m.into()).map_err(|_| Errno::EPROTO)?),
-        };
-        if bast_mode.is_some() && lvb.is_some() {
+        let bast = fixed[off::R_BAST_MODE];
+        if bast != 0 && (lvb.is_some() || Mode::from_raw(bast.into()).is_err()) {
             return Err(Errno::EPROTO);
         }
-        Ok(LockResult {
-            astaddr: get_u64(bytes, off::R_ASTADDR),
-            astparam: get_u64(bytes, off::R_ASTPARAM),
-            user_lksb: get_u64(bytes, off::R_USER_LKSB),
-            status: Status::from_kernel(get_u32(bytes, off::R_STATUS) as i32),
-            lkid: get_u32(bytes, off::R_LKID),
-            flags: SbFlags::from_bits_retain(bytes[off::R_SBFLAGS]),
-            bast_mode,
-            lvb,
-        })
+        Ok(RawResult { fixed, lvb })
     }
+
+    /// [`LockResult::astaddr`].
+    #[inline(always)]
+    pub fn astaddr(&self) -> u64 {
+        get_u64(self.fixed, off::R_ASTADDR)
+    }
+
+    /// [`LockResult::astparam`].
+    #[inline(always)]
+    pub fn astparam(&self) -> u64 {
+        get_u64(self.fixed, off::R_ASTPARAM)
+    }
+
+    /// [`LockResult::user_lksb`].
+    #[inline(always)]
+    pub fn user_lksb(&self) -> u64 {
+        get_u64(self.fixed, off::R_USER_LKSB)
+    }
+
+    /// [`LockResult::status`].
+    #[inline(always)]
+    pub fn status(&self) -> Status {
+        Status::from_kernel(get_u32(self.fixed, off::R_STATUS) as i32)
+    }
+
+    /// [`LockResult::lkid`].
+    #[inline(always)]
+    pub fn lkid(&self) -> u32 {
+        get_u32(self.fixed, off::R_LKID)
+    }
+
+    /// [`LockResult::flags`].
+    #[inline(always)]
+    pub fn flags(&self) -> SbFlags {
+        SbFlags::from_bits_retain(self.fixed[off::R_SBFLAGS])
+    }
+
+    /// Whether this is a blocking callback.
+    #[inline(always)]
+    pub fn is_bast(&self) -> bool {
+        self.fixed[off::R_BAST_MODE] != 0
+    }
+
+    /// [`LockResult::bast_mode`].
+    #[inline(always)]
+    pub fn bast_mode(&self) -> Option<Mode> {
+        match self.fixed[off::R_BAST_MODE] {
+            0 => None,
+            // Checked by `decode`: a mode.
+            m => Mode::from_raw(m.into()).ok(),
+        }
+    }
+
+    /// [`LockResult::lvb`], in place.
+    #[inline(always)]
+    pub fn lvb(&self) -> Option<&'a Lvb> {
+        self.lvb
+    }
+}
+
+impl From<RawResult<'_>> for LockResult {
+    #[inline(always)]
+    fn from(r: RawResult<'_>) -> LockResult {
+        LockResult {
+            astaddr: r.astaddr(),
+            astparam: r.astparam(),
+            user_lksb: r.user_lksb(),
+            status: r.status(),
+            lkid: r.lkid(),
+            flags: r.flags(),
+            bast_mode: r.bast_mode(),
+            lvb: r.lvb().copied(),
+        }
+    }
+}
+
+/// Copies encoded result `bytes` (a [`ResultBuf`], or a result dlmd sent
+/// in a reply) into `space` and checks them there: for a result that was
+/// not read straight into the space.
+///
+/// # Errors
+/// EPROTO as [`RawResult::decode`], or for more than 104 bytes.
+pub fn raw_result_in<'a>(space: &'a mut ResultSpace, bytes: &[u8]) -> Result<RawResult<'a>, Errno> {
+    let Some(dst) = space.get_mut(..bytes.len()) else {
+        return Err(Errno::EPROTO);
+    };
+    for (d, &b) in dst.iter_mut().zip(bytes) {
+        d.write(b);
+    }
+    // SAFETY: the first `bytes.len()` bytes of `space` were written just
+    // above.
+    #[allow(unsafe_code)]
+    RawResult::decode(unsafe { filled(space, bytes.len()) }?)
+}
+
+/// The first `n` bytes of `space`, as bytes (EPROTO past its end).
+///
+/// # Errors
+/// EPROTO when `n` is over 104.
+///
+/// # Safety
+/// Those bytes were initialised: written, or filled by a read into
+/// `space` that returned `n`.
+#[allow(unsafe_code)]
+#[inline(always)]
+pub unsafe fn filled(space: &ResultSpace, n: usize) -> Result<&[u8], Errno> {
+    let part: &[MaybeUninit<u8>] = space.get(..n).ok_or(Errno::EPROTO)?;
+    // SAFETY: initialised, by this function's contract; `MaybeUninit<u8>`
+    // has the layout of `u8`.
+    Ok(unsafe { &*(core::ptr::from_ref(part) as *const [u8]) })
 }

@@ -36,7 +36,7 @@ use options::BastFn;
 use table::{BAST_TOKEN, CAST_TOKEN, Shared, Table, completion_in};
 use wait::{wait_readable, wait_readable_or};
 
-use crate::codec::{LockParams, LockResult, Lvb, Request};
+use crate::codec::{LockParams, Lvb, RawResult, Request};
 use crate::handle::{Deliver, Dispatched, Handle, OwnerGuard};
 use crate::transport::Control;
 use crate::{Errno, LockFlags, LsFlags, Mode, NAME_MAX, Name, SbFlags, Status};

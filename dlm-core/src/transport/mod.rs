@@ -10,7 +10,9 @@
 
 pub mod kernel;
 
-use crate::codec::{LockParams, LockResult, REQUEST_MAX, Request, Version};
+use crate::codec::{
+    LockParams, LockResult, REQUEST_MAX, ReadRaw, Request, ResultSpace, Version, result_space,
+};
 use crate::dlmd::{client, proto};
 use crate::{Errno, LsFlags, Name, RemoveFlags};
 use rustix::fd::BorrowedFd;
@@ -367,11 +369,22 @@ impl Device {
     ///
     /// # Errors
     /// ENOTCONN when dlmd went away; EPROTO for a malformed result.
-    #[inline(always)]
     pub fn read(&self, nonblocking: bool) -> Result<Option<LockResult>, Errno> {
+        let mut space = result_space();
+        self.read_raw(nonblocking, &mut space)
+            .map(|r| r.map(LockResult::from))
+    }
+
+    /// [`Device::read`] into `space`, the result checked but left there
+    /// (the dispatcher's read: it delivers from the bytes read).
+    ///
+    /// # Errors
+    /// As [`Device::read`].
+    #[inline(always)]
+    pub fn read_raw<'s>(&self, nonblocking: bool, space: &'s mut ResultSpace) -> ReadRaw<'s> {
         match self {
-            Device::Kernel(d) => d.read(nonblocking),
-            Device::Dlmd(d, _) => d.read(nonblocking),
+            Device::Kernel(d) => d.read_raw(nonblocking, space),
+            Device::Dlmd(d, _) => d.read_raw(nonblocking, space),
         }
     }
 
