@@ -207,6 +207,33 @@ pub struct LockParams {
     pub name: Name,
 }
 
+/// Room for one LOCK or UNLOCK request ([`LockParams::encode_in`]): the
+/// fixed part, then the name's 64 bytes, left uninitialised until the
+/// name is written.
+#[repr(C)]
+pub struct RequestSpace {
+    fixed: [u8; REQUEST_LEN],
+    name: [MaybeUninit<u8>; NAME_MAX],
+}
+
+impl RequestSpace {
+    /// An empty space (the fixed part's zeros are overwritten, so the
+    /// compiler drops them).
+    #[inline(always)]
+    pub const fn new() -> RequestSpace {
+        RequestSpace {
+            fixed: [0; REQUEST_LEN],
+            name: [MaybeUninit::uninit(); NAME_MAX],
+        }
+    }
+}
+
+impl Default for RequestSpace {
+    fn default() -> RequestSpace {
+        RequestSpace::new()
+    }
+}
+
 /// A request to a DLM device or dlmd, one `write()`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Request {
@@ -279,10 +306,11 @@ fn put_header(b: &mut [u8; REQUEST_MAX], version: Version, cmd: u8) {
 
 impl LockParams {
     /// Encodes a LOCK or UNLOCK request (`cmd`, a `DLM_USER_*` number)
-    /// with these parameters and the resource name `name` (which stands
-    /// in for `self.name`, so a caller holding the name elsewhere need
-    /// not copy it into a [`Name`] first); returns how many bytes of `b`
-    /// to write (the bytes after them are left as they were).
+    /// with these parameters, the resource name `name` and the LVB `lvb`
+    /// (zeros for `None`), which stand in for `self.name` and
+    /// `self.lvb`, so a caller holding them elsewhere need not copy them
+    /// into the parameters first; returns how many bytes of `b` to write
+    /// (the bytes after them are left as they were).
     /// [`Request::encode`] uses this for LOCK and UNLOCK.
     ///
     /// # Panics
@@ -292,11 +320,62 @@ impl LockParams {
         &self,
         cmd: u8,
         name: &[u8],
+        lvb: Option<&Lvb>,
         version: Version,
         b: &mut [u8; REQUEST_MAX],
     ) -> usize {
-        // Every byte of the fixed part is written here (the reserved ones
-        // as zeros) and the name follows it: no need to zero-fill `b`.
+        self.encode_fixed(cmd, name.len() as u8, lvb, version, b);
+        b[off::NAME..off::NAME + name.len()].copy_from_slice(name);
+        REQUEST_LEN + name.len()
+    }
+
+    /// [`LockParams::encode_into`] into a [`RequestSpace`], whose name
+    /// part is not zero-filled first; returns the bytes to write.
+    ///
+    /// # Panics
+    /// If `name` is longer than 64 bytes.
+    #[inline(always)]
+    pub fn encode_in<'s>(
+        &self,
+        cmd: u8,
+        name: &[u8],
+        lvb: Option<&Lvb>,
+        version: Version,
+        space: &'s mut RequestSpace,
+    ) -> &'s [u8] {
+        self.encode_fixed(cmd, name.len() as u8, lvb, version, &mut space.fixed);
+        let to = &mut space.name[..name.len()];
+        #[allow(unsafe_code)]
+        // SAFETY: `to` has `name.len()` bytes of room (the slicing panics
+        // for a name over 64 bytes), and is borrowed mutably, so it
+        // overlaps no `name`. (A plain copy: a loop of `MaybeUninit`
+        // writes is not turned into one.)
+        unsafe {
+            core::ptr::copy_nonoverlapping(name.as_ptr(), to.as_mut_ptr().cast::<u8>(), name.len());
+        }
+        let len = REQUEST_LEN + name.len();
+        #[allow(unsafe_code)]
+        // SAFETY: `RequestSpace` is `repr(C)`, its fixed part (bytes,
+        // initialised) directly followed by its name part (byte-sized
+        // `MaybeUninit`s, no padding between), whose first `name.len()`
+        // bytes were written just above: `len` initialised bytes,
+        // borrowed from `space`.
+        unsafe {
+            core::slice::from_raw_parts(core::ptr::from_ref(space).cast::<u8>(), len)
+        }
+    }
+
+    /// Writes the fixed part of a LOCK or UNLOCK request, every byte of
+    /// it (the reserved ones as zeros): no need to zero-fill `b` first.
+    #[inline(always)]
+    fn encode_fixed<const N: usize>(
+        &self,
+        cmd: u8,
+        namelen: u8,
+        lvb: Option<&Lvb>,
+        version: Version,
+        b: &mut [u8; N],
+    ) {
         put_u32(b, off::VERSION, version.major);
         put_u32(b, off::VERSION + 4, version.minor);
         put_u32(b, off::VERSION + 8, version.patch);
@@ -305,7 +384,7 @@ impl LockParams {
         b[off::UNUSED..off::UNUSED + 2].fill(0);
         b[off::LOCK_UNUSED..off::LOCK_UNUSED + 2].fill(0);
         b[off::MODE] = self.mode;
-        b[off::NAMELEN] = name.len() as u8;
+        b[off::NAMELEN] = namelen;
         put_u32(b, off::FLAGS, self.flags.bits());
         put_u32(b, off::LKID, self.lkid);
         put_u32(b, off::PARENT, self.parent);
@@ -316,9 +395,11 @@ impl LockParams {
         put_u64(b, off::BASTPARAM, self.bastparam);
         put_u64(b, off::BASTADDR, self.bastaddr);
         put_u64(b, off::LKSB, self.lksb);
-        b[off::LVB..off::LVB + LVB_LEN].copy_from_slice(&self.lvb);
-        b[off::NAME..off::NAME + name.len()].copy_from_slice(name);
-        REQUEST_LEN + name.len()
+        let to = &mut b[off::LVB..off::LVB + LVB_LEN];
+        match lvb {
+            Some(lvb) => to.copy_from_slice(lvb),
+            None => to.fill(0),
+        }
     }
 }
 
@@ -357,7 +438,7 @@ impl Request {
     /// returned length are not part of the request.
     pub fn encode_into(&self, version: Version, b: &mut [u8; REQUEST_MAX]) -> usize {
         if let Request::Lock(p) | Request::Unlock(p) = self {
-            return p.encode_into(self.command(), p.name.as_bytes(), version, b);
+            return p.encode_into(self.command(), p.name.as_bytes(), Some(&p.lvb), version, b);
         }
         put_header(b, version, self.command());
         let mut len = REQUEST_LEN;

@@ -280,11 +280,7 @@ impl Lockspace {
         }
         let (token, params) = self.prepare_params(mode, flags, opts, on_complete);
         let dev = self.handle.device();
-        let sent = if sync {
-            dev.write_params_sync(&params, DLM_USER_LOCK, name)
-        } else {
-            dev.write_params(&params, DLM_USER_LOCK, name)
-        };
+        let sent = dev.write_params(&params, DLM_USER_LOCK, name, Some(&params.lvb), sync);
         match sent {
             Ok(lkid) => Ok((token, lkid)),
             Err(e) => {

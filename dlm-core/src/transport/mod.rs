@@ -11,7 +11,7 @@
 pub mod kernel;
 
 use crate::codec::{
-    LockParams, LockResult, REQUEST_MAX, ReadRaw, Request, ResultSpace, Version, result_space,
+    LockParams, LockResult, Lvb, ReadRaw, Request, RequestSpace, ResultSpace, Version, result_space,
 };
 use crate::dlmd::{client, proto};
 use crate::{Errno, LsFlags, Name, RemoveFlags};
@@ -236,42 +236,34 @@ impl Device {
     }
 
     /// Sends a LOCK or UNLOCK request (`cmd`, a `DLM_USER_*` number) with
-    /// `params` and the resource name `name` (at most 64 bytes), encoded
-    /// in place ([`LockParams::encode_into`]): the hot path of every lock
+    /// `params`, the resource name `name` (at most 64 bytes) and the LVB
+    /// `lvb` (zeros for `None`; `params.lvb` is not read), encoded
+    /// in place ([`LockParams::encode_in`]): the hot path of every lock
     /// operation. Returns what the kernel's `write()` returns.
+    ///
+    /// With `sync`, for a caller that waits for the completion (the
+    /// `_wait` forms, the blocking Rust calls): on dlmd the request is
+    /// marked synchronous, so that an immediate completion may ride in
+    /// the reply ([`client::Device::write_sync`]); the next
+    /// [`Device::read`] hands it out.
     ///
     /// # Errors
     /// The lock manager's errno; ENOTCONN when dlmd went away.
     #[inline(always)]
-    pub fn write_params(&self, params: &LockParams, cmd: u32, name: &[u8]) -> Result<u32, Errno> {
-        let mut buf = [0; REQUEST_MAX];
-        let len = params.encode_into(cmd as u8, name, self.version(), &mut buf);
-        match self {
-            Device::Kernel(d) => d.write_encoded(&buf[..len]),
-            Device::Dlmd(d, _) => d.write_encoded(&buf[..len]),
-        }
-    }
-
-    /// [`Device::write_params`] for a caller that waits for the
-    /// completion (the `_wait` forms, the blocking Rust calls): on dlmd
-    /// the request is marked synchronous, so that an immediate
-    /// completion may ride in the reply ([`client::Device::write_sync`]);
-    /// the next [`Device::read`] hands it out.
-    ///
-    /// # Errors
-    /// As [`Device::write_params`].
-    #[inline(always)]
-    pub fn write_params_sync(
+    pub fn write_params(
         &self,
         params: &LockParams,
         cmd: u32,
         name: &[u8],
+        lvb: Option<&Lvb>,
+        sync: bool,
     ) -> Result<u32, Errno> {
-        let mut buf = [0; REQUEST_MAX];
-        let len = params.encode_into(cmd as u8, name, self.version(), &mut buf);
+        let mut space = RequestSpace::new();
+        let bytes = params.encode_in(cmd as u8, name, lvb, self.version(), &mut space);
         match self {
-            Device::Kernel(d) => d.write_encoded(&buf[..len]),
-            Device::Dlmd(d, _) => d.write_sync(&buf[..len]),
+            Device::Kernel(d) => d.write_encoded(bytes),
+            Device::Dlmd(d, _) if sync => d.write_sync(bytes),
+            Device::Dlmd(d, _) => d.write_encoded(bytes),
         }
     }
 
