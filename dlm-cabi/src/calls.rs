@@ -8,7 +8,7 @@
 //! [`wait_ret`]). Pointer rules: the parent module's `# Safety`.
 
 use super::*;
-use dlm_core::codec::{LVB_LEN, LockParams, Request, Version};
+use dlm_core::codec::{LVB_LEN, LockParams, Lvb, Request, Version};
 use dlm_core::transport::{Control, Device};
 use dlm_core::{LockFlags, LsFlags, NAME_MAX};
 use dlm_sys::{DLM_USER_LOCK, DLM_USER_UNLOCK};
@@ -373,30 +373,32 @@ unsafe fn set_status(lksb: *mut Lksb, status: c_int) {
     unsafe { core::ptr::addr_of_mut!((*lksb).sb_status).write_volatile(status) }
 }
 
-/// Copies the caller's LVB when VALBLK asks for it and there is one.
+/// The caller's LVB, to send when VALBLK asks for it and there is one
+/// (the request then carries zeros).
 ///
 /// # Safety
-/// `lksb` is valid; its `sb_lvbptr` is NULL or 32 readable bytes.
-unsafe fn lvb_of(lksb: *mut Lksb, flags: LockFlags) -> [u8; LVB_LEN] {
-    let mut lvb = [0; LVB_LEN];
-    if flags.contains(LockFlags::VALBLK) {
-        // SAFETY: `lksb` is valid (this function's contract).
-        let src = unsafe { (*lksb).sb_lvbptr };
-        if !src.is_null() {
-            // SAFETY: a non-NULL `sb_lvbptr` points to 32 bytes (this
-            // function's contract, libdlm's rule for the LVB buffer).
-            unsafe { core::ptr::copy_nonoverlapping(src.cast::<u8>(), lvb.as_mut_ptr(), LVB_LEN) };
-        }
+/// `lksb` is valid; its `sb_lvbptr` is NULL or 32 readable bytes, which
+/// stay valid for `'a`.
+#[inline(always)]
+unsafe fn lvb_of<'a>(lksb: *mut Lksb, flags: LockFlags) -> Option<&'a Lvb> {
+    if !flags.contains(LockFlags::VALBLK) {
+        return None;
     }
-    lvb
+    // SAFETY: `lksb` is valid (this function's contract).
+    let src = unsafe { (*lksb).sb_lvbptr };
+    // SAFETY: a non-NULL `sb_lvbptr` points to 32 readable bytes, valid
+    // for `'a` (this function's contract, libdlm's rule for the LVB
+    // buffer); a byte array needs no alignment.
+    unsafe { src.cast::<Lvb>().as_ref() }
 }
 
 /// Sets EINPROG in the lksb, then writes a LOCK or UNLOCK request with
-/// `p` and `name`, encoded straight from the caller's arguments (the hot
-/// path of every call: no intermediate [`Request`]).
+/// `p`, `name` and the caller's LVB (when VALBLK asks for it), encoded
+/// straight from the caller's arguments (the hot path of every call: no
+/// intermediate [`Request`], and the LVB copied once, into the request).
 ///
 /// # Safety
-/// `lksb` is valid.
+/// `lksb` is valid; its `sb_lvbptr` is NULL or 32 readable bytes.
 #[inline(always)]
 unsafe fn write_params(
     ls: &Ls,
@@ -406,15 +408,15 @@ unsafe fn write_params(
     lksb: *mut Lksb,
     sync: bool,
 ) -> Result<u32, Errno> {
+    // SAFETY: `lksb` is valid, its `sb_lvbptr` NULL or 32 readable bytes
+    // until this returns (this function's contract).
+    let lvb = unsafe { lvb_of(lksb, p.flags) };
     // SAFETY: `lksb` is valid (this function's contract).
     unsafe { set_status(lksb, EINPROG) };
-    if sync {
-        // The caller waits for the completion: on dlmd it may ride in
-        // the reply (PROTOCOL.md "One answer per synchronous operation").
-        ls.handle.device().write_params_sync(p, cmd, name)
-    } else {
-        ls.handle.device().write_params(p, cmd, name)
-    }
+    // With `sync`, the caller waits for the completion: on dlmd it may
+    // ride in the reply (PROTOCOL.md "One answer per synchronous
+    // operation").
+    ls.handle.device().write_params(p, cmd, name, lvb, sync)
 }
 
 /// `dlm_ls_lock`'s local checks (B.2, in the C library's order, then the
@@ -472,13 +474,13 @@ unsafe fn send_lock(
         bastparam: a.astarg as usize as u64,
         bastaddr: fn_addr(a.bastaddr),
         lksb: lksb as usize as u64,
-        // SAFETY: `lksb` is valid (checked non-NULL; the module's rules),
-        // and VALBLK with a NULL `sb_lvbptr` was refused above.
-        lvb: unsafe { lvb_of(lksb, flags) },
+        // Sent from the lksb's `sb_lvbptr` by `write_params`.
+        lvb: [0; LVB_LEN],
         name: Name::EMPTY,
     };
-    // SAFETY: `lksb` was checked non-NULL above and is valid by the
-    // module's rules (this function's contract).
+    // SAFETY: `lksb` was checked non-NULL above and is valid, its
+    // `sb_lvbptr` NULL or 32 readable bytes, by the module's rules (this
+    // function's contract).
     let id = unsafe { write_params(ls, &p, DLM_USER_LOCK, name, lksb, sync) }?;
     if id > 0 {
         // SAFETY: `lksb` was checked non-NULL above and is valid by the
@@ -650,7 +652,7 @@ struct Awaiting<'a> {
 
 impl Deliver<InFlight> for Awaiting<'_> {
     #[inline(always)]
-    fn record(&self, r: &LockResult, in_flight: &mut InFlight) -> bool {
+    fn record(&self, r: RawResult<'_>, in_flight: &mut InFlight) -> bool {
         let call = CDeliver.record(r, in_flight);
         // Only the role's holder (this thread) writes `awaited`.
         if self.ls.awaited.load(Ordering::Relaxed) == self.lkid {
@@ -665,7 +667,7 @@ impl Deliver<InFlight> for Awaiting<'_> {
         call
     }
 
-    fn call(&self, r: &LockResult) {
+    fn call(&self, r: RawResult<'_>) {
         CDeliver.call(r);
     }
 }
@@ -758,13 +760,12 @@ unsafe fn write_unlock(
         lkid,
         castparam: astarg as usize as u64,
         lksb: lksb as usize as u64,
-        // SAFETY: `lksb` was checked non-NULL above; valid by this
-        // function's contract.
-        lvb: unsafe { lvb_of(lksb, flags) },
+        // Sent from the lksb's `sb_lvbptr` by `write_params`.
         ..LockParams::default()
     };
-    // SAFETY: `lksb` was checked non-NULL above; valid by this
-    // function's contract.
+    // SAFETY: `lksb` was checked non-NULL above; valid, its `sb_lvbptr`
+    // NULL or 32 readable bytes, by this function's contract (the
+    // module's rules).
     unsafe { write_params(ls, &p, DLM_USER_UNLOCK, &[], lksb, sync) }?;
     Ok(flags)
 }

@@ -66,7 +66,7 @@ mod exports;
 pub use calls::*;
 
 use core::ffi::{c_char, c_int, c_uint, c_void};
-use dlm_core::codec::LockResult;
+use dlm_core::codec::RawResult;
 use dlm_core::handle::{Deliver, Handle};
 use dlm_core::sync::lock;
 use dlm_core::{Errno, Name, Status};
@@ -286,16 +286,18 @@ fn callable(addr: u64) -> bool {
 
 impl Deliver<InFlight> for CDeliver {
     #[inline(always)]
-    fn record(&self, r: &LockResult, in_flight: &mut InFlight) -> bool {
+    fn record(&self, r: RawResult<'_>, in_flight: &mut InFlight) -> bool {
         // The synchronous calls' completion routine does nothing: skipping
         // it lets the dispatcher give the role back at once.
-        let call = callable(r.astaddr)
-            && r.astaddr != sync_ast as extern "C" fn(*mut c_void) as usize as u64;
+        let astaddr = r.astaddr();
+        let call =
+            callable(astaddr) && astaddr != sync_ast as extern "C" fn(*mut c_void) as usize as u64;
         if r.is_bast() {
             return call;
         }
-        in_flight.remove(r.lkid);
-        let lksb = r.user_lksb as usize as *mut Lksb;
+        let lkid = r.lkid();
+        in_flight.remove(lkid);
+        let lksb = r.user_lksb() as usize as *mut Lksb;
         if lksb.is_null() {
             return call;
         }
@@ -304,25 +306,25 @@ impl Deliver<InFlight> for CDeliver {
         // unread); libdlm's contract keeps it valid until this, its
         // completion, is delivered (module doc).
         unsafe {
-            core::ptr::addr_of_mut!((*lksb).sb_lkid).write_volatile(r.lkid);
-            core::ptr::addr_of_mut!((*lksb).sb_flags).write_volatile(r.flags.bits() as c_char);
-            if let Some(lvb) = &r.lvb {
+            core::ptr::addr_of_mut!((*lksb).sb_lkid).write_volatile(lkid);
+            core::ptr::addr_of_mut!((*lksb).sb_flags).write_volatile(r.flags().bits() as c_char);
+            if let Some(lvb) = r.lvb() {
                 let dst = core::ptr::addr_of!((*lksb).sb_lvbptr).read_volatile();
                 if !dst.is_null() {
                     core::ptr::copy_nonoverlapping(lvb.as_ptr(), dst.cast::<u8>(), lvb.len());
                 }
             }
             // The status last: a waiter polling it sees the rest filled.
-            core::ptr::addr_of_mut!((*lksb).sb_status).write_volatile(r.status.raw());
+            core::ptr::addr_of_mut!((*lksb).sb_status).write_volatile(r.status().raw());
         }
         call
     }
 
-    fn call(&self, r: &LockResult) {
-        if !callable(r.astaddr) {
+    fn call(&self, r: RawResult<'_>) {
+        if !callable(r.astaddr()) {
             return;
         }
-        let addr = r.astaddr as usize;
+        let addr = r.astaddr() as usize;
         // SAFETY: an address past the first page is the `astaddr` or
         // `bastaddr` a C caller passed with this lock, echoed unread by
         // the lock manager: a function `void (*)(void *)` by libdlm.h's
@@ -330,7 +332,7 @@ impl Deliver<InFlight> for CDeliver {
         let f: unsafe extern "C" fn(*mut c_void) = unsafe { core::mem::transmute(addr) };
         // SAFETY: the caller's AST, called with the parameter it gave for
         // it, as libdlm does.
-        unsafe { f(r.astparam as usize as *mut c_void) };
+        unsafe { f(r.astparam() as usize as *mut c_void) };
     }
 }
 

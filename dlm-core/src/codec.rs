@@ -12,7 +12,7 @@
 //! error, never panic, on short, over-long or inconsistent input.
 
 use crate::{Errno, LockFlags, LsFlags, Mode, NAME_MAX, Name, RemoveFlags, SbFlags, Status};
-use core::mem::{offset_of, size_of};
+use core::mem::{MaybeUninit, offset_of, size_of};
 use core::ops::Deref;
 use dlm_sys as sys;
 
@@ -207,6 +207,33 @@ pub struct LockParams {
     pub name: Name,
 }
 
+/// Room for one LOCK or UNLOCK request ([`LockParams::encode_in`]): the
+/// fixed part, then the name's 64 bytes, left uninitialised until the
+/// name is written.
+#[repr(C)]
+pub struct RequestSpace {
+    fixed: [u8; REQUEST_LEN],
+    name: [MaybeUninit<u8>; NAME_MAX],
+}
+
+impl RequestSpace {
+    /// An empty space (the fixed part's zeros are overwritten, so the
+    /// compiler drops them).
+    #[inline(always)]
+    pub const fn new() -> RequestSpace {
+        RequestSpace {
+            fixed: [0; REQUEST_LEN],
+            name: [MaybeUninit::uninit(); NAME_MAX],
+        }
+    }
+}
+
+impl Default for RequestSpace {
+    fn default() -> RequestSpace {
+        RequestSpace::new()
+    }
+}
+
 /// A request to a DLM device or dlmd, one `write()`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Request {
@@ -279,10 +306,11 @@ fn put_header(b: &mut [u8; REQUEST_MAX], version: Version, cmd: u8) {
 
 impl LockParams {
     /// Encodes a LOCK or UNLOCK request (`cmd`, a `DLM_USER_*` number)
-    /// with these parameters and the resource name `name` (which stands
-    /// in for `self.name`, so a caller holding the name elsewhere need
-    /// not copy it into a [`Name`] first); returns how many bytes of `b`
-    /// to write (the bytes after them are left as they were).
+    /// with these parameters, the resource name `name` and the LVB `lvb`
+    /// (zeros for `None`), which stand in for `self.name` and
+    /// `self.lvb`, so a caller holding them elsewhere need not copy them
+    /// into the parameters first; returns how many bytes of `b` to write
+    /// (the bytes after them are left as they were).
     /// [`Request::encode`] uses this for LOCK and UNLOCK.
     ///
     /// # Panics
@@ -292,11 +320,62 @@ impl LockParams {
         &self,
         cmd: u8,
         name: &[u8],
+        lvb: Option<&Lvb>,
         version: Version,
         b: &mut [u8; REQUEST_MAX],
     ) -> usize {
-        // Every byte of the fixed part is written here (the reserved ones
-        // as zeros) and the name follows it: no need to zero-fill `b`.
+        self.encode_fixed(cmd, name.len() as u8, lvb, version, b);
+        b[off::NAME..off::NAME + name.len()].copy_from_slice(name);
+        REQUEST_LEN + name.len()
+    }
+
+    /// [`LockParams::encode_into`] into a [`RequestSpace`], whose name
+    /// part is not zero-filled first; returns the bytes to write.
+    ///
+    /// # Panics
+    /// If `name` is longer than 64 bytes.
+    #[inline(always)]
+    pub fn encode_in<'s>(
+        &self,
+        cmd: u8,
+        name: &[u8],
+        lvb: Option<&Lvb>,
+        version: Version,
+        space: &'s mut RequestSpace,
+    ) -> &'s [u8] {
+        self.encode_fixed(cmd, name.len() as u8, lvb, version, &mut space.fixed);
+        let to = &mut space.name[..name.len()];
+        #[allow(unsafe_code)]
+        // SAFETY: `to` has `name.len()` bytes of room (the slicing panics
+        // for a name over 64 bytes), and is borrowed mutably, so it
+        // overlaps no `name`. (A plain copy: a loop of `MaybeUninit`
+        // writes is not turned into one.)
+        unsafe {
+            core::ptr::copy_nonoverlapping(name.as_ptr(), to.as_mut_ptr().cast::<u8>(), name.len());
+        }
+        let len = REQUEST_LEN + name.len();
+        #[allow(unsafe_code)]
+        // SAFETY: `RequestSpace` is `repr(C)`, its fixed part (bytes,
+        // initialised) directly followed by its name part (byte-sized
+        // `MaybeUninit`s, no padding between), whose first `name.len()`
+        // bytes were written just above: `len` initialised bytes,
+        // borrowed from `space`.
+        unsafe {
+            core::slice::from_raw_parts(core::ptr::from_ref(space).cast::<u8>(), len)
+        }
+    }
+
+    /// Writes the fixed part of a LOCK or UNLOCK request, every byte of
+    /// it (the reserved ones as zeros): no need to zero-fill `b` first.
+    #[inline(always)]
+    fn encode_fixed<const N: usize>(
+        &self,
+        cmd: u8,
+        namelen: u8,
+        lvb: Option<&Lvb>,
+        version: Version,
+        b: &mut [u8; N],
+    ) {
         put_u32(b, off::VERSION, version.major);
         put_u32(b, off::VERSION + 4, version.minor);
         put_u32(b, off::VERSION + 8, version.patch);
@@ -305,7 +384,7 @@ impl LockParams {
         b[off::UNUSED..off::UNUSED + 2].fill(0);
         b[off::LOCK_UNUSED..off::LOCK_UNUSED + 2].fill(0);
         b[off::MODE] = self.mode;
-        b[off::NAMELEN] = name.len() as u8;
+        b[off::NAMELEN] = namelen;
         put_u32(b, off::FLAGS, self.flags.bits());
         put_u32(b, off::LKID, self.lkid);
         put_u32(b, off::PARENT, self.parent);
@@ -316,9 +395,11 @@ impl LockParams {
         put_u64(b, off::BASTPARAM, self.bastparam);
         put_u64(b, off::BASTADDR, self.bastaddr);
         put_u64(b, off::LKSB, self.lksb);
-        b[off::LVB..off::LVB + LVB_LEN].copy_from_slice(&self.lvb);
-        b[off::NAME..off::NAME + name.len()].copy_from_slice(name);
-        REQUEST_LEN + name.len()
+        let to = &mut b[off::LVB..off::LVB + LVB_LEN];
+        match lvb {
+            Some(lvb) => to.copy_from_slice(lvb),
+            None => to.fill(0),
+        }
     }
 }
 
@@ -357,7 +438,7 @@ impl Request {
     /// returned length are not part of the request.
     pub fn encode_into(&self, version: Version, b: &mut [u8; REQUEST_MAX]) -> usize {
         if let Request::Lock(p) | Request::Unlock(p) = self {
-            return p.encode_into(self.command(), p.name.as_bytes(), version, b);
+            return p.encode_into(self.command(), p.name.as_bytes(), Some(&p.lvb), version, b);
         }
         put_header(b, version, self.command());
         let mut len = REQUEST_LEN;
@@ -543,7 +624,41 @@ impl LockResult {
         Ok(buf)
     }
 
-    /// Decodes the bytes of one result `read()`.
+    /// Decodes the bytes of one result `read()` ([`RawResult::decode`]).
+    ///
+    /// # Errors
+    /// As [`RawResult::decode`].
+    #[inline(always)]
+    pub fn decode(bytes: &[u8]) -> Result<LockResult, Errno> {
+        RawResult::decode(bytes).map(LockResult::from)
+    }
+}
+
+/// Room for the bytes of one result `read()` (104, the largest result),
+/// left uninitialised until the read fills it.
+pub type ResultSpace = [MaybeUninit<u8>; RESULT_LVB_LEN];
+
+/// A [`ResultSpace`], uninitialised.
+#[inline(always)]
+pub const fn result_space() -> ResultSpace {
+    [MaybeUninit::uninit(); RESULT_LVB_LEN]
+}
+
+/// What a read of one result into a [`ResultSpace`] gives: the result,
+/// `None` when a non-blocking read found nothing, or the error.
+pub type ReadRaw<'s> = Result<Option<RawResult<'s>>, Errno>;
+
+/// One result read, checked, its fields read where the bytes lie (the
+/// read's [`ResultSpace`]): what a delivery needs without a decoded
+/// [`LockResult`] moved around first. [`LockResult::from`] decodes it all.
+#[derive(Clone, Copy, Debug)]
+pub struct RawResult<'a> {
+    fixed: &'a [u8; RESULT_LEN],
+    lvb: Option<&'a Lvb>,
+}
+
+impl<'a> RawResult<'a> {
+    /// Checks the bytes of one result `read()`.
     ///
     /// # Errors
     /// EPROTO when the buffer is shorter than 72 bytes, its `length` field
@@ -551,34 +666,134 @@ impl LockResult {
     /// offset is neither 0 (72 bytes) nor 72 (104 bytes), its
     /// `bast_mode` is above EX, or a blocking callback carries an LVB.
     #[inline(always)]
-    pub fn decode(bytes: &[u8]) -> Result<LockResult, Errno> {
-        if bytes.len() < RESULT_LEN
-            || get_u32(bytes, off::R_LENGTH) as usize != bytes.len()
-            || get_u32(bytes, off::R_VERSION) != Version::DEVICE.major
+    pub fn decode(bytes: &'a [u8]) -> Result<RawResult<'a>, Errno> {
+        let Some((fixed, rest)) = bytes.split_first_chunk::<RESULT_LEN>() else {
+            return Err(Errno::EPROTO);
+        };
+        if get_u32(fixed, off::R_LENGTH) as usize != bytes.len()
+            || get_u32(fixed, off::R_VERSION) != Version::DEVICE.major
         {
             return Err(Errno::EPROTO);
         }
-        let lvb = match (get_u32(bytes, off::R_LVB_OFFSET) as usize, bytes.len()) {
-            (0, RESULT_LEN) => None,
-            (RESULT_LEN, RESULT_LVB_LEN) => Some(get_lvb(bytes, RESULT_LEN)),
+        let lvb = match (get_u32(fixed, off::R_LVB_OFFSET) as usize, rest.len()) {
+            (0, 0) => None,
+            (RESULT_LEN, LVB_LEN) => rest.first_chunk::<LVB_LEN>(),
             _ => return Err(Errno::EPROTO),
         };
-        let bast_mode = match bytes[off::R_BAST_MODE] {
-            0 => None,
-            m => Some(Mode::from_raw(m.into()).map_err(|_| Errno::EPROTO)?),
-        };
-        if bast_mode.is_some() && lvb.is_some() {
+        let bast = fixed[off::R_BAST_MODE];
+        if bast != 0 && (lvb.is_some() || Mode::from_raw(bast.into()).is_err()) {
             return Err(Errno::EPROTO);
         }
-        Ok(LockResult {
-            astaddr: get_u64(bytes, off::R_ASTADDR),
-            astparam: get_u64(bytes, off::R_ASTPARAM),
-            user_lksb: get_u64(bytes, off::R_USER_LKSB),
-            status: Status::from_kernel(get_u32(bytes, off::R_STATUS) as i32),
-            lkid: get_u32(bytes, off::R_LKID),
-            flags: SbFlags::from_bits_retain(bytes[off::R_SBFLAGS]),
-            bast_mode,
-            lvb,
-        })
+        Ok(RawResult { fixed, lvb })
     }
+
+    /// [`LockResult::astaddr`].
+    #[inline(always)]
+    pub fn astaddr(&self) -> u64 {
+        get_u64(self.fixed, off::R_ASTADDR)
+    }
+
+    /// [`LockResult::astparam`].
+    #[inline(always)]
+    pub fn astparam(&self) -> u64 {
+        get_u64(self.fixed, off::R_ASTPARAM)
+    }
+
+    /// [`LockResult::user_lksb`].
+    #[inline(always)]
+    pub fn user_lksb(&self) -> u64 {
+        get_u64(self.fixed, off::R_USER_LKSB)
+    }
+
+    /// [`LockResult::status`].
+    #[inline(always)]
+    pub fn status(&self) -> Status {
+        Status::from_kernel(get_u32(self.fixed, off::R_STATUS) as i32)
+    }
+
+    /// [`LockResult::lkid`].
+    #[inline(always)]
+    pub fn lkid(&self) -> u32 {
+        get_u32(self.fixed, off::R_LKID)
+    }
+
+    /// [`LockResult::flags`].
+    #[inline(always)]
+    pub fn flags(&self) -> SbFlags {
+        SbFlags::from_bits_retain(self.fixed[off::R_SBFLAGS])
+    }
+
+    /// Whether this is a blocking callback.
+    #[inline(always)]
+    pub fn is_bast(&self) -> bool {
+        self.fixed[off::R_BAST_MODE] != 0
+    }
+
+    /// [`LockResult::bast_mode`].
+    #[inline(always)]
+    pub fn bast_mode(&self) -> Option<Mode> {
+        match self.fixed[off::R_BAST_MODE] {
+            0 => None,
+            // Checked by `decode`: a mode.
+            m => Mode::from_raw(m.into()).ok(),
+        }
+    }
+
+    /// [`LockResult::lvb`], in place.
+    #[inline(always)]
+    pub fn lvb(&self) -> Option<&'a Lvb> {
+        self.lvb
+    }
+}
+
+impl From<RawResult<'_>> for LockResult {
+    #[inline(always)]
+    fn from(r: RawResult<'_>) -> LockResult {
+        LockResult {
+            astaddr: r.astaddr(),
+            astparam: r.astparam(),
+            user_lksb: r.user_lksb(),
+            status: r.status(),
+            lkid: r.lkid(),
+            flags: r.flags(),
+            bast_mode: r.bast_mode(),
+            lvb: r.lvb().copied(),
+        }
+    }
+}
+
+/// Copies encoded result `bytes` (a [`ResultBuf`], or a result dlmd sent
+/// in a reply) into `space` and checks them there: for a result that was
+/// not read straight into the space.
+///
+/// # Errors
+/// EPROTO as [`RawResult::decode`], or for more than 104 bytes.
+pub fn raw_result_in<'a>(space: &'a mut ResultSpace, bytes: &[u8]) -> Result<RawResult<'a>, Errno> {
+    let Some(dst) = space.get_mut(..bytes.len()) else {
+        return Err(Errno::EPROTO);
+    };
+    for (d, &b) in dst.iter_mut().zip(bytes) {
+        d.write(b);
+    }
+    // SAFETY: the first `bytes.len()` bytes of `space` were written just
+    // above.
+    #[allow(unsafe_code)]
+    RawResult::decode(unsafe { filled(space, bytes.len()) }?)
+}
+
+/// The first `n` bytes of `space`, as bytes (EPROTO past its end).
+///
+/// # Errors
+/// EPROTO when `n` is over 104.
+///
+/// # Safety
+/// Those bytes were initialised: written, or filled by a read into
+/// `space` that returned `n`.
+#[allow(unsafe_code)]
+#[inline(always)]
+pub unsafe fn filled(space: &ResultSpace, n: usize) -> Result<&[u8], Errno> {
+    let part: &[MaybeUninit<u8>] = space.get(..n).ok_or(Errno::EPROTO)?;
+    // SAFETY: initialised, by this function's contract; `MaybeUninit<u8>`
+    // has the layout of `u8`.
+    Ok(unsafe { &*(core::ptr::from_ref(part) as *const [u8]) })
 }

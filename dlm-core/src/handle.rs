@@ -37,7 +37,7 @@
 //! with `--cfg dlm_loom`, where [`crate::sync`] is loom's), which check
 //! this very code: `cargo xtask loom`.
 
-use crate::codec::LockResult;
+use crate::codec::{RawResult, ReadRaw, ResultSpace, result_space};
 use crate::sync::{
     self, AtomicBool, AtomicU32, AtomicUsize, Condvar, Mutex, MutexGuard, Ordering, ThreadKey,
     this_thread,
@@ -59,12 +59,12 @@ pub trait Deliver<T> {
     /// whether [`Deliver::call`] has anything to run for it. Runs under
     /// the handle's state lock, with the owner's state: it must not block
     /// or call back into the handle.
-    fn record(&self, result: &LockResult, state: &mut T) -> bool;
+    fn record(&self, result: RawResult<'_>, state: &mut T) -> bool;
     /// Runs the result's callback, when [`Deliver::record`] said there is
     /// one. Runs without the state lock, with the dispatch role held by
     /// this thread: it may call back into the handle, including
     /// synchronous calls.
-    fn call(&self, result: &LockResult);
+    fn call(&self, result: RawResult<'_>);
 }
 
 /// Where a handle's results come from: the lockspace fd ([`Device`]), or,
@@ -74,13 +74,14 @@ pub trait Results {
     /// wake-up fd an AST thread polls beside the lockspace fd.
     type Wake<'a>: Copy;
 
-    /// Reads one result (blocking unless `nonblocking`; `None` when
-    /// nothing is queued). Called only by the dispatch role's holder.
+    /// Reads one result into `space` (blocking unless `nonblocking`;
+    /// `None` when nothing is queued). Called only by the dispatch role's
+    /// holder.
     ///
     /// # Errors
     /// ENOTCONN when the lock manager went away; EPROTO for a malformed
     /// result; EINTR.
-    fn read(&self, nonblocking: bool) -> Result<Option<LockResult>, Errno>;
+    fn read<'s>(&self, nonblocking: bool, space: &'s mut ResultSpace) -> ReadRaw<'s>;
 
     /// Blocks until a result is queued ([`Dispatched::One`]) or `wake`
     /// fires ([`Dispatched::Woken`], which wins when both hold);
@@ -95,8 +96,8 @@ impl Results for Device {
     type Wake<'a> = BorrowedFd<'a>;
 
     #[inline(always)]
-    fn read(&self, nonblocking: bool) -> Result<Option<LockResult>, Errno> {
-        Device::read(self, nonblocking)
+    fn read<'s>(&self, nonblocking: bool, space: &'s mut ResultSpace) -> ReadRaw<'s> {
+        Device::read_raw(self, nonblocking, space)
     }
 
     fn wait_readable(&self, wake: BorrowedFd<'_>) -> Result<Dispatched, Errno> {
@@ -356,8 +357,9 @@ impl<T, S: Results> Handle<T, S> {
             (Some(wake), false) => self.device.wait_readable(wake),
             _ => Ok(Dispatched::One),
         };
+        let mut space = result_space();
         let outcome = match ready {
-            Ok(Dispatched::One) => self.device.read(nonblocking || wake.is_some()),
+            Ok(Dispatched::One) => self.device.read(nonblocking || wake.is_some(), &mut space),
             Ok(other) => {
                 let st = self.lock_state();
                 self.leave();
@@ -366,7 +368,7 @@ impl<T, S: Results> Handle<T, S> {
             }
             Err(e) => Err(e),
         };
-        let (st, got) = self.deliver(deliver, &outcome);
+        let (st, got) = self.deliver(deliver, outcome);
         drop(st);
         got.map(|one| {
             if one {
@@ -386,11 +388,11 @@ impl<T, S: Results> Handle<T, S> {
     fn deliver<D: Deliver<T> + ?Sized>(
         &self,
         deliver: &D,
-        outcome: &Result<Option<LockResult>, Errno>,
+        outcome: Result<Option<RawResult<'_>>, Errno>,
     ) -> (MutexGuard<'_, State<T>>, Result<bool, Errno>) {
         let mut st = self.lock_state();
-        let got = match *outcome {
-            Ok(Some(ref result)) => {
+        let got = match outcome {
+            Ok(Some(result)) => {
                 if deliver.record(result, &mut st.owner) {
                     self.notify(&st);
                     drop(st);
@@ -521,7 +523,8 @@ impl<T, S: Results> Handle<T, S> {
         };
         let mut st = if fast == Some(false) {
             reading();
-            let (next, got) = self.deliver(deliver, &self.device.read(false));
+            let mut space = result_space();
+            let (next, got) = self.deliver(deliver, self.device.read(false, &mut space));
             match got {
                 Ok(_) | Err(Errno::EINTR) => {}
                 Err(e) => return Err(e),
@@ -550,7 +553,8 @@ impl<T, S: Results> Handle<T, S> {
                 continue;
             }
             drop(st);
-            let (next, got) = self.deliver(deliver, &self.device.read(false));
+            let mut space = result_space();
+            let (next, got) = self.deliver(deliver, self.device.read(false, &mut space));
             st = next;
             match got {
                 Ok(_) | Err(Errno::EINTR) => {}

@@ -3,7 +3,9 @@
 
 use super::proto::{self, ConnectError, Header, Op, SocketPath, Trust};
 use super::status::DlmdStatus;
-use crate::codec::{LockResult, RESULT_LVB_LEN, Request, Version};
+use crate::codec::{
+    LockResult, RESULT_LVB_LEN, ReadRaw, Request, ResultSpace, Version, raw_result_in,
+};
 use crate::sync::lock;
 use crate::{Errno, Name};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -765,14 +767,14 @@ impl Device {
         self.req_fd.as_fd()
     }
 
-    /// Reads one result from the callback socket. With `nonblocking`,
-    /// `Ok(None)` when none is queued.
+    /// Reads one result from the callback socket into `space`. With
+    /// `nonblocking`, `Ok(None)` when none is queued.
     ///
     /// # Errors
     /// ENOTCONN if dlmd went away; EPROTO for a malformed result.
-    pub fn read(&self, nonblocking: bool) -> Result<Option<LockResult>, Errno> {
+    pub fn read_raw<'s>(&self, nonblocking: bool, space: &'s mut ResultSpace) -> ReadRaw<'s> {
         if let Some(r) = self.begin_read() {
-            return Ok(Some(r));
+            return raw_result_in(space, &r.encode(RESULT_LVB_LEN)?).map(Some);
         }
         let mut buf = [0u8; RESULT_LVB_LEN];
         let got = recv(self.callbacks.as_fd(), &mut buf, nonblocking);
@@ -782,7 +784,7 @@ impl Device {
             None => Ok(None),
             Some(n) => {
                 order.taken = order.taken.wrapping_add(1);
-                LockResult::decode(&buf[..n]).map(Some)
+                raw_result_in(space, &buf[..n]).map(Some)
             }
         }
     }

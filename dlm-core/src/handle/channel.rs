@@ -9,7 +9,7 @@
 //! effect once given and wins over a queued result.
 
 use super::{Deliver, Dispatched, Handle, Results};
-use crate::codec::LockResult;
+use crate::codec::{LockResult, RESULT_LVB_LEN, RawResult, ReadRaw, ResultSpace, raw_result_in};
 use crate::sync::{Arc, AtomicU32, Condvar, Mutex, Ordering, ThreadKey, lock, this_thread, wait};
 use crate::{Errno, SbFlags, Status};
 use std::collections::VecDeque;
@@ -58,11 +58,12 @@ impl Results for Channel {
     /// The channel's own stop flag ([`Channel::wake`]).
     type Wake<'a> = ();
 
-    fn read(&self, nonblocking: bool) -> Result<Option<LockResult>, Errno> {
+    fn read<'s>(&self, nonblocking: bool, space: &'s mut ResultSpace) -> ReadRaw<'s> {
         let mut q = lock(&self.queue);
         loop {
             if let Some(r) = q.results.pop_front() {
-                return Ok(Some(r));
+                // The bytes the fd would give.
+                return raw_result_in(space, &r.encode(RESULT_LVB_LEN)?).map(Some);
             }
             if q.gone {
                 return Err(Errno::ENOTCONN);
@@ -199,15 +200,15 @@ impl ModelLs {
 }
 
 impl Deliver<Vec<u32>> for ModelLs {
-    fn record(&self, result: &LockResult, got: &mut Vec<u32>) -> bool {
-        got.push(result.lkid);
+    fn record(&self, result: RawResult<'_>, got: &mut Vec<u32>) -> bool {
+        got.push(result.lkid());
         let seen = self.seen.load(Ordering::Relaxed);
         self.seen
-            .store(seen | 1 << (result.lkid % 32), Ordering::Relaxed);
-        result.astaddr != 0
+            .store(seen | 1 << (result.lkid() % 32), Ordering::Relaxed);
+        result.astaddr() != 0
     }
 
-    fn call(&self, result: &LockResult) {
+    fn call(&self, result: RawResult<'_>) {
         let me = this_thread();
         {
             let mut calls = lock(&self.calls);
@@ -218,12 +219,12 @@ impl Deliver<Vec<u32>> for ModelLs {
             calls.active.push(me);
         }
         if let Some((of, then)) = self.nested {
-            if result.lkid == of {
+            if result.lkid() == of {
                 self.wait_for(then).expect("the nested wait");
             }
         }
         let mut calls = lock(&self.calls);
         calls.active.pop();
-        calls.ran.push(result.lkid);
+        calls.ran.push(result.lkid());
     }
 }

@@ -219,13 +219,9 @@ impl<'ls> Lock<'ls> {
     pub(crate) fn start_unlock(&self, sync: bool) -> Result<(), Error> {
         let dev = self.ls.handle.device();
         let params = self.unlock_params();
-        if sync {
-            dev.write_params_sync(&params, DLM_USER_UNLOCK, &[])
-        } else {
-            dev.write_params(&params, DLM_USER_UNLOCK, &[])
-        }
-        .map(drop)
-        .map_err(Error::from)
+        dev.write_params(&params, DLM_USER_UNLOCK, &[], Some(&params.lvb), sync)
+            .map(drop)
+            .map_err(Error::from)
     }
 
     /// Marks the lock's slot as waiting and builds its unlock request

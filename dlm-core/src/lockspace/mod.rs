@@ -36,7 +36,7 @@ use options::BastFn;
 use table::{BAST_TOKEN, CAST_TOKEN, Shared, Table, completion_in};
 use wait::{wait_readable, wait_readable_or};
 
-use crate::codec::{LockParams, LockResult, Lvb, Request};
+use crate::codec::{LockParams, Lvb, RawResult, Request};
 use crate::handle::{Deliver, Dispatched, Handle, OwnerGuard};
 use crate::transport::Control;
 use crate::{Errno, LockFlags, LsFlags, Mode, NAME_MAX, Name, SbFlags, Status};
@@ -280,11 +280,7 @@ impl Lockspace {
         }
         let (token, params) = self.prepare_params(mode, flags, opts, on_complete);
         let dev = self.handle.device();
-        let sent = if sync {
-            dev.write_params_sync(&params, DLM_USER_LOCK, name)
-        } else {
-            dev.write_params(&params, DLM_USER_LOCK, name)
-        };
+        let sent = dev.write_params(&params, DLM_USER_LOCK, name, Some(&params.lvb), sync);
         match sent {
             Ok(lkid) => Ok((token, lkid)),
             Err(e) => {

@@ -113,42 +113,46 @@ pub(super) fn completion_in(table: &mut Table, token: u64) -> Option<Completion>
 }
 
 impl Deliver<Table> for Shared<'_> {
-    fn record(&self, res: &LockResult, table: &mut Table) -> bool {
+    fn record(&self, res: RawResult<'_>, table: &mut Table) -> bool {
         if res.is_bast() {
             return true;
         }
-        let Some(slot) = table.get(res.user_lksb) else {
+        let Some(slot) = table.get(res.user_lksb()) else {
             return false;
         };
-        slot.status = res.status;
-        slot.lkid = res.lkid;
-        slot.flags = res.flags;
-        if let Some(lvb) = res.lvb {
-            slot.lvb = lvb;
+        slot.status = res.status();
+        slot.lkid = res.lkid();
+        slot.flags = res.flags();
+        if let Some(lvb) = res.lvb() {
+            slot.lvb = *lvb;
         }
         slot.on_complete.is_some()
     }
 
-    fn call(&self, res: &LockResult) {
-        if let Some(mode) = res.bast_mode {
+    fn call(&self, res: RawResult<'_>) {
+        if let Some(mode) = res.bast_mode() {
             let f = self.0.with_state_lock(|table| {
-                table.get(res.user_lksb).and_then(|s| s.on_blocking.clone())
+                table
+                    .get(res.user_lksb())
+                    .and_then(|s| s.on_blocking.clone())
             });
             if let Some(f) = f {
                 f(mode);
             }
             return;
         }
-        let done = self
-            .0
-            .with_state_lock(|table| table.get(res.user_lksb).and_then(|s| s.on_complete.take()));
+        let done = self.0.with_state_lock(|table| {
+            table
+                .get(res.user_lksb())
+                .and_then(|s| s.on_complete.take())
+        });
         if let Some(f) = done {
             let completion = Completion {
-                lkid: res.lkid,
-                status: res.status,
-                flags: res.flags,
+                lkid: res.lkid(),
+                status: res.status(),
+                flags: res.flags(),
             };
-            f(completion, res.lvb);
+            f(completion, res.lvb().copied());
         }
     }
 }

@@ -5,7 +5,7 @@
 //! them) and then `/dev/` (devtmpfs without the rule). A new lockspace's
 //! node is awaited with short, bounded retries, not one-second sleeps.
 
-use crate::codec::{LockResult, RESULT_LVB_LEN, Request, VERSION_LEN, Version};
+use crate::codec::{RawResult, ReadRaw, Request, ResultSpace, VERSION_LEN, Version, filled};
 use crate::{Errno, Name};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
@@ -218,14 +218,15 @@ impl Device {
         self.version
     }
 
-    /// Reads one result. With `nonblocking`, `Ok(None)` when none is
-    /// queued (checked with poll, so the fd's flags are left alone; the
-    /// caller holds the handle's dispatch lock, so nobody else reads).
+    /// Reads one result into `space`. With `nonblocking`, `Ok(None)`
+    /// when none is queued (checked with poll, so the fd's flags are left
+    /// alone; the caller holds the handle's dispatch lock, so nobody else
+    /// reads).
     ///
     /// # Errors
     /// read()'s errno; EPROTO for a malformed result.
     #[inline(always)]
-    pub fn read(&self, nonblocking: bool) -> Result<Option<LockResult>, Errno> {
+    pub fn read_raw<'s>(&self, nonblocking: bool, space: &'s mut ResultSpace) -> ReadRaw<'s> {
         use rustix::event::{PollFd, PollFlags, poll};
         if nonblocking {
             let mut fds = [PollFd::new(&self.fd, PollFlags::IN)];
@@ -240,15 +241,18 @@ impl Device {
                 Err(e) => return Err(e.into()),
             }
         }
-        let mut buf = [core::mem::MaybeUninit::<u8>::uninit(); RESULT_LVB_LEN];
-        loop {
-            match rustix::io::read(&self.fd, &mut buf) {
-                Ok((bytes, _)) => return LockResult::decode(bytes).map(Some),
+        let n = loop {
+            match rustix::io::read(&self.fd, &mut *space) {
+                Ok((bytes, _)) => break bytes.len(),
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(rustix::io::Errno::AGAIN) if nonblocking => return Ok(None),
                 Err(e) => return Err(e.into()),
             }
-        }
+        };
+        // SAFETY: the read initialised the first `n` bytes of `space` (it
+        // returned them as bytes).
+        #[allow(unsafe_code)]
+        RawResult::decode(unsafe { filled(space, n) }?).map(Some)
     }
 
     /// The pollable device fd.

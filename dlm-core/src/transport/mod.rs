@@ -10,7 +10,9 @@
 
 pub mod kernel;
 
-use crate::codec::{LockParams, LockResult, REQUEST_MAX, Request, Version};
+use crate::codec::{
+    LockParams, LockResult, Lvb, ReadRaw, Request, RequestSpace, ResultSpace, Version, result_space,
+};
 use crate::dlmd::{client, proto};
 use crate::{Errno, LsFlags, Name, RemoveFlags};
 use rustix::fd::BorrowedFd;
@@ -234,42 +236,34 @@ impl Device {
     }
 
     /// Sends a LOCK or UNLOCK request (`cmd`, a `DLM_USER_*` number) with
-    /// `params` and the resource name `name` (at most 64 bytes), encoded
-    /// in place ([`LockParams::encode_into`]): the hot path of every lock
+    /// `params`, the resource name `name` (at most 64 bytes) and the LVB
+    /// `lvb` (zeros for `None`; `params.lvb` is not read), encoded
+    /// in place ([`LockParams::encode_in`]): the hot path of every lock
     /// operation. Returns what the kernel's `write()` returns.
+    ///
+    /// With `sync`, for a caller that waits for the completion (the
+    /// `_wait` forms, the blocking Rust calls): on dlmd the request is
+    /// marked synchronous, so that an immediate completion may ride in
+    /// the reply ([`client::Device::write_sync`]); the next
+    /// [`Device::read`] hands it out.
     ///
     /// # Errors
     /// The lock manager's errno; ENOTCONN when dlmd went away.
     #[inline(always)]
-    pub fn write_params(&self, params: &LockParams, cmd: u32, name: &[u8]) -> Result<u32, Errno> {
-        let mut buf = [0; REQUEST_MAX];
-        let len = params.encode_into(cmd as u8, name, self.version(), &mut buf);
-        match self {
-            Device::Kernel(d) => d.write_encoded(&buf[..len]),
-            Device::Dlmd(d, _) => d.write_encoded(&buf[..len]),
-        }
-    }
-
-    /// [`Device::write_params`] for a caller that waits for the
-    /// completion (the `_wait` forms, the blocking Rust calls): on dlmd
-    /// the request is marked synchronous, so that an immediate
-    /// completion may ride in the reply ([`client::Device::write_sync`]);
-    /// the next [`Device::read`] hands it out.
-    ///
-    /// # Errors
-    /// As [`Device::write_params`].
-    #[inline(always)]
-    pub fn write_params_sync(
+    pub fn write_params(
         &self,
         params: &LockParams,
         cmd: u32,
         name: &[u8],
+        lvb: Option<&Lvb>,
+        sync: bool,
     ) -> Result<u32, Errno> {
-        let mut buf = [0; REQUEST_MAX];
-        let len = params.encode_into(cmd as u8, name, self.version(), &mut buf);
+        let mut space = RequestSpace::new();
+        let bytes = params.encode_in(cmd as u8, name, lvb, self.version(), &mut space);
         match self {
-            Device::Kernel(d) => d.write_encoded(&buf[..len]),
-            Device::Dlmd(d, _) => d.write_sync(&buf[..len]),
+            Device::Kernel(d) => d.write_encoded(bytes),
+            Device::Dlmd(d, _) if sync => d.write_sync(bytes),
+            Device::Dlmd(d, _) => d.write_encoded(bytes),
         }
     }
 
@@ -367,11 +361,22 @@ impl Device {
     ///
     /// # Errors
     /// ENOTCONN when dlmd went away; EPROTO for a malformed result.
-    #[inline(always)]
     pub fn read(&self, nonblocking: bool) -> Result<Option<LockResult>, Errno> {
+        let mut space = result_space();
+        self.read_raw(nonblocking, &mut space)
+            .map(|r| r.map(LockResult::from))
+    }
+
+    /// [`Device::read`] into `space`, the result checked but left there
+    /// (the dispatcher's read: it delivers from the bytes read).
+    ///
+    /// # Errors
+    /// As [`Device::read`].
+    #[inline(always)]
+    pub fn read_raw<'s>(&self, nonblocking: bool, space: &'s mut ResultSpace) -> ReadRaw<'s> {
         match self {
-            Device::Kernel(d) => d.read(nonblocking),
-            Device::Dlmd(d, _) => d.read(nonblocking),
+            Device::Kernel(d) => d.read_raw(nonblocking, space),
+            Device::Dlmd(d, _) => d.read_raw(nonblocking, space),
         }
     }
 
