@@ -605,11 +605,9 @@ fn dlmd_warn_wait_logs_each_long_wait_once_with_its_blockers() {
         ("DLMD_SOCKET", socket.as_os_str()),
         ("DLM_BACKEND", "dlmd".as_ref()),
     ];
-    let start = Instant::now();
-    while !socket.exists() {
-        assert!(start.elapsed() < HANG, "dlmd did not come up");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    // Listening, not just bound: a connect between bind and listen is
+    // refused ("stale socket").
+    dlm_tests::wait_listening(&socket);
     let run = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_dlm"))
             .args(args)
@@ -632,6 +630,7 @@ fn dlmd_warn_wait_logs_each_long_wait_once_with_its_blockers() {
     BufReader::new(holder.stdout.as_mut().unwrap())
         .read_line(&mut line)
         .unwrap();
+    assert_eq!(line.trim(), "held");
     let waiter = run(&["lock", "-l", "op", "-s", "res", "--", "true"]);
     let want = format!(
         "pid {} (-- -> PR) has waited 1 s; blocked by lkid",
