@@ -611,7 +611,7 @@ impl Device {
     /// Sends one encoded v6 request whose caller waits for its
     /// completion: marked synchronous, so that dlmd may send the
     /// completion in the reply when nothing of this handle is unread; it
-    /// is then handed out by the next [`Device::read`], before anything
+    /// is then handed out by the next [`Device::read_raw`], before anything
     /// read from the callback socket later. When another thread is
     /// reading the callback socket, the request is sent as
     /// [`Device::write_encoded`] sends it (the completion comes there).
