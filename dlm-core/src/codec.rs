@@ -395,10 +395,13 @@ impl LockParams {
         put_u64(b, off::BASTPARAM, self.bastparam);
         put_u64(b, off::BASTADDR, self.bastaddr);
         put_u64(b, off::LKSB, self.lksb);
+        // Zeros first, unconditionally (the zeros of a fresh
+        // `RequestSpace` there are then dropped as overwritten, which a
+        // fill on one branch only did not let the compiler see).
         let to = &mut b[off::LVB..off::LVB + LVB_LEN];
-        match lvb {
-            Some(lvb) => to.copy_from_slice(lvb),
-            None => to.fill(0),
+        to.fill(0);
+        if let Some(lvb) = lvb {
+            to.copy_from_slice(lvb);
         }
     }
 }
