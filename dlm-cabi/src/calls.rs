@@ -653,7 +653,7 @@ struct Awaiting<'a> {
 impl Deliver<InFlight> for Awaiting<'_> {
     #[inline(always)]
     fn record(&self, r: RawResult<'_>, in_flight: &mut InFlight) -> bool {
-        let call = CDeliver.record(r, in_flight);
+        CDeliver::fill(r, in_flight);
         // Only the role's holder (this thread) writes `awaited`.
         if self.ls.awaited.load(Ordering::Relaxed) == self.lkid {
             self.ls.awaited.store(0, Ordering::Relaxed);
@@ -664,7 +664,7 @@ impl Deliver<InFlight> for Awaiting<'_> {
                 unsafe { note_in_flight(in_flight, self.lksb, self.lkid) };
             }
         }
-        call
+        CDeliver::wants_call(r)
     }
 
     fn call(&self, r: RawResult<'_>) {

@@ -284,22 +284,19 @@ fn callable(addr: u64) -> bool {
     addr >= 4096
 }
 
-impl Deliver<InFlight> for CDeliver {
+impl CDeliver {
+    /// [`Deliver::record`] without its answer: fills the lksb of a
+    /// completion (a blocking callback records nothing).
     #[inline(always)]
-    fn record(&self, r: RawResult<'_>, in_flight: &mut InFlight) -> bool {
-        // The synchronous calls' completion routine does nothing: skipping
-        // it lets the dispatcher give the role back at once.
-        let astaddr = r.astaddr();
-        let call =
-            callable(astaddr) && astaddr != sync_ast as extern "C" fn(*mut c_void) as usize as u64;
+    pub(crate) fn fill(r: RawResult<'_>, in_flight: &mut InFlight) {
         if r.is_bast() {
-            return call;
+            return;
         }
         let lkid = r.lkid();
         in_flight.remove(lkid);
         let lksb = r.user_lksb() as usize as *mut Lksb;
         if lksb.is_null() {
-            return call;
+            return;
         }
         // SAFETY: `user_lksb` is the lksb pointer the C caller passed with
         // this lock's latest request (the lock manager echoes it back
@@ -317,7 +314,25 @@ impl Deliver<InFlight> for CDeliver {
             // The status last: a waiter polling it sees the rest filled.
             core::ptr::addr_of_mut!((*lksb).sb_status).write_volatile(r.status().raw());
         }
-        call
+    }
+
+    /// [`Deliver::record`]'s answer: whether [`Deliver::call`] has a
+    /// routine to run. The synchronous calls' completion routine does
+    /// nothing: skipping it lets the dispatcher give the role back at
+    /// once. (Worked out after the lksb is filled, where it is needed:
+    /// kept across the filling, it went through memory.)
+    #[inline(always)]
+    pub(crate) fn wants_call(r: RawResult<'_>) -> bool {
+        let astaddr = r.astaddr();
+        astaddr != sync_ast as extern "C" fn(*mut c_void) as usize as u64 && callable(astaddr)
+    }
+}
+
+impl Deliver<InFlight> for CDeliver {
+    #[inline(always)]
+    fn record(&self, r: RawResult<'_>, in_flight: &mut InFlight) -> bool {
+        CDeliver::fill(r, in_flight);
+        CDeliver::wants_call(r)
     }
 
     fn call(&self, r: RawResult<'_>) {
@@ -417,6 +432,10 @@ impl InFlight {
     /// Drops `lkid` (its completion was read).
     #[inline(always)]
     pub fn remove(&mut self, lkid: u32) {
+        // Nothing in flight (the synchronous calls' usual case): one test.
+        if self.few.is_empty() && self.many.is_empty() {
+            return;
+        }
         if let Some(i) = self.few.iter().rposition(|&id| id == lkid) {
             self.few.swap_remove(i);
         } else if !self.many.is_empty() {

@@ -395,10 +395,13 @@ impl LockParams {
         put_u64(b, off::BASTPARAM, self.bastparam);
         put_u64(b, off::BASTADDR, self.bastaddr);
         put_u64(b, off::LKSB, self.lksb);
+        // Zeros first, unconditionally (the zeros of a fresh
+        // `RequestSpace` there are then dropped as overwritten, which a
+        // fill on one branch only did not let the compiler see).
         let to = &mut b[off::LVB..off::LVB + LVB_LEN];
-        match lvb {
-            Some(lvb) => to.copy_from_slice(lvb),
-            None => to.fill(0),
+        to.fill(0);
+        if let Some(lvb) = lvb {
+            to.copy_from_slice(lvb);
         }
     }
 }
@@ -644,9 +647,45 @@ pub const fn result_space() -> ResultSpace {
     [MaybeUninit::uninit(); RESULT_LVB_LEN]
 }
 
-/// What a read of one result into a [`ResultSpace`] gives: the result,
-/// `None` when a non-blocking read found nothing, or the error.
-pub type ReadRaw<'s> = Result<Option<RawResult<'s>>, Errno>;
+/// What a read of one result into a [`ResultSpace`] gives: the bytes it
+/// filled, not yet checked, `None` when a non-blocking read found
+/// nothing, or the error.
+pub type ReadRaw<'s> = Result<Option<Filled<'s>>, Errno>;
+
+/// The bytes a read filled at the start of a [`ResultSpace`], unchecked:
+/// [`Filled::decode`] checks them. (The dispatcher decodes after taking
+/// its state lock, so that only the byte count, not the checked view,
+/// is kept across it.)
+#[derive(Clone, Copy, Debug)]
+pub struct Filled<'s> {
+    space: &'s ResultSpace,
+    n: usize,
+}
+
+impl<'s> Filled<'s> {
+    /// The first `n` bytes of `space`.
+    ///
+    /// # Safety
+    /// Those bytes were initialised: written, or filled by a read into
+    /// `space` that returned `n`.
+    #[allow(unsafe_code)]
+    #[inline(always)]
+    pub unsafe fn new(space: &'s mut ResultSpace, n: usize) -> Filled<'s> {
+        Filled { space, n }
+    }
+
+    /// Checks the bytes as [`RawResult::decode`] does.
+    ///
+    /// # Errors
+    /// EPROTO as [`RawResult::decode`], or for more than 104 bytes.
+    #[inline(always)]
+    pub fn decode(self) -> Result<RawResult<'s>, Errno> {
+        // SAFETY: `Filled::new`'s contract: the first `n` bytes of
+        // `space` were initialised.
+        #[allow(unsafe_code)]
+        RawResult::decode(unsafe { filled(self.space, self.n) }?)
+    }
+}
 
 /// One result read, checked, its fields read where the bytes lie (the
 /// read's [`ResultSpace`]): what a delivery needs without a decoded
@@ -763,12 +802,12 @@ impl From<RawResult<'_>> for LockResult {
 }
 
 /// Copies encoded result `bytes` (a [`ResultBuf`], or a result dlmd sent
-/// in a reply) into `space` and checks them there: for a result that was
-/// not read straight into the space.
+/// in a reply) into `space`, unchecked ([`Filled::decode`] checks them):
+/// for a result that was not read straight into the space.
 ///
 /// # Errors
-/// EPROTO as [`RawResult::decode`], or for more than 104 bytes.
-pub fn raw_result_in<'a>(space: &'a mut ResultSpace, bytes: &[u8]) -> Result<RawResult<'a>, Errno> {
+/// EPROTO for more than 104 bytes.
+pub fn raw_result_in<'a>(space: &'a mut ResultSpace, bytes: &[u8]) -> Result<Filled<'a>, Errno> {
     let Some(dst) = space.get_mut(..bytes.len()) else {
         return Err(Errno::EPROTO);
     };
@@ -778,7 +817,7 @@ pub fn raw_result_in<'a>(space: &'a mut ResultSpace, bytes: &[u8]) -> Result<Raw
     // SAFETY: the first `bytes.len()` bytes of `space` were written just
     // above.
     #[allow(unsafe_code)]
-    RawResult::decode(unsafe { filled(space, bytes.len()) }?)
+    Ok(unsafe { Filled::new(space, bytes.len()) })
 }
 
 /// The first `n` bytes of `space`, as bytes (EPROTO past its end).

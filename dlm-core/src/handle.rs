@@ -75,12 +75,13 @@ pub trait Results {
     type Wake<'a>: Copy;
 
     /// Reads one result into `space` (blocking unless `nonblocking`;
-    /// `None` when nothing is queued). Called only by the dispatch role's
-    /// holder.
+    /// `None` when nothing is queued), unchecked: the handle checks it
+    /// ([`crate::codec::Filled::decode`]) under its state lock. Called
+    /// only by the dispatch role's holder.
     ///
     /// # Errors
-    /// ENOTCONN when the lock manager went away; EPROTO for a malformed
-    /// result; EINTR.
+    /// ENOTCONN when the lock manager went away; EPROTO for a result
+    /// too long; EINTR.
     fn read<'s>(&self, nonblocking: bool, space: &'s mut ResultSpace) -> ReadRaw<'s>;
 
     /// Blocks until a result is queued ([`Dispatched::One`]) or `wake`
@@ -381,16 +382,22 @@ impl<T, S: Results> Handle<T, S> {
 
     /// Delivers what a read by the role holder returned and gives one
     /// level of the role back. Returns the state lock (held) and whether
-    /// a result was delivered. A result is recorded under the state lock;
-    /// its callback, if any, runs with the role but without the lock. A
-    /// lost lock manager ends every wait.
+    /// a result was delivered. A result is checked and recorded under the
+    /// state lock; its callback, if any, runs with the role but without
+    /// the lock. A lost lock manager ends every wait.
     #[inline(always)]
     fn deliver<D: Deliver<T> + ?Sized>(
         &self,
         deliver: &D,
-        outcome: Result<Option<RawResult<'_>>, Errno>,
+        outcome: ReadRaw<'_>,
     ) -> (MutexGuard<'_, State<T>>, Result<bool, Errno>) {
         let mut st = self.lock_state();
+        // Checked only now: across the lock, only the byte count is kept.
+        let outcome = match outcome {
+            Ok(Some(filled)) => filled.decode().map(Some),
+            Ok(None) => Ok(None),
+            Err(e) => Err(e),
+        };
         let got = match outcome {
             Ok(Some(result)) => {
                 if deliver.record(result, &mut st.owner) {

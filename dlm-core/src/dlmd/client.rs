@@ -767,11 +767,12 @@ impl Device {
         self.req_fd.as_fd()
     }
 
-    /// Reads one result from the callback socket into `space`. With
-    /// `nonblocking`, `Ok(None)` when none is queued.
+    /// Reads one result from the callback socket into `space`, unchecked
+    /// ([`crate::codec::Filled::decode`] checks it). With `nonblocking`,
+    /// `Ok(None)` when none is queued.
     ///
     /// # Errors
-    /// ENOTCONN if dlmd went away; EPROTO for a malformed result.
+    /// ENOTCONN if dlmd went away; EPROTO for a result over 104 bytes.
     pub fn read_raw<'s>(&self, nonblocking: bool, space: &'s mut ResultSpace) -> ReadRaw<'s> {
         if let Some(r) = self.begin_read() {
             return raw_result_in(space, &r.encode(RESULT_LVB_LEN)?).map(Some);

@@ -5,7 +5,7 @@
 //! them) and then `/dev/` (devtmpfs without the rule). A new lockspace's
 //! node is awaited with short, bounded retries, not one-second sleeps.
 
-use crate::codec::{RawResult, ReadRaw, Request, ResultSpace, VERSION_LEN, Version, filled};
+use crate::codec::{Filled, ReadRaw, Request, ResultSpace, VERSION_LEN, Version};
 use crate::{Errno, Name};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
@@ -218,13 +218,14 @@ impl Device {
         self.version
     }
 
-    /// Reads one result into `space`. With `nonblocking`, `Ok(None)`
-    /// when none is queued (checked with poll, so the fd's flags are left
-    /// alone; the caller holds the handle's dispatch lock, so nobody else
-    /// reads).
+    /// Reads one result into `space`, unchecked
+    /// ([`crate::codec::Filled::decode`] checks it). With `nonblocking`,
+    /// `Ok(None)` when none is queued (checked with poll, so the fd's
+    /// flags are left alone; the caller holds the handle's dispatch lock,
+    /// so nobody else reads).
     ///
     /// # Errors
-    /// read()'s errno; EPROTO for a malformed result.
+    /// read()'s errno.
     #[inline(always)]
     pub fn read_raw<'s>(&self, nonblocking: bool, space: &'s mut ResultSpace) -> ReadRaw<'s> {
         use rustix::event::{PollFd, PollFlags, poll};
@@ -252,7 +253,7 @@ impl Device {
         // SAFETY: the read initialised the first `n` bytes of `space` (it
         // returned them as bytes).
         #[allow(unsafe_code)]
-        RawResult::decode(unsafe { filled(space, n) }?).map(Some)
+        Ok(Some(unsafe { Filled::new(space, n) }))
     }
 
     /// The pollable device fd.

@@ -363,12 +363,15 @@ impl Device {
     /// ENOTCONN when dlmd went away; EPROTO for a malformed result.
     pub fn read(&self, nonblocking: bool) -> Result<Option<LockResult>, Errno> {
         let mut space = result_space();
-        self.read_raw(nonblocking, &mut space)
-            .map(|r| r.map(LockResult::from))
+        match self.read_raw(nonblocking, &mut space)? {
+            Some(filled) => filled.decode().map(|r| Some(LockResult::from(r))),
+            None => Ok(None),
+        }
     }
 
-    /// [`Device::read`] into `space`, the result checked but left there
-    /// (the dispatcher's read: it delivers from the bytes read).
+    /// [`Device::read`] into `space`, the result left there unchecked
+    /// ([`crate::codec::Filled::decode`] checks it; the dispatcher's
+    /// read: it delivers from the bytes read).
     ///
     /// # Errors
     /// As [`Device::read`].
