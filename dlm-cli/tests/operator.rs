@@ -19,6 +19,12 @@ fn dlm(dlmd: &Dlmd) -> Command {
     cmd
 }
 
+/// `dlm create LS`, which must succeed.
+fn create(dlmd: &Dlmd, ls: &str) {
+    let out = dlm(dlmd).args(["create", ls]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
 /// `dlm locks --json [LS]`, parsed.
 fn dump(dlmd: &Dlmd, ls: &str) -> Value {
     let out = dlm(dlmd).args(["locks", "--json", ls]).output().unwrap();
@@ -324,8 +330,7 @@ fn status_json_and_prometheus_counters_follow_a_known_sequence() {
     // A holds EX asking for blocking callbacks; `dlm lock -s` asks for
     // PR: A gets one blocking callback; when A lets go the reader is
     // granted, runs `true` and unlocks. Two grants, one callback.
-    let out = dlm(&dlmd).args(["create", "op"]).output().unwrap();
-    assert!(out.status.success(), "{out:?}");
+    create(&dlmd, "op");
     let mut a = client(&dlmd, &["hold", "op", "res", "EX", "bast"]);
     let reader = dlm(&dlmd)
         .args(["lock", "-s", "-l", "op", "res", "true"])
@@ -483,13 +488,7 @@ fn deadlocks(d: &Value) -> Vec<(Vec<u64>, Vec<u64>)> {
 #[test]
 fn a_two_resource_cycle_between_two_processes_is_a_deadlock() {
     let dlmd = Dlmd::start("op-cycle");
-    assert!(
-        dlm(&dlmd)
-            .args(["create", "op"])
-            .status()
-            .unwrap()
-            .success()
-    );
+    create(&dlmd, "op");
     let mut p = client(&dlmd, &["cycle", "op", "r1", "r2"]);
     let mut q = client(&dlmd, &["cycle", "op", "r2", "r1"]);
     go(&mut p);
@@ -517,13 +516,7 @@ fn a_two_resource_cycle_between_two_processes_is_a_deadlock() {
 #[test]
 fn a_conversion_deadlock_is_shown() {
     let dlmd = Dlmd::start("op-convert");
-    assert!(
-        dlm(&dlmd)
-            .args(["create", "op"])
-            .status()
-            .unwrap()
-            .success()
-    );
+    create(&dlmd, "op");
     let mut p = client(&dlmd, &["convert", "op", "r"]);
     let mut q = client(&dlmd, &["convert", "op", "r"]);
     go(&mut p);
@@ -555,13 +548,7 @@ fn nested_dlm_lock_commands_that_deadlock_are_found() {
     let dlmd = Dlmd::start("op-nested");
     // Created first, so that the dump polled below never races the
     // `dlm lock` that would create it.
-    assert!(
-        dlm(&dlmd)
-            .args(["create", "op"])
-            .status()
-            .unwrap()
-            .success()
-    );
+    create(&dlmd, "op");
     let dir = dlm_tests::scratch_dir("op-nested-files");
     let dlm_bin = env!("CARGO_BIN_EXE_dlm");
     // Each takes its first lock, waits until both have, then asks for

@@ -376,12 +376,16 @@ pub fn unhex(text: &str) -> Option<Vec<u8>> {
 /// NOORDER, by the conversions ahead of it. A waiting request is blocked by
 /// the granted or converting locks whose granted mode is incompatible with
 /// its requested mode and, unless NOORDER, by every conversion and by the
-/// requests ahead of it. EXPEDITE requests are blocked by nothing. In a
-/// dump of a lock manager at rest every request has a blocker; a request
-/// with none would be granted next (one exception, as in the kernel: a
-/// new HEADQUE request put at the head of the wait queue, blocked only by
-/// the requests it jumped, waits for the next grant pass with no
-/// blocker). dlm-engine's tests check this against its grant logic.
+/// requests ahead of it. EXPEDITE requests are blocked by nothing. A
+/// request with no blocker is granted at the next grant pass on its
+/// resource. Mostly there is none at rest, since every change that can
+/// free a request runs a pass; as in the kernel, two do not: a new
+/// HEADQUE request put at the head of the wait queue (blocked only by
+/// the requests it jumped), and a waiting request freed when a
+/// CONVDEADLK conversion is demoted to NL (only the convert queue is
+/// passed over then). Such a request waits for the next unlock, cancel
+/// or conversion on the resource. dlm-engine's tests check this against
+/// its grant logic.
 pub fn blocked_by(locks: &[LockInfo]) -> Vec<Vec<u32>> {
     let flag = |l: &LockInfo, f: &str| l.flags.iter().any(|x| x == f);
     let holds = |l: &LockInfo| matches!(l.state, LockState::Granted | LockState::Converting);

@@ -658,14 +658,7 @@ impl Lockspace {
         let i = self.alloc_lock(acct);
         let valblk = p.flags.contains(F::VALBLK);
         *self.lm(i) = Lock {
-            ua: Ua {
-                castparam: p.castparam,
-                castaddr: p.castaddr,
-                bastparam: p.bastparam,
-                bastaddr: p.bastaddr,
-                user_lksb: p.lksb,
-                xid: p.xid,
-            },
+            ua: Ua::of(p),
             lvb: valblk.then(|| Box::new([0; LVB_LEN])),
             owner,
             ownpid: tid,
@@ -711,14 +704,7 @@ impl Lockspace {
         if let Some(b) = lk.lvb.as_deref_mut() {
             *b = p.lvb;
         }
-        lk.ua = Ua {
-            castparam: p.castparam,
-            castaddr: p.castaddr,
-            bastparam: p.bastparam,
-            bastaddr: p.bastaddr,
-            user_lksb: p.lksb,
-            xid: p.xid,
-        };
+        lk.ua = Ua::of(p);
         let mode = check_lock_args(p.mode.into(), p.flags, 0, true)?;
         // validate_lock_args
         if lk.status != ST_GRANTED {

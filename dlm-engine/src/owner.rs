@@ -65,14 +65,7 @@ impl Lockspace {
         let lk = self.lm(i);
         lk.bits &= !B_ORPHAN;
         lk.ownpid = tid;
-        lk.ua = Ua {
-            castparam: p.castparam,
-            castaddr: p.castaddr,
-            bastparam: p.bastparam,
-            bastaddr: p.bastaddr,
-            user_lksb: p.lksb,
-            xid: p.xid,
-        };
+        lk.ua = Ua::of(p);
         self.set_exflags(i, p.flags);
         self.list_owner(owner, i);
         Ok(i + 1)

@@ -105,6 +105,20 @@ pub(crate) struct Ua {
     pub xid: u64,
 }
 
+impl Ua {
+    /// The user pointers and transaction id a request carries.
+    pub fn of(p: &dlm_core::LockParams) -> Ua {
+        Ua {
+            castparam: p.castparam,
+            castaddr: p.castaddr,
+            bastparam: p.bastparam,
+            bastaddr: p.bastaddr,
+            user_lksb: p.lksb,
+            xid: p.xid,
+        }
+    }
+}
+
 /// Which links of a lock a list uses.
 #[derive(Clone, Copy)]
 pub(crate) enum Link {

@@ -2,8 +2,13 @@
 //! request" function that dlmd's dump and the kernel's dump are analyzed
 //! with) agrees with the engine's own grant logic on random request
 //! sequences:
-//! - at rest every waiting or converting request has a blocker (a request
-//!   without one is one the engine would have granted);
+//! - at rest a waiting or converting request without a blocker is one
+//!   the engine grants at the next grant pass on its resource (as the
+//!   kernel, the engine does not run a full pass after every change: a
+//!   request queued at the head with HEADQUE, or one freed by a
+//!   CONVDEADLK demotion, waits for the next unlock, cancel or
+//!   conversion on the resource), and every one with a blocker stays
+//!   ungranted through such a pass;
 //! - removing exactly a request's blockers gets it granted (for requests
 //!   on resources without NOORDER requests).
 
@@ -33,10 +38,7 @@ enum Op {
     },
 }
 
-// Not HEADQUE: a new request put at the head of the wait queue (not
-// grantable then only because of the requests it jumped) waits for the
-// next grant pass, as in the kernel, with nothing blocking it.
-const LOCK_FLAGS: [F; 3] = [F::NOORDER, F::EXPEDITE, F::NOQUEUE];
+const LOCK_FLAGS: [F; 4] = [F::NOORDER, F::EXPEDITE, F::NOQUEUE, F::HEADQUE];
 const CONV_FLAGS: [F; 5] = [
     F::NOORDER,
     F::NODLCKWT,
@@ -128,6 +130,21 @@ impl Side {
         }
     }
 
+    /// Runs a grant pass on resource `name` (a grant pass follows an
+    /// unlock): owner 0 takes an NL lock on it, granted at once, and
+    /// unlocks it.
+    fn grant_pass(&mut self, name: &Name) {
+        let mut q = params(0, F::empty());
+        q.name = name.clone();
+        let id = self
+            .e
+            .write(self.owners[0], &Request::Lock(q), 100)
+            .unwrap();
+        let mut q = params(0, F::empty());
+        q.lkid = id;
+        self.write(0, Request::Unlock(q));
+    }
+
     fn resources(&self) -> Vec<ResourceDump> {
         self.e.dump(self.minor).unwrap().resources
     }
@@ -189,10 +206,45 @@ proptest! {
             side.apply(op);
             for r in side.resources() {
                 let locks = model(&r);
-                for (l, b) in locks.iter().zip(blocked_by(&locks)) {
+                let b = blocked_by(&locks);
+                for (l, b) in locks.iter().zip(&b) {
+                    prop_assert!(
+                        l.is_request() || b.is_empty(),
+                        "granted lock {:#x} blocked by {:?} in {:?}", l.lkid, b, r
+                    );
+                }
+                let free: Vec<u32> = locks
+                    .iter()
+                    .zip(&b)
+                    .filter(|(l, b)| l.is_request() && b.is_empty())
+                    .map(|(l, _)| l.lkid)
+                    .collect();
+                if free.is_empty() {
+                    continue;
+                }
+                // Requests with no blocker wait only for a grant pass:
+                // after one they are granted, and the others are not.
+                let blocked: Vec<u32> = locks
+                    .iter()
+                    .zip(&b)
+                    .filter(|(l, b)| l.is_request() && !b.is_empty())
+                    .map(|(l, _)| l.lkid)
+                    .collect();
+                side.grant_pass(&r.name);
+                let after = side.resources().into_iter().find(|x| x.name == r.name).unwrap();
+                for id in free {
+                    let state = find(&after, id).map(|(_, s)| s);
                     prop_assert_eq!(
-                        l.is_request(), !b.is_empty(),
-                        "lock {:#x} ({:?}) blocked by {:?} in {:?}", l.lkid, l.state, b, r
+                        state, Some(LockState::Granted),
+                        "{:#x} had no blocker in {:?} but a grant pass left it: {:?}", id, r, after
+                    );
+                }
+                let noorder = locks.iter().any(|l| l.flags.iter().any(|f| f == "NOORDER"));
+                for id in blocked.into_iter().filter(|_| !noorder) {
+                    let state = find(&after, id).map(|(_, s)| s);
+                    prop_assert!(
+                        state != Some(LockState::Granted),
+                        "{:#x} had a blocker in {:?} but a grant pass granted it: {:?}", id, r, after
                     );
                 }
             }

@@ -446,7 +446,7 @@ impl Server {
                             l.pid,
                             mode(l.granted),
                             mode(l.requested),
-                            if by.is_empty() { " nothing (granted next)".to_string() } else { by }
+                            if by.is_empty() { " nothing (granted at the next unlock, cancel or conversion on the resource)".to_string() } else { by }
                         );
                     });
                 warned_to = secs;
