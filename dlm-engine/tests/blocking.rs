@@ -135,7 +135,7 @@ impl Side {
     /// unlocks it.
     fn grant_pass(&mut self, name: &Name) {
         let mut q = params(0, F::empty());
-        q.name = name.clone();
+        q.name = *name;
         let id = self
             .e
             .write(self.owners[0], &Request::Lock(q), 100)
