@@ -220,23 +220,8 @@ impl Engine {
                         i = ls.l(i).q_next;
                     }
                 }
-                let model: Vec<LockInfo> = locks
-                    .iter()
-                    .map(|(_, l, state)| LockInfo {
-                        lkid: l.id,
-                        pid: l.pid,
-                        command: None,
-                        state: *state,
-                        grmode: l.granted,
-                        rqmode: l.requested,
-                        seconds: None,
-                        nodeid: None,
-                        flags: l.flags.iter_names().map(|(n, _)| n.to_owned()).collect(),
-                        blocked_by: Vec::new(),
-                        owner: None,
-                        xid: None,
-                    })
-                    .collect();
+                let model: Vec<LockInfo> =
+                    locks.iter().map(|(_, l, state)| l.model(*state)).collect();
                 let name = Name::new(&res.name).expect("resource names fit");
                 for ((i, l, state), b) in locks.iter().zip(blocked_by(&model)) {
                     if *state == LockState::Granted || !crossed(*i) {
@@ -983,4 +968,26 @@ pub struct LockDump {
     /// Seconds since the lock entered its current queue, by the engine
     /// clock ([`Engine::set_clock`]).
     pub seconds: u32,
+}
+
+impl LockDump {
+    /// The lock in the dump model's terms, in queue state `state`, as
+    /// [`dlm_core::dump::blocked_by`] reads it: the modes, the pid and the
+    /// flags (no age, command or blockers).
+    pub fn model(&self, state: dlm_core::dump::LockState) -> dlm_core::dump::LockInfo {
+        dlm_core::dump::LockInfo {
+            lkid: self.id,
+            pid: self.pid,
+            command: None,
+            state,
+            grmode: self.granted,
+            rqmode: self.requested,
+            seconds: None,
+            nodeid: None,
+            flags: self.flags.iter_names().map(|(n, _)| n.to_owned()).collect(),
+            blocked_by: Vec::new(),
+            owner: None,
+            xid: None,
+        }
+    }
 }

@@ -160,20 +160,7 @@ impl Side {
 
 /// The engine's queues as the dump model's locks, in queue order.
 fn model(r: &ResourceDump) -> Vec<LockInfo> {
-    let one = |l: &LockDump, state| LockInfo {
-        lkid: l.id,
-        pid: l.pid,
-        command: None,
-        state,
-        grmode: l.granted,
-        rqmode: l.requested,
-        seconds: None,
-        nodeid: None,
-        flags: l.flags.iter_names().map(|(n, _)| n.to_owned()).collect(),
-        blocked_by: Vec::new(),
-        owner: None,
-        xid: None,
-    };
+    let one = |l: &LockDump, state| l.model(state);
     let mut v: Vec<LockInfo> = r
         .granted
         .iter()
