@@ -1,28 +1,11 @@
 //! Shell-level tests of `dlm`: real `dlm` processes against a real dlmd.
 
+mod common;
+
+use common::{HANG, dlm, holder, stop};
 use dlm_tests::Dlmd;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn dlm(dlmd: &Dlmd) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dlm"));
-    cmd.envs(dlmd.env());
-    // The signals dlm handles at their default disposition, whatever this
-    // test inherited (a test run in the background of a non-interactive
-    // shell starts with SIGINT and SIGQUIT ignored, and dlm and its
-    // command would keep them so).
-    // SAFETY: runs in the child before exec; signal() is
-    // async-signal-safe.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-            for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT] {
-                libc::signal(sig, libc::SIG_DFL);
-            }
-            Ok(())
-        });
-    }
-    cmd
-}
 
 #[test]
 fn four_parallel_lock_loops_increment_a_counter_file_exactly() {
@@ -51,48 +34,11 @@ fn four_parallel_lock_loops_increment_a_counter_file_exactly() {
     assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), "2000");
 }
 
-/// Starts `dlm lock … -- sleep 60` and waits until it holds the lock.
-fn holder(dlmd: &Dlmd, name: &str) -> std::process::Child {
-    let child = dlm(dlmd)
-        .args([
-            "lock",
-            "-l",
-            "cli",
-            name,
-            "--",
-            "sh",
-            "-c",
-            "echo held; exec sleep 60",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = child;
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert_eq!(line.trim(), "held");
-    child
-}
-
 /// Sends `sig` to a process.
 fn signal(pid: u32, sig: rustix::process::Signal) {
     rustix::process::kill_process(rustix::process::Pid::from_raw(pid as i32).unwrap(), sig)
         .unwrap();
 }
-
-/// Ends a holder started by [`holder`]: SIGTERM reaches `dlm`, which
-/// passes it on to the command and releases the lock once it exits.
-fn stop(mut child: std::process::Child) {
-    signal(child.id(), rustix::process::Signal::TERM);
-    child.wait().unwrap();
-}
-
-/// A guard against a hang, not a timing assertion.
-const HANG: Duration = Duration::from_secs(30);
 
 /// `dlm lock -n` on `name` in lockspace "cli": its exit code.
 fn try_lock(dlmd: &Dlmd, name: &str) -> Option<i32> {
@@ -274,7 +220,7 @@ fn a_signal_ignored_when_dlm_starts_stays_ignored() {
     // As a shell's background job: SIGINT ignored on entry neither cancels
     // the wait nor ends the command, which inherits the disposition.
     let dlmd = Dlmd::start("cli-ignored");
-    let held = holder(&dlmd, "r");
+    let held = holder(&dlmd, "cli", "r");
     let mut cmd = dlm(&dlmd);
     // SAFETY: runs in the child before exec (after dlm()'s own reset);
     // signal() is async-signal-safe.
@@ -321,7 +267,7 @@ fn a_signal_ignored_when_dlm_starts_stays_ignored() {
 fn a_signal_while_waiting_cancels_the_request_and_exits_128_plus_the_signal() {
     use rustix::process::Signal;
     let dlmd = Dlmd::start("cli-wait-signal");
-    let held = holder(&dlmd, "r");
+    let held = holder(&dlmd, "cli", "r");
     for (sig, code) in [(Signal::TERM, 143), (Signal::INT, 130), (Signal::HUP, 129)] {
         let waiter = dlm(&dlmd)
             .args(["lock", "-l", "cli", "r", "--", "echo", "never"])
@@ -379,7 +325,7 @@ fn timeout_values_are_checked_without_a_panic() {
         assert_eq!(status.code(), Some(0), "-w {good}");
     }
     // Held: 0 and a fraction time out with the conflict code.
-    let held = holder(&dlmd, "r");
+    let held = holder(&dlmd, "cli", "r");
     for w in ["0", "0.1"] {
         let status = dlm(&dlmd)
             .args(["lock", "-l", "cli", "-w", w, "r", "--", "true"])
@@ -428,7 +374,7 @@ fn shared_locks_have_two_holders_at_once_and_exclude_ex() {
 #[test]
 fn conflict_exit_code_command_string_and_environment() {
     let dlmd = Dlmd::start("cli-flock-options");
-    let held = holder(&dlmd, "r");
+    let held = holder(&dlmd, "cli", "r");
     let code = |args: &[&str]| {
         dlm(&dlmd)
             .args(["lock", "-l", "cli"])
@@ -518,7 +464,7 @@ fn the_lock_is_free_when_dlm_returns_even_if_the_command_left_children() {
 #[test]
 fn the_lock_dump_names_each_owners_command_line() {
     let dlmd = Dlmd::start("cli-dump-cmd");
-    let held = holder(&dlmd, "res");
+    let held = holder(&dlmd, "cli", "res");
     let want = format!(
         "{} lock -l cli res -- sh -c echo held; exec sleep 60",
         env!("CARGO_BIN_EXE_dlm")
@@ -580,7 +526,7 @@ fn names_longer_than_64_bytes_are_refused_with_their_length() {
 #[test]
 fn nonblocking_exits_1_when_held_and_the_lock_is_released_on_sigterm() {
     let dlmd = Dlmd::start("cli-n");
-    let mut held = holder(&dlmd, "r");
+    let mut held = holder(&dlmd, "cli", "r");
     let status = dlm(&dlmd)
         .args(["lock", "-l", "cli", "-n", "r", "--", "true"])
         .status()
@@ -616,7 +562,7 @@ fn nonblocking_exits_1_when_held_and_the_lock_is_released_on_sigterm() {
 #[test]
 fn wait_times_out_with_exit_1() {
     let dlmd = Dlmd::start("cli-w");
-    let held = holder(&dlmd, "r");
+    let held = holder(&dlmd, "cli", "r");
     let start = Instant::now();
     let status = dlm(&dlmd)
         .args(["lock", "-l", "cli", "-w", "0.5", "r", "--", "true"])
@@ -694,7 +640,7 @@ fn lockspaces_create_release_and_the_lock_dump() {
     let list = dlm(&dlmd).arg("lockspaces").output().unwrap();
     assert_eq!(String::from_utf8_lossy(&list.stdout).trim(), "adm");
 
-    let held = holder(&dlmd, "res");
+    let held = holder(&dlmd, "cli", "res");
     let text = dlm(&dlmd).args(["locks", "cli"]).output().unwrap();
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("resource \"res\""), "{text}");

@@ -2,6 +2,9 @@
 //! field (`blocked_by`, `seconds`, `deadlocks`), `--stuck`, `dlm why`,
 //! `dlm status`, `dlm stats --prometheus`, names through JSON.
 
+mod common;
+
+use common::{HANG, dlm, holder, stop};
 use dlm_tests::Dlmd;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -9,15 +12,6 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// A guard against a hang, not a timing assertion.
-const HANG: Duration = Duration::from_secs(30);
-
-fn dlm(dlmd: &Dlmd) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dlm"));
-    cmd.envs(dlmd.env());
-    cmd
-}
 
 /// `dlm create LS`, which must succeed.
 fn create(dlmd: &Dlmd, ls: &str) {
@@ -55,39 +49,6 @@ fn wait_dump(dlmd: &Dlmd, ls: &str, ok: impl Fn(&Value) -> bool) -> Value {
         assert!(start.elapsed() < HANG, "never reached: {d}");
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// `dlm lock -l LS NAME [extra] -- sh -c 'echo held; exec sleep 60'`,
-/// once it holds the lock.
-fn holder(dlmd: &Dlmd, ls: &str, name: &str) -> Child {
-    let mut child = dlm(dlmd)
-        .args([
-            "lock",
-            "-l",
-            ls,
-            name,
-            "--",
-            "sh",
-            "-c",
-            "echo held; exec sleep 60",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line.trim(), "held");
-    child
-}
-
-/// Ends a process: SIGTERM (a `dlm lock` passes it to its command and
-/// releases the lock once that exits).
-fn end(mut child: Child) {
-    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
-    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-    let _ = child.wait();
 }
 
 /// The lkid of lock `l`.
@@ -201,7 +162,7 @@ fn waiters_list_their_blocker_and_age_and_stuck_exits_1() {
     assert_eq!(locks_total, n, "{samples:?}");
     assert_eq!(waiters, [2], "{samples:?}");
 
-    end(a);
+    stop(a);
     for mut w in [b, c] {
         assert!(w.wait().unwrap().success());
     }
@@ -416,7 +377,7 @@ fn utf8_and_binary_names_round_trip_through_the_json() {
     let r = &d["lockspaces"][0]["resources"][0];
     assert_eq!(r["name"], "r\u{e9}sum\u{e9} \"q\"");
     assert_eq!(r["name_hex"], "72c3a973756dc3a9202271 22".replace(' ', ""));
-    end(a);
+    stop(a);
     // A name that is not UTF-8 (through the Rust API's typed dump
     // parser, as `dlm lock` takes only text arguments): hex only.
     let text = "lockspace \"op\" minor 1\n  resource \"\\xff\\x00a\" lvb none\n    granted lkid 0x00000001 grmode EX rqmode -- pid 1 owner 1 flags - seconds 0\n";
@@ -509,8 +470,8 @@ fn a_two_resource_cycle_between_two_processes_is_a_deadlock() {
         String::from_utf8_lossy(&out.stdout).contains("DEADLOCK"),
         "{out:?}"
     );
-    end(p);
-    end(q);
+    stop(p);
+    stop(q);
 }
 
 #[test]
@@ -539,8 +500,8 @@ fn a_conversion_deadlock_is_shown() {
     let mut ids = vec![lkid(l[0]), lkid(l[1])];
     ids.sort();
     assert_eq!(deadlocks(&d), [(pids, ids)], "{d}");
-    end(p);
-    end(q);
+    stop(p);
+    stop(q);
 }
 
 #[test]
@@ -573,52 +534,23 @@ fn nested_dlm_lock_commands_that_deadlock_are_found() {
     assert!(pids.contains(&u64::from(p.id())), "{d}");
     assert!(pids.contains(&u64::from(q.id())), "{d}");
     assert_eq!(ids.len(), 4, "{d}");
-    end(p);
-    end(q);
+    stop(p);
+    stop(q);
 }
 
 #[test]
 fn dlmd_warn_wait_logs_each_long_wait_once_with_its_blockers() {
     let dir = dlm_tests::scratch_dir("op-warn-wait");
-    let socket = dir.join("dlmd.sock");
     let log = dir.join("dlmd.log");
-    let mut dlmd = Command::new(dlm_tests::dlmd_binary())
-        .args(["--foreground", "--warn-wait", "1", "--socket"])
-        .arg(&socket)
-        .stderr(std::fs::File::create(&log).unwrap())
+    let dlmd = Dlmd::start_with(
+        "op-warn-wait",
+        &["--warn-wait", "1", "--log-file", log.to_str().unwrap()],
+    );
+    let holder = holder(&dlmd, "op", "res");
+    let waiter = dlm(&dlmd)
+        .args(["lock", "-l", "op", "-s", "res", "--", "true"])
         .spawn()
         .unwrap();
-    let env = [
-        ("DLMD_SOCKET", socket.as_os_str()),
-        ("DLM_BACKEND", "dlmd".as_ref()),
-    ];
-    // Listening, not just bound: a connect between bind and listen is
-    // refused ("stale socket").
-    dlm_tests::wait_listening(&socket);
-    let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_dlm"))
-            .args(args)
-            .envs(env)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let mut holder = run(&[
-        "lock",
-        "-l",
-        "op",
-        "res",
-        "--",
-        "sh",
-        "-c",
-        "echo held; exec sleep 60",
-    ]);
-    let mut line = String::new();
-    BufReader::new(holder.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line.trim(), "held");
-    let waiter = run(&["lock", "-l", "op", "-s", "res", "--", "true"]);
     let want = format!(
         "pid {} (-- -> PR) has waited 1 s; blocked by lkid",
         waiter.id()
@@ -638,8 +570,6 @@ fn dlmd_warn_wait_logs_each_long_wait_once_with_its_blockers() {
     std::thread::sleep(Duration::from_millis(2200));
     let text = std::fs::read_to_string(&log).unwrap();
     assert_eq!(text.matches(&want).count(), 1, "{text}");
-    end(holder);
-    end(waiter);
-    let _ = dlmd.kill();
-    let _ = dlmd.wait();
+    stop(holder);
+    stop(waiter);
 }
