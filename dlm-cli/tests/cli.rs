@@ -58,6 +58,15 @@ fn wait_for_file(path: &std::path::Path) {
     }
 }
 
+/// Waits until lockspace "cli" has a waiting request.
+fn wait_queued(dlmd: &Dlmd) {
+    let start = Instant::now();
+    while !dump(dlmd).contains("waiting lkid") {
+        assert!(start.elapsed() < HANG, "the request never queued");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// The lock dump of lockspace "cli", as text.
 fn dump(dlmd: &Dlmd) -> String {
     let out = dlm(dlmd).args(["locks", "cli"]).output().unwrap();
@@ -244,11 +253,7 @@ fn a_signal_ignored_when_dlm_starts_stays_ignored() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let start = Instant::now();
-    while !dump(&dlmd).contains("waiting lkid") {
-        assert!(start.elapsed() < HANG, "the request never queued");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_queued(&dlmd);
     signal(waiter.id(), rustix::process::Signal::INT);
     // Still queued after the signal was delivered (dlm reads it at once
     // when it handles it; give it the time to act if it wrongly did).
@@ -275,11 +280,7 @@ fn a_signal_while_waiting_cancels_the_request_and_exits_128_plus_the_signal() {
             .spawn()
             .unwrap();
         // Queued: the dump shows the waiting request.
-        let start = Instant::now();
-        while !dump(&dlmd).contains("waiting lkid") {
-            assert!(start.elapsed() < HANG, "the request never queued");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_queued(&dlmd);
         signal(waiter.id(), sig);
         let out = waiter.wait_with_output().unwrap();
         assert_eq!(out.status.code(), Some(code), "{sig:?}: {out:?}");
