@@ -44,15 +44,15 @@ fn spawn_wait_recorded(ls: &Arc<ModelLs>, lkid: u32) -> thread::JoinHandle<Resul
     thread::spawn(move || ls.wait_inline_recorded_for(lkid))
 }
 
-/// Two synchronous calls of one handle, each waiting for its own
-/// completion while the lock manager sends them: whichever holds the
-/// dispatch role reads both in turn or hands the role over, and both
-/// return. The one that waits for the role is woken only by its release.
-#[test]
-fn two_waits_racing_for_the_role_both_return() {
-    model(|| {
+/// `first` waits for lock 1 while [`spawn_wait`] waits for lock 2 and
+/// the lock manager sends both: both return, each result delivered once,
+/// in order.
+fn race_with_a_sleeping_wait(
+    first: fn(&Arc<ModelLs>, u32) -> thread::JoinHandle<Result<(), Errno>>,
+) {
+    model(move || {
         let ls = ModelLs::new(None);
-        let a = spawn_wait_inline(&ls, 1);
+        let a = first(&ls, 1);
         let b = spawn_wait(&ls, 2);
         ls.send(1, false);
         ls.send(2, false);
@@ -60,6 +60,15 @@ fn two_waits_racing_for_the_role_both_return() {
         assert_eq!(b.join().unwrap(), Ok(()));
         assert_eq!(ls.delivered(), [1, 2]);
     });
+}
+
+/// Two synchronous calls of one handle, each waiting for its own
+/// completion while the lock manager sends them: whichever holds the
+/// dispatch role reads both in turn or hands the role over, and both
+/// return. The one that waits for the role is woken only by its release.
+#[test]
+fn two_waits_racing_for_the_role_both_return() {
+    race_with_a_sleeping_wait(spawn_wait_inline);
 }
 
 /// A dispatcher that records a result while nobody waits skips the
@@ -133,16 +142,7 @@ fn close_while_waiters_sleep_ends_them_with_enotconn() {
 /// return, each result recorded once.
 #[test]
 fn cas_take_racing_a_sleeping_waiter_wakes_it() {
-    model(|| {
-        let ls = ModelLs::new(None);
-        let a = spawn_wait_recorded(&ls, 1);
-        let b = spawn_wait(&ls, 2);
-        ls.send(1, false);
-        ls.send(2, false);
-        assert_eq!(a.join().unwrap(), Ok(()));
-        assert_eq!(b.join().unwrap(), Ok(()));
-        assert_eq!(ls.delivered(), [1, 2]);
-    });
+    race_with_a_sleeping_wait(spawn_wait_recorded);
 }
 
 /// Another dispatcher (`dlm_dispatch`) reads and records the only
