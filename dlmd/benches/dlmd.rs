@@ -19,7 +19,8 @@
 //!     requests synchronous, as the sync client does, so both sides send
 //!     the same messages (a request and one reply carrying its result per
 //!     operation) and the figure measures pipelining alone; each reads
-//!     its replies in batches (`recvmmsg`) and sends in batches
+//!     a message of replies at a time (dlmd sends the replies to
+//!     pipelined requests together, PROTOCOL.md) and sends in batches
 //!     (`sendmmsg`);
 //! (c) dlmd's resident memory per lock at 1,000,000 held locks, callbacks
 //!     drained (`bytes_per_lock`; goal: at most 400 bytes);
@@ -814,9 +815,9 @@ fn pipelined(path: &Path, secs: f64) -> (f64, f64, f64) {
 }
 
 /// A pipelining client: 64 lock/unlock pairs in flight on its own
-/// resources, as an asynchronous client does it: it takes every reply
-/// that has arrived, reads the results, and sends the follow-up requests
-/// together (`sendmmsg`). Prints "pairs seconds".
+/// resources, as an asynchronous client does it: it takes the replies
+/// of one message (with the results riding in them), and sends the
+/// follow-up requests together (`sendmmsg`). Prints "pairs seconds".
 fn pipeline_worker(path: &Path) {
     let h = Handle::open(path, "bench");
     let me = std::process::id();
@@ -838,22 +839,18 @@ fn pipeline_worker(path: &Path) {
     outgoing.send(&h.req);
     let mut pairs = 0u64;
     let mut expect = 0u32;
-    let mut rx = recv::RecvBatch::new();
+    let mut buf = [0u8; proto::REPLIES_MAX_MSG];
     let start = Instant::now();
     let stop = start + Duration::from_secs_f64(secs);
     let mut stopping = false;
     while !fifo.is_empty() {
-        // Every reply that is there, in one call (after waiting for one).
-        let mut ready = [rustix::event::PollFd::new(
-            &h.req,
-            rustix::event::PollFlags::IN,
-        )];
-        rustix::event::poll(&mut ready, None).unwrap();
-        let n = rx.recv(h.req.as_fd(), fifo.len()).unwrap();
-        for i in 0..n {
+        // The next message of replies (dlmd sends the replies to
+        // pipelined requests together).
+        let (n, _) = net::recv(&h.req, &mut buf, RecvFlags::empty()).unwrap();
+        for reply in proto::split_replies(&buf[..n]) {
             let (slot, is_unlock) = fifo.pop_front().unwrap();
             expect = expect.wrapping_add(1);
-            let (ret, rode) = proto::parse_reply(rx.get(i).0, expect).unwrap();
+            let (ret, rode) = proto::parse_reply(reply.unwrap(), expect).unwrap();
             assert!(ret >= 0, "ret {ret}");
             // Each worker's resources are its own, so every request
             // completes at once and its result rides in the reply.

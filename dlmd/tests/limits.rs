@@ -34,7 +34,7 @@ fn is_root() -> bool {
 /// Makes `n` EX locks on resources `{prefix}{i}` through `h`, keeping
 /// 256 requests in flight, reading every reply and result.
 fn fill(h: &mut Handle, prefix: &str, n: u32, flags: LockFlags) {
-    let mut buf = [0u8; 128];
+    let mut buf = [0u8; proto::REPLIES_MAX_MSG];
     let (mut sent, mut done) = (0u32, 0u32);
     let base = h.seq + 1;
     while done < n {
@@ -48,9 +48,10 @@ fn fill(h: &mut Handle, prefix: &str, n: u32, flags: LockFlags) {
             sent += 1;
         }
         let (len, _) = net::recv(&h.req, &mut buf, RecvFlags::empty()).unwrap();
-        let (ret, _) = proto::parse_reply(&buf[..len], base + done).unwrap();
-        assert!(ret > 0, "lock {done}: {ret}");
-        done += 1;
+        for ret in split_replies(&buf[..len], base + done) {
+            assert!(ret > 0, "lock {done}: {ret}");
+            done += 1;
+        }
         while net::recv(&h.cb, &mut buf, RecvFlags::DONTWAIT).is_ok() {}
     }
     h.seq = base + n - 1;
@@ -343,7 +344,7 @@ fn unread_results_hold_back_only_their_handle() {
         .encode(dlm_core::codec::Version::DEVICE);
     let total = 100_000u32;
     let (mut sent, mut replies) = (0u32, 0u32);
-    let mut buf = [0u8; 64];
+    let mut buf = [0u8; proto::REPLIES_MAX_MSG];
     let rss0 = d.rss();
     loop {
         while sent < total {
@@ -364,9 +365,10 @@ fn unread_results_hold_back_only_their_handle() {
             break;
         }
         while let Ok((n, _)) = net::recv(&slow.req, &mut buf, RecvFlags::DONTWAIT) {
-            let (ret, _) = proto::parse_reply(&buf[..n], replies + 1).unwrap();
-            assert!(ret > 0);
-            replies += 1;
+            for ret in split_replies(&buf[..n], replies + 1) {
+                assert!(ret > 0);
+                replies += 1;
+            }
         }
         assert!(replies < total, "never held back");
     }
@@ -394,9 +396,10 @@ fn unread_results_hold_back_only_their_handle() {
             }
         }
         while let Ok((n, _)) = net::recv(&slow.req, &mut buf, RecvFlags::DONTWAIT) {
-            let (ret, _) = proto::parse_reply(&buf[..n], replies + 1).unwrap();
-            assert!(ret > 0);
-            replies += 1;
+            for ret in split_replies(&buf[..n], replies + 1) {
+                assert!(ret > 0);
+                replies += 1;
+            }
         }
         let mut fds = [
             PollFd::new(&slow.cb, PollFlags::IN),

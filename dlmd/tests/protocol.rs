@@ -303,11 +303,14 @@ fn malformed_messages_get_einval_and_the_connection_goes_on() {
 }
 
 #[test]
-fn pipelined_requests_are_answered_in_order() {
+fn pipelined_requests_are_answered_in_order_and_together() {
     let d = Daemon::start("dlmd");
     let mut ctl = Control::connect(&d.path);
     ctl.create("ls", LsFlags::empty(), 0);
     let h = Handle::open(&d.path, "ls");
+    // Sent while dlmd is stopped, so that it finds them all queued.
+    let pid = rustix::process::Pid::from_raw(d.child.id() as i32).expect("pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).expect("SIGSTOP");
     let n = 200u32;
     for i in 0..n {
         let req = lock_req(
@@ -323,12 +326,23 @@ fn pipelined_requests_are_answered_in_order() {
             &proto::message(Header::new(Op::Write, 1000 + i, 1), &[&bytes]),
         );
     }
-    let mut ids = Vec::new();
-    for i in 0..n {
-        let (ret, _) = recv_reply(&h.req, 1000 + i);
-        assert!(ret > 0);
-        ids.push(ret);
+    rustix::process::kill_process(pid, rustix::process::Signal::CONT).expect("SIGCONT");
+    let (mut ids, mut messages) = (Vec::new(), 0);
+    while ids.len() < n as usize {
+        let msg = recv(&h.req).expect("replies");
+        assert!(msg.len() <= proto::REPLIES_MAX_MSG, "{} bytes", msg.len());
+        messages += 1;
+        let rets = split_replies(&msg, 1000 + ids.len() as u32);
+        assert!(rets.iter().all(|&ret| ret > 0), "{rets:?}");
+        ids.extend(rets);
     }
+    assert_eq!(ids.len(), n as usize);
+    // Replies of 24 bytes: up to 170 fit in a message, dlmd puts up to
+    // 32 in one, and it reads 64 requests per round.
+    assert!(
+        messages <= n as usize / 32 + 4,
+        "{n} replies came in {messages} messages"
+    );
     for (i, id) in ids.iter().enumerate() {
         let r = h.result();
         assert_eq!((i64::from(r.lkid), r.astparam), (*id, i as u64));
@@ -390,8 +404,13 @@ fn a_client_that_does_not_read_stalls_only_itself() {
     let l = other.lock("fast", Mode::Ex, LockFlags::empty(), 1);
     assert!(l > 0);
     assert_eq!(other.result().status, Status::GRANTED);
-    for seq in 0..sent {
-        assert_eq!(recv_reply(&slow.req, seq).0, ENOENT);
+    let mut seq = 0;
+    while seq < sent {
+        let msg = recv(&slow.req).expect("replies");
+        for ret in split_replies(&msg, seq) {
+            assert_eq!(ret, ENOENT);
+            seq += 1;
+        }
     }
 }
 

@@ -90,6 +90,57 @@ fn contended_futures_on_one_name_are_granted_in_request_order() {
 }
 
 #[test]
+fn replies_that_travel_together_reach_their_futures() {
+    // dlmd sends the replies to pipelined requests together (PROTOCOL.md
+    // "Replies travel together"): 64 requests sent while it is stopped
+    // find it with all of them queued; each future must get its own
+    // answer out of the shared messages.
+    let dlmd = fresh("together");
+    let pid = rustix::process::Pid::from_raw(dlmd.pid() as i32).expect("pid");
+    current_thread().block_on(async {
+        let ls = AsyncLockspace::create("together", 0o600).unwrap();
+        let held = Arc::new(Mutex::new(Vec::new()));
+        let mut futs: Vec<BoxFut<'_>> = (0..64u32)
+            .map(|i| {
+                let (ls, held) = (&ls, held.clone());
+                Box::pin(async move {
+                    let name = format!("t{i}");
+                    let lock = ls
+                        .lock(name.as_bytes(), Mode::Ex, LockOptions::new())
+                        .await
+                        .unwrap();
+                    assert_eq!(lock.mode(), Mode::Ex);
+                    held.lock().unwrap().push((i, lock.id()));
+                    // Held until every future has its lock.
+                    while held.lock().unwrap().len() < 64 {
+                        tokio::task::yield_now().await;
+                    }
+                    // The unlocks' replies travel together too.
+                    assert_eq!(lock.unlock().await.unwrap(), Status::UNLOCKED);
+                }) as BoxFut<'_>
+            })
+            .collect();
+        rustix::process::kill_process(pid, rustix::process::Signal::STOP).expect("SIGSTOP");
+        poll_each_once(&mut futs).await;
+        rustix::process::kill_process(pid, rustix::process::Signal::CONT).expect("SIGCONT");
+        join_all(futs).await;
+        let mut ids: Vec<u32> = held.lock().unwrap().iter().map(|&(_, id)| id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), 64, "every future got a lock of its own");
+        // All were unlocked: another owner gets every name at once.
+        let other = Lockspace::open("together").unwrap();
+        for i in 0..64 {
+            drop(
+                other
+                    .try_lock(format!("t{i}").as_bytes(), Mode::Ex, LockOptions::new())
+                    .unwrap(),
+            );
+        }
+    });
+}
+
+#[test]
 fn dropping_a_pending_lock_future_cancels_the_request() {
     let _dlmd = fresh("cancel");
     current_thread().block_on(async {

@@ -234,6 +234,9 @@ struct Channel {
     /// How many bytes followed `ret` in the last reply taken by its
     /// sender (a result riding in a synchronous WRITE's reply).
     extra_len: usize,
+    /// Room for a message of several replies, made when first needed
+    /// (only pipelined requests get their replies together).
+    together: Option<Box<[u8]>>,
 }
 
 impl fmt::Debug for Channel {
@@ -258,6 +261,7 @@ impl Channel {
             hook: None,
             first: true,
             extra_len: 0,
+            together: None,
         }
     }
 
@@ -295,55 +299,33 @@ impl Channel {
         Ok(self.seq)
     }
 
-    /// Receives one reply (`Empty` when `nonblocking` and none is
-    /// queued). The reply to `want` is returned with its extra bytes
-    /// (copied into `extra`); any other is stored for its sender.
+    /// Receives one message of replies (`Empty` when `nonblocking` and
+    /// none is queued): the reply to `want` is returned with its extra
+    /// bytes (copied into `extra`); every other is stored for its sender.
     fn recv_one(&mut self, want: u32, nonblocking: bool, extra: &mut [u8]) -> Result<Recv, Errno> {
-        let mut buf = [0u8; proto::REPLY_LEN + proto::RESULT_IN_REPLY_MAX];
-        let got = recv(self.fd.as_fd(), &mut buf, nonblocking).and_then(|n| match n {
-            None => Ok(None),
-            Some(n) => {
-                if let Some(e) = refusal(&buf[..n]) {
-                    return Err(e);
-                }
-                let expected = self.outstanding.front().copied().ok_or(Errno::EPROTO)?;
-                let (h, ret, rest) = proto::parse_reply_header(&buf[..n], expected)?;
-                if self.first {
-                    if h.reserved != proto::PROTOCOL_VERSION {
-                        // A dlmd of another release (one from before
-                        // versioning says 0).
-                        note_mismatch(h.reserved);
-                        return Err(Errno::EPROTONOSUPPORT);
-                    }
-                    self.first = false;
-                    net::sockopt::set_socket_timeout(
-                        self.fd.as_fd(),
-                        net::sockopt::Timeout::Recv,
-                        None,
-                    )
-                    .map_err(Errno::from)?;
-                }
-                self.outstanding.pop_front();
-                if expected == want {
-                    let m = rest.len().min(extra.len());
-                    extra[..m].copy_from_slice(&rest[..m]);
-                    self.extra_len = m;
-                }
-                Ok(Some((expected, ret)))
-            }
+        // One request outstanding means one reply per message: a small
+        // buffer on the stack. Replies to pipelined requests may come
+        // together (proto::REPLIES_MAX_MSG).
+        let mut small = [0u8; proto::REPLY_LEN + proto::RESULT_IN_REPLY_MAX];
+        let mut room = (self.outstanding.len() > 1).then(|| {
+            self.together
+                .take()
+                .unwrap_or_else(|| vec![0u8; proto::REPLIES_MAX_MSG].into_boxed_slice())
         });
+        let buf: &mut [u8] = match room.as_mut() {
+            Some(b) => b,
+            None => &mut small,
+        };
+        let got = recv(self.fd.as_fd(), buf, nonblocking).and_then(|n| {
+            n.map(|n| self.take_replies(&buf[..n], want, extra))
+                .transpose()
+        });
+        if room.is_some() {
+            self.together = room;
+        }
         match got {
             Ok(None) => Ok(Recv::Empty),
-            Ok(Some((seq, ret))) if seq == want => Ok(Recv::Mine(ret)),
-            Ok(Some((seq, ret))) => {
-                if !self.discard.remove(&seq) {
-                    self.replies.insert(seq, ret);
-                    if let Some(hook) = &self.hook {
-                        hook();
-                    }
-                }
-                Ok(Recv::Other)
-            }
+            Ok(Some(r)) => Ok(r),
             Err(e) => {
                 // Replies can no longer be matched: the connection is done.
                 self.dead = Some(e);
@@ -353,6 +335,48 @@ impl Channel {
                 Err(e)
             }
         }
+    }
+
+    /// Takes the replies of one message, in request order: `want`'s (with
+    /// its extra bytes) is returned, the others are stored.
+    fn take_replies(&mut self, msg: &[u8], want: u32, extra: &mut [u8]) -> Result<Recv, Errno> {
+        if let Some(e) = refusal(msg) {
+            return Err(e);
+        }
+        if self.first {
+            let (h, _) = Header::parse(msg).map_err(|_| Errno::EPROTO)?;
+            if h.reserved != proto::PROTOCOL_VERSION {
+                // A dlmd of another release (one from before versioning
+                // says 0).
+                note_mismatch(h.reserved);
+                return Err(Errno::EPROTONOSUPPORT);
+            }
+            self.first = false;
+            net::sockopt::set_socket_timeout(self.fd.as_fd(), net::sockopt::Timeout::Recv, None)
+                .map_err(Errno::from)?;
+        }
+        let mut got = Recv::Other;
+        let mut stored = false;
+        for one in proto::split_replies(msg) {
+            let expected = self.outstanding.front().copied().ok_or(Errno::EPROTO)?;
+            let (_, ret, rest) = proto::parse_reply_header(one?, expected)?;
+            self.outstanding.pop_front();
+            if expected == want {
+                let m = rest.len().min(extra.len());
+                extra[..m].copy_from_slice(&rest[..m]);
+                self.extra_len = m;
+                got = Recv::Mine(ret);
+            } else if !self.discard.remove(&expected) {
+                self.replies.insert(expected, ret);
+                stored = true;
+            }
+        }
+        if stored {
+            if let Some(hook) = &self.hook {
+                hook();
+            }
+        }
+        Ok(got)
     }
 
     /// The reply to `seq`: waits for it, or with `nonblocking` reads what

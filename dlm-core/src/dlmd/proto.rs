@@ -32,6 +32,13 @@ pub fn write_word(sync: bool, taken: u32) -> u32 {
     if sync { WRITE_SYNC | (taken << 1) } else { 0 }
 }
 
+/// Largest message of replies dlmd sends on a request socket: the
+/// replies to pipelined requests travel together, each as long as its
+/// header's `tid` word says (PROTOCOL.md "Replies travel together";
+/// [`split_replies`]). A client with one request outstanding gets one
+/// reply per message.
+pub const REPLIES_MAX_MSG: usize = 4096;
+
 /// Size of a [`Header`] on the wire.
 pub const HEADER_LEN: usize = 16;
 /// Largest request message: a header, an 8-byte prefix and a full request.
@@ -108,7 +115,8 @@ pub struct Header {
     /// The request's sequence number; a reply echoes it.
     pub seq: u32,
     /// The caller's thread id (requests); dlmd uses it as the kernel uses
-    /// the writer's tid (orphan owner pid, PURGE of one's own locks).
+    /// the writer's tid (orphan owner pid, PURGE of one's own locks). In
+    /// a reply: the reply's length in bytes ([`split_replies`]).
     pub tid: u32,
     /// The protocol version ([`PROTOCOL_VERSION`]) in a connection's
     /// first message and in every reply; [`write_word`] in a WRITE.
@@ -179,7 +187,9 @@ pub fn message(header: Header, payload: &[&[u8]]) -> Vec<u8> {
 
 /// A reply: header echoing `seq`, the return value, then `extra` bytes.
 pub fn reply(seq: u32, ret: i64, extra: &[&[u8]]) -> Vec<u8> {
-    let mut out = message(Header::new(Op::Reply, seq, 0), &[&ret.to_ne_bytes()]);
+    let len = REPLY_LEN + extra.iter().map(|e| e.len()).sum::<usize>();
+    let header = Header::new(Op::Reply, seq, u32::try_from(len).unwrap_or(u32::MAX));
+    let mut out = message(header, &[&ret.to_ne_bytes()]);
     for e in extra {
         out.extend_from_slice(e);
     }
@@ -200,6 +210,38 @@ pub fn get_u32(bytes: &[u8], at: usize) -> Option<u32> {
         .map(|b| u32::from_ne_bytes(b.try_into().unwrap()))
 }
 
+/// The replies one message from dlmd holds, in order, each whole (its
+/// header, `ret` and the bytes after it), cut where its header's `tid`
+/// word (the reply's length) says.
+pub fn split_replies(msg: &[u8]) -> Replies<'_> {
+    Replies { rest: msg }
+}
+
+/// The iterator of [`split_replies`]: yields EPROTO (and then nothing)
+/// for a reply whose length does not fit the message.
+#[derive(Debug)]
+pub struct Replies<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for Replies<'a> {
+    type Item = Result<&'a [u8], Errno>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let len = get_u32(self.rest, 8).map_or(0, |l| l as usize);
+        if len < REPLY_LEN || len > self.rest.len() {
+            self.rest = &[];
+            return Some(Err(Errno::EPROTO));
+        }
+        let (one, rest) = self.rest.split_at(len);
+        self.rest = rest;
+        Some(Ok(one))
+    }
+}
+
 /// Parses a reply to the request with sequence number `seq`: returns the
 /// kernel-style return value and the bytes after it.
 ///
@@ -216,7 +258,7 @@ pub fn parse_reply(msg: &[u8], seq: u32) -> Result<(i64, &[u8]), Errno> {
 /// EPROTO if the message is not a reply to `seq`.
 pub fn parse_reply_header(msg: &[u8], seq: u32) -> Result<(Header, i64, &[u8]), Errno> {
     let (h, payload) = Header::parse(msg).map_err(|_| Errno::EPROTO)?;
-    if h.op != Op::Reply as u32 || h.seq != seq {
+    if h.op != Op::Reply as u32 || h.seq != seq || h.tid as usize != msg.len() {
         return Err(Errno::EPROTO);
     }
     let ret = get_u64(payload, 0).ok_or(Errno::EPROTO)? as i64;

@@ -108,14 +108,16 @@ impl Small {
             buf: [0; SMALL],
             len: 0,
         };
-        let words = [Op::Reply as u32, seq, 0, proto::PROTOCOL_VERSION];
+        let extra = &extra[..extra.len().min(SMALL - proto::REPLY_LEN)];
+        let len = proto::REPLY_LEN + extra.len();
+        // A reply says its length (replies may travel together).
+        let words = [Op::Reply as u32, seq, len as u32, proto::PROTOCOL_VERSION];
         for (i, w) in words.iter().enumerate() {
             s.buf[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
         }
         s.buf[HEADER_LEN..HEADER_LEN + 8].copy_from_slice(&ret.to_ne_bytes());
-        let extra = &extra[..extra.len().min(SMALL - proto::REPLY_LEN)];
-        s.buf[proto::REPLY_LEN..proto::REPLY_LEN + extra.len()].copy_from_slice(extra);
-        s.len = (proto::REPLY_LEN + extra.len()) as u8;
+        s.buf[proto::REPLY_LEN..len].copy_from_slice(extra);
+        s.len = len as u8;
         s
     }
 

@@ -50,14 +50,33 @@ impl Server {
             conn.dump = None;
             return;
         }
+        // On a request socket the replies to pipelined requests travel
+        // together (PROTOCOL.md): one message of as many as fit.
+        let together = matches!(conn.role, Role::Request(_));
         while !conn.out.is_empty() {
             let mut refs: [&[u8]; CHUNK] = [&[]; CHUNK];
-            let mut n = 0;
+            let (mut n, mut bytes) = (0, 0);
             for (r, m) in refs.iter_mut().zip(conn.out.iter()) {
+                bytes += m.bytes().len();
+                if together && n > 0 && bytes > proto::REPLIES_MAX_MSG {
+                    break;
+                }
                 *r = m.bytes();
                 n += 1;
             }
-            match send_many(&conn.fd, &refs[..n]) {
+            let sent = if together && n > 1 {
+                let iov: [IoSlice<'_>; CHUNK] = std::array::from_fn(|i| IoSlice::new(refs[i]));
+                net::sendmsg(
+                    &conn.fd,
+                    &iov[..n],
+                    &mut SendAncillaryBuffer::default(),
+                    SEND,
+                )
+                .map(|_| n)
+            } else {
+                send_many(&conn.fd, &refs[..n])
+            };
+            match sent {
                 Ok(k) => {
                     conn.out.drain(..k.min(n));
                     if k < n {

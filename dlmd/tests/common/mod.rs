@@ -105,6 +105,21 @@ pub fn recv_reply(fd: &OwnedFd, seq: u32) -> (i64, Vec<u8>) {
     (ret, rest.to_vec())
 }
 
+/// The replies in one message from dlmd (the replies to pipelined
+/// requests travel together), checked to answer `seq`, `seq + 1`, …:
+/// each one's `ret`.
+pub fn split_replies(msg: &[u8], seq: u32) -> Vec<i64> {
+    proto::split_replies(msg)
+        .zip(seq..)
+        .map(|(one, seq)| {
+            let one = one.unwrap_or_else(|e| panic!("not whole replies: {e:?} {msg:?}"));
+            proto::parse_reply(one, seq)
+                .unwrap_or_else(|e| panic!("not a reply to {seq}: {e:?} {one:?}"))
+                .0
+        })
+        .collect()
+}
+
 pub fn msg(op: Op, seq: u32, payload: &[&[u8]]) -> Vec<u8> {
     proto::message(Header::new(op, seq, std::process::id()), payload)
 }
