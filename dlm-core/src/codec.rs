@@ -580,6 +580,32 @@ pub struct ResultBuf {
     len: usize,
 }
 
+impl std::fmt::Debug for ResultBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResultBuf").field("len", &self.len).finish()
+    }
+}
+
+impl ResultBuf {
+    /// A copy of encoded result bytes received elsewhere (a result dlmd
+    /// sent in a reply), unchecked as a read's bytes are: delivering
+    /// them ([`raw_result_in`], [`Filled::decode`]) checks them.
+    ///
+    /// # Errors
+    /// EPROTO for more than 104 bytes.
+    pub fn copy_of(bytes: &[u8]) -> Result<ResultBuf, Errno> {
+        let mut buf = ResultBuf {
+            bytes: [0; RESULT_LVB_LEN],
+            len: bytes.len(),
+        };
+        buf.bytes
+            .get_mut(..bytes.len())
+            .ok_or(Errno::EPROTO)?
+            .copy_from_slice(bytes);
+        Ok(buf)
+    }
+}
+
 impl Deref for ResultBuf {
     type Target = [u8];
     fn deref(&self) -> &[u8] {

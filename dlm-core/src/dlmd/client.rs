@@ -4,7 +4,7 @@
 use super::proto::{self, ConnectError, Header, Op, SocketPath, Trust};
 use super::status::DlmdStatus;
 use crate::codec::{
-    LockResult, RESULT_LVB_LEN, ReadRaw, Request, ResultSpace, Version, raw_result_in,
+    RESULT_LVB_LEN, ReadRaw, Request, ResultBuf, ResultSpace, Version, raw_result_in,
 };
 use crate::sync::lock;
 use crate::{Errno, Name};
@@ -581,7 +581,7 @@ struct ResultOrder {
     readers: u32,
     /// Results to hand out before reading the socket: a completion that
     /// rode in a reply, then any result read after it.
-    queued: std::collections::VecDeque<LockResult>,
+    queued: std::collections::VecDeque<ResultBuf>,
 }
 
 impl Device {
@@ -659,7 +659,8 @@ impl Device {
         let mut extra = [0u8; proto::RESULT_IN_REPLY_MAX];
         let got = chan.call_word(Op::Write, &[bytes], &mut extra, word);
         let rode = match got {
-            Ok(_) if chan.extra_len > 0 => Some(LockResult::decode(&extra[..chan.extra_len])),
+            // Checked when delivered, as a result read from the socket.
+            Ok(_) if chan.extra_len > 0 => Some(ResultBuf::copy_of(&extra[..chan.extra_len])),
             _ => None,
         };
         let mut order = lock(&self.results);
@@ -681,7 +682,7 @@ impl Device {
     /// carry a result that comes before anything on the socket), then
     /// takes the first queued result, or registers as a reader of the
     /// callback socket (`readers`).
-    fn begin_read(&self) -> Option<LockResult> {
+    fn begin_read(&self) -> Option<ResultBuf> {
         let mut order = lock(&self.results);
         loop {
             if let Some(r) = order.queued.pop_front() {
@@ -799,7 +800,7 @@ impl Device {
     /// ENOTCONN if dlmd went away; EPROTO for a result over 104 bytes.
     pub fn read_raw<'s>(&self, nonblocking: bool, space: &'s mut ResultSpace) -> ReadRaw<'s> {
         if let Some(r) = self.begin_read() {
-            return raw_result_in(space, &r.encode(RESULT_LVB_LEN)?).map(Some);
+            return raw_result_in(space, &r).map(Some);
         }
         let mut buf = [0u8; RESULT_LVB_LEN];
         let got = recv(self.callbacks.as_fd(), &mut buf, nonblocking);
