@@ -957,7 +957,7 @@ fn memory(n: u32) -> (u64, u64, (Trips, Trips)) {
     let h = Handle::open(&d.path, "mem");
     let base = d.rss();
     let window = 256u32;
-    let mut buf = [0u8; 128];
+    let mut buf = [0u8; proto::REPLIES_MAX_MSG];
     let mut sent = 0u32;
     let mut done = 0u32;
     while done < n {
@@ -966,10 +966,13 @@ fn memory(n: u32) -> (u64, u64, (Trips, Trips)) {
             send_write(&h.req, sent, 1, &req);
             sent += 1;
         }
+        // The replies to pipelined requests travel together.
         let (len, _) = net::recv(&h.req, &mut buf, RecvFlags::empty()).unwrap();
-        let (ret, _) = proto::parse_reply(&buf[..len], done).unwrap();
-        assert!(ret > 0);
-        done += 1;
+        for reply in proto::split_replies(&buf[..len]) {
+            let (ret, _) = proto::parse_reply(reply.unwrap(), done).unwrap();
+            assert!(ret > 0);
+            done += 1;
+        }
         drain(&h.cb);
     }
     drain(&h.cb);
