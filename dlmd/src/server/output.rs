@@ -1,4 +1,6 @@
-//! What dlmd sends: replies queued per batch and sent together, results
+//! What dlmd sends: replies queued per batch and sent together (on a
+//! request socket in one message, PROTOCOL.md "Replies travel
+//! together"), results
 //! taken from the engine as the callback socket can take them, and the
 //! epoll interest that follows from what waits (flow control of
 //! PROTOCOL.md).
