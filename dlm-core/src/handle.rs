@@ -163,8 +163,9 @@ pub struct Handle<T, S = Device> {
     /// held under that lock is counted in `waiters` before the release
     /// looks at them.
     role: AtomicUsize,
-    /// How deeply the holder holds the role (nested dispatch from inside
-    /// a callback). Touched only by the holder.
+    /// How many levels the holder holds the role beyond the first
+    /// (nested dispatch from inside a callback): 0 whenever the role is
+    /// free, so taking it need not store it. Touched only by the holder.
     depth: AtomicU32,
     /// `State::dead` is set: read by a thread that took the role without
     /// the state lock (set before the role is given back).
@@ -273,7 +274,7 @@ impl<T, S: Results> Handle<T, S> {
             .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
         {
-            self.depth.store(1, Ordering::Relaxed);
+            // `depth` is 0 already: the last holder left it so.
             true
         } else {
             false
@@ -285,7 +286,7 @@ impl<T, S: Results> Handle<T, S> {
     #[inline(always)]
     fn leave(&self) {
         let depth = self.depth.load(Ordering::Relaxed);
-        if depth > 1 {
+        if depth > 0 {
             self.depth.store(depth - 1, Ordering::Relaxed);
         } else {
             self.role.store(0, Ordering::Release);

@@ -214,6 +214,7 @@ impl Device {
     }
 
     /// The device interface version the kernel reported.
+    #[inline(always)]
     pub fn version(&self) -> Version {
         self.version
     }
