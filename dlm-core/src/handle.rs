@@ -416,45 +416,59 @@ impl<T, S: Results> Handle<T, S> {
         deliver: &D,
         outcome: ReadRaw<'_>,
     ) -> (MutexGuard<'_, State<T>>, Result<bool, Errno>) {
-        let mut st = self.lock_state();
-        // Checked only now: across the lock, only the byte count is kept.
-        let outcome = match outcome {
-            Ok(Some(filled)) => filled.decode().map(Some),
-            Ok(None) => Ok(None),
-            Err(e) => Err(e),
-        };
-        let got = match outcome {
-            Ok(Some(result)) => {
-                if deliver.record(result, &mut st.owner) {
-                    self.notify(&st);
-                    drop(st);
-                    deliver.call(result);
-                    st = self.lock_state();
-                    // A dispatch nested in the callback may have lost
-                    // the lock manager.
-                    self.leave_checked(&st);
-                } else {
-                    self.leave();
-                }
-                Ok(true)
-            }
+        // Nothing to record: only the role to give back. (Decided before
+        // the state lock, so that only the bytes read are kept across
+        // it, not which of three outcomes the read had.)
+        let filled = match outcome {
+            Ok(Some(filled)) => filled,
             Ok(None) => {
+                let st = self.lock_state();
                 self.leave();
-                Ok(false)
+                #[cfg(not(dlm_loom_mutant))]
+                self.notify(&st);
+                return (st, Ok(false));
             }
-            Err(e) => {
-                if matches!(e, Errno::ENOTCONN | Errno::EPROTO) {
-                    st.dead = Some(e);
-                }
-                self.leave_checked(&st);
-                Err(e)
-            }
+            Err(e) => return self.read_failed(self.lock_state(), e),
         };
+        let mut st = self.lock_state();
+        // Checked only now: across the lock, only the bytes are kept.
+        let result = match filled.decode() {
+            Ok(result) => result,
+            Err(e) => return self.read_failed(st, e),
+        };
+        if deliver.record(result, &mut st.owner) {
+            self.notify(&st);
+            drop(st);
+            deliver.call(result);
+            st = self.lock_state();
+            // A dispatch nested in the callback may have lost the lock
+            // manager.
+            self.leave_checked(&st);
+        } else {
+            self.leave();
+        }
         // `cargo xtask loom` checks that a model catches the loss of this
         // wake-up (waiters for the role would sleep forever).
         #[cfg(not(dlm_loom_mutant))]
         self.notify(&st);
-        (st, got)
+        (st, Ok(true))
+    }
+
+    /// [`Handle::deliver`] of a read that failed (or gave bytes that are
+    /// not a result): a lost lock manager ends every wait.
+    #[cold]
+    fn read_failed<'a>(
+        &self,
+        mut st: MutexGuard<'a, State<T>>,
+        e: Errno,
+    ) -> (MutexGuard<'a, State<T>>, Result<bool, Errno>) {
+        if matches!(e, Errno::ENOTCONN | Errno::EPROTO) {
+            st.dead = Some(e);
+        }
+        self.leave_checked(&st);
+        #[cfg(not(dlm_loom_mutant))]
+        self.notify(&st);
+        (st, Err(e))
     }
 
     /// Waits until `done` (checked under the state lock, with the owner's
