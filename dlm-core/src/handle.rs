@@ -561,7 +561,6 @@ impl<T, S: Results> Handle<T, S> {
         recorded: Option<&Q>,
         reading: impl FnOnce(),
     ) -> Result<(), Errno> {
-        let me = this_thread();
         // The uncontended path: the role by one compare-and-swap, then
         // the read; the state lock only to record the result. A result
         // of ours that an earlier holder recorded is seen through the
@@ -570,7 +569,7 @@ impl<T, S: Results> Handle<T, S> {
         // taken but there is nothing to read.) Once the lock manager
         // went away, the role is `GONE`: the compare-and-swap fails.
         let fast = match recorded {
-            Some(recorded) if may_dispatch && self.take_free(me) => Some(recorded()),
+            Some(recorded) if may_dispatch && self.take_free(this_thread()) => Some(recorded()),
             _ => None,
         };
         let mut st = if fast == Some(false) {
@@ -600,7 +599,9 @@ impl<T, S: Results> Handle<T, S> {
             if let Some(e) = st.dead {
                 return Err(e);
             }
-            if !self.enter(me, may_dispatch) {
+            // The thread pointer read again, not kept across the first
+            // read (a register fewer, or a store fewer, on the way there).
+            if !self.enter(this_thread(), may_dispatch) {
                 st = self.wait_cond(st);
                 continue;
             }
