@@ -74,10 +74,11 @@ fn write_bytes(fd: BorrowedFd<'_>, bytes: &[u8]) -> Result<u32, Errno> {
     }
 }
 
-/// `read(2)` and `write(2)` of the hot path, as one test of the kernel's
-/// answer: rustix's wrappers test it twice and give their `Result` a
-/// flag that the compiler, having turned the test into a select,
-/// tests again after the branches met (3 more instructions a call).
+/// `read(2)` and `write(2)` of the hot path, with one sign test of the
+/// kernel's answer: rustix's wrappers test it twice (and the read's
+/// count was bounds-checked again). The write's `Result` flag is still
+/// tested again where its paths meet (docs/kernel-results.md, "Under
+/// 500").
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 #[allow(unsafe_code)]
 mod sys {
