@@ -667,6 +667,9 @@ impl Deliver<InFlight> for Awaiting<'_> {
         CDeliver::wants_call(r)
     }
 
+    // Inlined, so the handle's callback path needs no `Awaiting` in
+    // memory (it was stored on every call, for this one use).
+    #[inline(always)]
     fn call(&self, r: RawResult<'_>) {
         CDeliver.call(r);
     }

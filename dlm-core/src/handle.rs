@@ -52,6 +52,11 @@ pub mod channel;
 #[cfg(all(test, dlm_loom))]
 mod models;
 
+/// The dispatch role's word once the lock manager went away
+/// (`State::dead`): no thread's key, and not free, so nobody takes the
+/// role again.
+const GONE: ThreadKey = usize::MAX;
+
 /// How dispatched results reach the application. `T` is the state the
 /// handle's owner keeps under the handle's state lock (see [`Handle`]).
 pub trait Deliver<T> {
@@ -157,18 +162,17 @@ pub struct Handle<T, S = Device> {
     device: S,
     state: Mutex<State<T>>,
     cond: Condvar,
-    /// The dispatch role: the holder's [`this_thread`], 0 when free.
-    /// Taken by a compare-and-swap (with or without the state lock),
-    /// given back only under the state lock, so a waiter that saw it
-    /// held under that lock is counted in `waiters` before the release
-    /// looks at them.
+    /// The dispatch role: the holder's [`this_thread`], 0 when free,
+    /// [`GONE`] for good once `State::dead` is set. Taken by a
+    /// compare-and-swap (with or without the state lock), given back
+    /// only under the state lock, so a waiter that saw it held under
+    /// that lock is counted in `waiters` before the release looks at
+    /// them.
     role: AtomicUsize,
-    /// How deeply the holder holds the role (nested dispatch from inside
-    /// a callback). Touched only by the holder.
+    /// How many levels the holder holds the role beyond the first
+    /// (nested dispatch from inside a callback): 0 whenever the role is
+    /// free, so taking it need not store it. Touched only by the holder.
     depth: AtomicU32,
-    /// `State::dead` is set: read by a thread that took the role without
-    /// the state lock (set before the role is given back).
-    gone: AtomicBool,
     /// A dispatch thread (an AST thread) delivers this handle's results.
     /// Changed only under the state lock, so a waiter's check, also under
     /// that lock, sees it change.
@@ -184,7 +188,6 @@ impl<T: Default, S> Handle<T, S> {
             cond: Condvar::new(),
             role: AtomicUsize::new(0),
             depth: AtomicU32::new(0),
-            gone: AtomicBool::new(false),
             threaded: AtomicBool::new(false),
         }
     }
@@ -273,7 +276,7 @@ impl<T, S: Results> Handle<T, S> {
             .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
         {
-            self.depth.store(1, Ordering::Relaxed);
+            // `depth` is 0 already: the last holder left it so.
             true
         } else {
             false
@@ -281,14 +284,33 @@ impl<T, S: Results> Handle<T, S> {
     }
 
     /// Gives one level of the role back. Called by the holder, under the
-    /// state lock (followed by [`Handle::notify`]).
+    /// state lock (followed by [`Handle::notify`]), when `State::dead`
+    /// has not changed since it took the role (so is not set: the role
+    /// is not taken once it is): no callback ran meanwhile, and no read
+    /// failed.
     #[inline(always)]
     fn leave(&self) {
+        self.leave_as(0);
+    }
+
+    /// [`Handle::leave`] when `State::dead` may have been set since the
+    /// role was taken (`st`'s): the last level gives it back as [`GONE`]
+    /// then, so nobody takes it again, least of all by the
+    /// compare-and-swap of [`Handle::wait_inline_recorded`], which does
+    /// not look at `State::dead` (it would read a lock manager that went
+    /// away).
+    #[inline(always)]
+    fn leave_checked(&self, st: &State<T>) {
+        self.leave_as(if st.dead.is_some() { GONE } else { 0 });
+    }
+
+    #[inline(always)]
+    fn leave_as(&self, free: ThreadKey) {
         let depth = self.depth.load(Ordering::Relaxed);
-        if depth > 1 {
+        if depth > 0 {
             self.depth.store(depth - 1, Ordering::Relaxed);
         } else {
-            self.role.store(0, Ordering::Release);
+            self.role.store(free, Ordering::Release);
         }
     }
 
@@ -345,13 +367,16 @@ impl<T, S: Results> Handle<T, S> {
     ) -> Result<Dispatched, Errno> {
         let me = this_thread();
         let mut st = self.lock_state();
-        while !self.enter(me, true) {
+        loop {
+            // Before `enter`: once the lock manager went away, the role
+            // is `GONE`, never free again.
+            if let Some(e) = st.dead {
+                return Err(e);
+            }
+            if self.enter(me, true) {
+                break;
+            }
             st = self.wait_cond(st);
-        }
-        if let Some(e) = st.dead {
-            self.leave();
-            self.notify(&st);
-            return Err(e);
         }
         drop(st);
         let ready = match (wake, nonblocking) {
@@ -391,38 +416,59 @@ impl<T, S: Results> Handle<T, S> {
         deliver: &D,
         outcome: ReadRaw<'_>,
     ) -> (MutexGuard<'_, State<T>>, Result<bool, Errno>) {
+        // Nothing to record: only the role to give back. (Decided before
+        // the state lock, so that only the bytes read are kept across
+        // it, not which of three outcomes the read had.)
+        let filled = match outcome {
+            Ok(Some(filled)) => filled,
+            Ok(None) => {
+                let st = self.lock_state();
+                self.leave();
+                #[cfg(not(dlm_loom_mutant))]
+                self.notify(&st);
+                return (st, Ok(false));
+            }
+            Err(e) => return self.read_failed(self.lock_state(), e),
+        };
         let mut st = self.lock_state();
-        // Checked only now: across the lock, only the byte count is kept.
-        let outcome = match outcome {
-            Ok(Some(filled)) => filled.decode().map(Some),
-            Ok(None) => Ok(None),
-            Err(e) => Err(e),
+        // Checked only now: across the lock, only the bytes are kept.
+        let result = match filled.decode() {
+            Ok(result) => result,
+            Err(e) => return self.read_failed(st, e),
         };
-        let got = match outcome {
-            Ok(Some(result)) => {
-                if deliver.record(result, &mut st.owner) {
-                    self.notify(&st);
-                    drop(st);
-                    deliver.call(result);
-                    st = self.lock_state();
-                }
-                Ok(true)
-            }
-            Ok(None) => Ok(false),
-            Err(e) => {
-                if matches!(e, Errno::ENOTCONN | Errno::EPROTO) {
-                    st.dead = Some(e);
-                    self.gone.store(true, Ordering::Relaxed);
-                }
-                Err(e)
-            }
-        };
-        self.leave();
+        if deliver.record(result, &mut st.owner) {
+            self.notify(&st);
+            drop(st);
+            deliver.call(result);
+            st = self.lock_state();
+            // A dispatch nested in the callback may have lost the lock
+            // manager.
+            self.leave_checked(&st);
+        } else {
+            self.leave();
+        }
         // `cargo xtask loom` checks that a model catches the loss of this
         // wake-up (waiters for the role would sleep forever).
         #[cfg(not(dlm_loom_mutant))]
         self.notify(&st);
-        (st, got)
+        (st, Ok(true))
+    }
+
+    /// [`Handle::deliver`] of a read that failed (or gave bytes that are
+    /// not a result): a lost lock manager ends every wait.
+    #[cold]
+    fn read_failed<'a>(
+        &self,
+        mut st: MutexGuard<'a, State<T>>,
+        e: Errno,
+    ) -> (MutexGuard<'a, State<T>>, Result<bool, Errno>) {
+        if matches!(e, Errno::ENOTCONN | Errno::EPROTO) {
+            st.dead = Some(e);
+        }
+        self.leave_checked(&st);
+        #[cfg(not(dlm_loom_mutant))]
+        self.notify(&st);
+        (st, Err(e))
     }
 
     /// Waits until `done` (checked under the state lock, with the owner's
@@ -515,17 +561,15 @@ impl<T, S: Results> Handle<T, S> {
         recorded: Option<&Q>,
         reading: impl FnOnce(),
     ) -> Result<(), Errno> {
-        let me = this_thread();
         // The uncontended path: the role by one compare-and-swap, then
         // the read; the state lock only to record the result. A result
         // of ours that an earlier holder recorded is seen through the
         // role's acquire (`recorded`), so the read cannot wait for a
         // result that was already taken. (`Some(true)`: the role was
-        // taken but there is nothing to read.)
+        // taken but there is nothing to read.) Once the lock manager
+        // went away, the role is `GONE`: the compare-and-swap fails.
         let fast = match recorded {
-            Some(recorded) if may_dispatch && self.take_free(me) => {
-                Some(recorded() || self.gone.load(Ordering::Relaxed))
-            }
+            Some(recorded) if may_dispatch && self.take_free(this_thread()) => Some(recorded()),
             _ => None,
         };
         let mut st = if fast == Some(false) {
@@ -555,7 +599,9 @@ impl<T, S: Results> Handle<T, S> {
             if let Some(e) = st.dead {
                 return Err(e);
             }
-            if !self.enter(me, may_dispatch) {
+            // The thread pointer read again, not kept across the first
+            // read (a register fewer, or a store fewer, on the way there).
+            if !self.enter(this_thread(), may_dispatch) {
                 st = self.wait_cond(st);
                 continue;
             }

@@ -40,7 +40,7 @@ for lib in deb-lt ours-lt rust-api; do
 	rust-api) prog=/vmtest/bin/dlm-test-client ;;
 	esac
 	for n in 1000 2000; do
-		$env valgrind.bin --tool=callgrind --cache-sim=yes \
+		$env valgrind.bin --tool=callgrind --cache-sim=yes --dump-instr=yes \
 			--callgrind-out-file=/tmp/cg.$lib.$n \
 			$prog bench p$n$lib $n > /dev/null 2>&1
 		echo "@@IR $lib $n $(sed -n 's/^summary: //p' /tmp/cg.$lib.$n)"

@@ -19,6 +19,8 @@ struct Queue {
     results: VecDeque<LockResult>,
     woken: bool,
     gone: bool,
+    /// Reads that failed because the lock manager went away.
+    failed: usize,
 }
 
 /// Results fed by the model, read by the handle's dispatcher.
@@ -48,6 +50,13 @@ impl Channel {
         self.cond.notify_all();
     }
 
+    /// How many reads failed because the lock manager went away: a wait
+    /// that starts afterwards must see it without reading (on the kernel,
+    /// after an EPROTO, such a read would block).
+    pub fn failed_reads(&self) -> usize {
+        lock(&self.queue).failed
+    }
+
     /// How many results are queued, unread.
     pub fn unread(&self) -> usize {
         lock(&self.queue).results.len()
@@ -66,6 +75,7 @@ impl Results for Channel {
                 return raw_result_in(space, &r.encode(RESULT_LVB_LEN)?).map(Some);
             }
             if q.gone {
+                q.failed += 1;
                 return Err(Errno::ENOTCONN);
             }
             if nonblocking {
@@ -220,7 +230,11 @@ impl Deliver<Vec<u32>> for ModelLs {
         }
         if let Some((of, then)) = self.nested {
             if result.lkid() == of {
-                self.wait_for(then).expect("the nested wait");
+                let nested = self.wait_for(then);
+                assert!(
+                    nested == Ok(()) || nested == Err(Errno::ENOTCONN),
+                    "the nested wait: {nested:?}"
+                );
             }
         }
         let mut calls = lock(&self.calls);

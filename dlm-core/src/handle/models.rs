@@ -195,7 +195,29 @@ fn close_ends_cas_waits_with_enotconn() {
         ls.handle.device().hang_up();
         assert_eq!(a.join().unwrap(), Err(Errno::ENOTCONN));
         assert_eq!(b.join().unwrap(), Err(Errno::ENOTCONN));
+        let failed = ls.handle.device().failed_reads();
         assert_eq!(ls.wait_inline_recorded_for(3), Err(Errno::ENOTCONN));
+        assert_eq!(ls.handle.device().failed_reads(), failed);
         assert!(ls.delivered().is_empty());
+    });
+}
+
+/// The lock manager goes away under a dispatch nested in a callback
+/// (lock 1's callback waits for lock 2): the nested wait ends with
+/// ENOTCONN, and when the outer dispatcher gives the role back, a later
+/// compare-and-swap wait sees it without reading (the role must not be
+/// left free: that wait does not look at the lock manager's state).
+#[test]
+fn close_under_a_nested_dispatch_ends_later_cas_waits() {
+    model(|| {
+        let ls = ModelLs::new(Some((1, 2)));
+        ls.send(1, true);
+        ls.handle.device().hang_up();
+        assert_eq!(ls.handle.dispatch_one(&*ls, None), Ok(Dispatched::One));
+        let failed = ls.handle.device().failed_reads();
+        assert_eq!(ls.wait_inline_recorded_for(3), Err(Errno::ENOTCONN));
+        assert_eq!(ls.handle.device().failed_reads(), failed);
+        assert_eq!(ls.delivered(), [1]);
+        assert_eq!(ls.callbacks(), [1]);
     });
 }

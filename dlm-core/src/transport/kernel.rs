@@ -66,11 +66,100 @@ fn write_request(fd: BorrowedFd<'_>, req: &Request, version: Version) -> Result<
 #[inline(always)]
 fn write_bytes(fd: BorrowedFd<'_>, bytes: &[u8]) -> Result<u32, Errno> {
     loop {
-        match rustix::io::write(fd, bytes) {
+        match sys::write(fd, bytes) {
             Ok(n) => return Ok(n as u32),
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e),
         }
+    }
+}
+
+/// `read(2)` and `write(2)` of the hot path, with one sign test of the
+/// kernel's answer: rustix's wrappers test it twice (and the read's
+/// count was bounds-checked again). The write's `Result` flag is still
+/// tested again where its paths meet (docs/kernel-results.md, "Under
+/// 500").
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#[allow(unsafe_code)]
+mod sys {
+    use crate::Errno;
+    use core::mem::MaybeUninit;
+    use rustix::fd::{AsRawFd, BorrowedFd};
+
+    /// One system call with three arguments: what the kernel returns, a
+    /// count or `-errno`.
+    ///
+    /// # Safety
+    /// `nr` is `read` or `write` and `buf` is `len` bytes that the call
+    /// may write (`read`) or read (`write`).
+    #[inline(always)]
+    unsafe fn syscall3(nr: usize, fd: BorrowedFd<'_>, buf: usize, len: usize) -> isize {
+        let ret: isize;
+        // SAFETY: the x86-64 Linux system call ABI (number in rax,
+        // arguments in rdi, rsi, rdx; rcx and r11 clobbered, no stack
+        // use); `fd` is open (borrowed), `buf` and `len` as this
+        // function's contract says.
+        unsafe {
+            core::arch::asm!(
+                "syscall",
+                inlateout("rax") nr as isize => ret,
+                in("rdi") fd.as_raw_fd(),
+                in("rsi") buf,
+                in("rdx") len,
+                lateout("rcx") _,
+                lateout("r11") _,
+                options(nostack),
+            );
+        }
+        ret
+    }
+
+    /// The kernel's answer as a count, or its errno: a count never has
+    /// the sign bit, an error is -4095..-1.
+    #[inline(always)]
+    fn answer(ret: isize) -> Result<usize, Errno> {
+        if ret >= 0 {
+            Ok(ret as usize)
+        } else {
+            Err(Errno::from_raw(-ret as i32))
+        }
+    }
+
+    /// `write(fd, bytes)`.
+    #[inline(always)]
+    pub fn write(fd: BorrowedFd<'_>, bytes: &[u8]) -> Result<usize, Errno> {
+        // SAFETY: `bytes` is `bytes.len()` readable bytes.
+        answer(unsafe { syscall3(1, fd, bytes.as_ptr() as usize, bytes.len()) })
+    }
+
+    /// `read(fd, into)`: how many bytes it filled.
+    #[inline(always)]
+    pub fn read(fd: BorrowedFd<'_>, into: &mut [MaybeUninit<u8>]) -> Result<usize, Errno> {
+        // SAFETY: `into` is `into.len()` writable bytes (borrowed
+        // mutably; uninitialised bytes may be written).
+        answer(unsafe { syscall3(0, fd, into.as_mut_ptr() as usize, into.len()) })
+    }
+}
+
+/// rustix's wrappers elsewhere.
+#[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+mod sys {
+    use crate::Errno;
+    use core::mem::MaybeUninit;
+    use rustix::fd::BorrowedFd;
+
+    /// `write(fd, bytes)`.
+    #[inline(always)]
+    pub fn write(fd: BorrowedFd<'_>, bytes: &[u8]) -> Result<usize, Errno> {
+        rustix::io::write(fd, bytes).map_err(Errno::from)
+    }
+
+    /// `read(fd, into)`: how many bytes it filled.
+    #[inline(always)]
+    pub fn read(fd: BorrowedFd<'_>, into: &mut [MaybeUninit<u8>]) -> Result<usize, Errno> {
+        rustix::io::read(fd, into)
+            .map(|(bytes, _)| bytes.len())
+            .map_err(Errno::from)
     }
 }
 
@@ -214,6 +303,7 @@ impl Device {
     }
 
     /// The device interface version the kernel reported.
+    #[inline(always)]
     pub fn version(&self) -> Version {
         self.version
     }
@@ -243,15 +333,16 @@ impl Device {
             }
         }
         let n = loop {
-            match rustix::io::read(&self.fd, &mut *space) {
-                Ok((bytes, _)) => break bytes.len(),
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(rustix::io::Errno::AGAIN) if nonblocking => return Ok(None),
-                Err(e) => return Err(e.into()),
+            match sys::read(self.fd.as_fd(), &mut *space) {
+                Ok(n) => break n,
+                Err(Errno::EINTR) => continue,
+                Err(Errno::EAGAIN) if nonblocking => return Ok(None),
+                Err(e) => return Err(e),
             }
         };
-        // SAFETY: the read initialised the first `n` bytes of `space` (it
-        // returned them as bytes).
+        // SAFETY: the read initialised the first `n` bytes of `space`
+        // (`read(2)` returns the count it filled, at most the space's
+        // length; `Filled::decode` refuses a longer one anyway).
         #[allow(unsafe_code)]
         Ok(Some(unsafe { Filled::new(space, n) }))
     }

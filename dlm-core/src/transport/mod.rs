@@ -258,12 +258,23 @@ impl Device {
         lvb: Option<&Lvb>,
         sync: bool,
     ) -> Result<u32, Errno> {
-        let mut space = RequestSpace::new();
-        let bytes = params.encode_in(cmd as u8, name, lvb, self.version(), &mut space);
+        // One match, the version read where each variant keeps it (a
+        // `self.version()` first was a second match, computed); a space
+        // in each arm, so its zeros, all overwritten, are not stored.
         match self {
-            Device::Kernel(d) => d.write_encoded(bytes),
-            Device::Dlmd(d, _) if sync => d.write_sync(bytes),
-            Device::Dlmd(d, _) => d.write_encoded(bytes),
+            Device::Kernel(d) => {
+                let mut space = RequestSpace::new();
+                d.write_encoded(params.encode_in(cmd as u8, name, lvb, d.version(), &mut space))
+            }
+            Device::Dlmd(d, v) => {
+                let mut space = RequestSpace::new();
+                let bytes = params.encode_in(cmd as u8, name, lvb, *v, &mut space);
+                if sync {
+                    d.write_sync(bytes)
+                } else {
+                    d.write_encoded(bytes)
+                }
+            }
         }
     }
 
