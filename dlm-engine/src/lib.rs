@@ -520,9 +520,11 @@ impl Engine {
     }
 
     /// Appends to `out` the owners that queued a callback since the last
-    /// call, each once (an owner may be listed whose callbacks were popped
-    /// meanwhile). A server delivering callbacks looks only at these
-    /// instead of at every owner after each operation.
+    /// call and still have one queued, each once (one whose callbacks
+    /// were all popped meanwhile, as a completion that rode in a
+    /// synchronous reply, is left out). A server delivering callbacks
+    /// looks only at these instead of at every owner after each
+    /// operation.
     pub fn take_notified(&mut self, out: &mut Vec<OwnerId>) {
         for minor in self.notified_spaces.drain(..) {
             let Some(ls) = self
@@ -536,7 +538,7 @@ impl Engine {
             for slot in ls.notified.drain(..) {
                 let o = &mut ls.owners[slot as usize];
                 o.notified = false;
-                if o.open {
+                if o.open && !o.cbs.is_empty() {
                     out.push(o.id);
                 }
             }

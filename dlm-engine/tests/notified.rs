@@ -42,3 +42,16 @@ fn owners_with_new_callbacks_are_listed_once_per_take() {
     t.e.close(o2.id);
     assert!(!notified(&mut t).contains(&o2.id));
 }
+
+#[test]
+fn an_owner_whose_callbacks_were_all_taken_is_not_listed() {
+    // dlmd takes a synchronous request's completion from the queue into
+    // its reply: nothing is left to deliver for that owner.
+    let mut t = T::new();
+    let (o1, o2) = (t.open(), t.open());
+    let _ = t.lock(o1, "r", EX, NONE).unwrap();
+    let _ = t.lock(o2, "s", EX, NONE).unwrap();
+    assert!(t.e.pop_callback(o1.id).is_some());
+    assert!(t.e.pop_callback(o1.id).is_none());
+    assert_eq!(notified(&mut t), vec![o2.id]);
+}

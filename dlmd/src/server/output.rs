@@ -189,48 +189,53 @@ impl Server {
             return;
         };
         let was_stashed = !cb.stash.is_empty();
-        loop {
-            let mut batch: [Option<ResultBuf>; CHUNK] = [None; CHUNK];
-            let mut n = 0;
-            while n < CHUNK {
-                let next = match cb.stash.pop_front() {
-                    Some(b) => Some(b),
-                    // Encoding for a 104-byte read cannot fail.
-                    None => match self.engine.pop_callback(cb.owner) {
-                        Some(r) => r.encode(RESULT_LVB_LEN).ok(),
-                        None => break,
-                    },
-                };
-                if let Some(b) = next {
-                    batch[n] = Some(b);
-                    n += 1;
+        // Nothing to send is the usual case after a synchronous request
+        // whose completion rode in its reply: no batch is built then.
+        let any = was_stashed || self.engine.pending_callbacks(cb.owner) > 0;
+        if any {
+            loop {
+                let mut batch: [Option<ResultBuf>; CHUNK] = [None; CHUNK];
+                let mut n = 0;
+                while n < CHUNK {
+                    let next = match cb.stash.pop_front() {
+                        Some(b) => Some(b),
+                        // Encoding for a 104-byte read cannot fail.
+                        None => match self.engine.pop_callback(cb.owner) {
+                            Some(r) => r.encode(RESULT_LVB_LEN).ok(),
+                            None => break,
+                        },
+                    };
+                    if let Some(b) = next {
+                        batch[n] = Some(b);
+                        n += 1;
+                    }
                 }
-            }
-            if n == 0 {
-                break;
-            }
-            let mut refs: [&[u8]; CHUNK] = [&[]; CHUNK];
-            for (r, b) in refs.iter_mut().zip(batch.iter().flatten()) {
-                *r = b;
-            }
-            let sent = match send_many(&conn.fd, &refs[..n]) {
-                Ok(k) => k.min(n),
-                Err(SysErrno::AGAIN | SysErrno::INTR) => 0,
-                Err(_) => {
-                    conn.gone = true;
-                    self.dead.push(tok);
+                if n == 0 {
                     break;
                 }
-            };
-            cb.sent = cb.sent.wrapping_add(sent as u32);
-            if sent < n {
-                for b in batch[sent..n].iter().rev().flatten() {
-                    cb.stash.push_front(*b);
+                let mut refs: [&[u8]; CHUNK] = [&[]; CHUNK];
+                for (r, b) in refs.iter_mut().zip(batch.iter().flatten()) {
+                    *r = b;
                 }
-                break;
-            }
-            if n < CHUNK {
-                break;
+                let sent = match send_many(&conn.fd, &refs[..n]) {
+                    Ok(k) => k.min(n),
+                    Err(SysErrno::AGAIN | SysErrno::INTR) => 0,
+                    Err(_) => {
+                        conn.gone = true;
+                        self.dead.push(tok);
+                        break;
+                    }
+                };
+                cb.sent = cb.sent.wrapping_add(sent as u32);
+                if sent < n {
+                    for b in batch[sent..n].iter().rev().flatten() {
+                        cb.stash.push_front(*b);
+                    }
+                    break;
+                }
+                if n < CHUNK {
+                    break;
+                }
             }
         }
         let req = cb.req;
