@@ -281,6 +281,12 @@ fn send_many(fd: &OwnedFd, msgs: &[&[u8]]) -> rustix::io::Result<usize> {
     net::sendmmsg(fd, &mut list[..n], SEND)
 }
 
+/// Whether `owner`'s request socket is held back: its client has left
+/// [`MAX_UNSENT_RESULTS`] results unread.
+fn held_back(engine: &Engine, owner: OwnerId) -> bool {
+    engine.pending_callbacks(owner) >= MAX_UNSENT_RESULTS
+}
+
 fn neg(e: Errno) -> i64 {
     -i64::from(e.raw())
 }
@@ -717,7 +723,7 @@ impl Server {
     /// too many results unread.
     fn held(&self, conn: &Conn) -> bool {
         match &conn.role {
-            Role::Request(r) => self.engine.pending_callbacks(r.owner) >= MAX_UNSENT_RESULTS,
+            Role::Request(r) => held_back(&self.engine, r.owner),
             _ => false,
         }
     }

@@ -56,27 +56,33 @@ impl Server {
         // together (PROTOCOL.md): one message of as many as fit.
         let together = matches!(conn.role, Role::Request(_));
         while !conn.out.is_empty() {
-            let mut refs: [&[u8]; CHUNK] = [&[]; CHUNK];
-            let (mut n, mut bytes) = (0, 0);
-            for (r, m) in refs.iter_mut().zip(conn.out.iter()) {
-                bytes += m.bytes().len();
-                if together && n > 0 && bytes > proto::REPLIES_MAX_MSG {
-                    break;
-                }
-                *r = m.bytes();
-                n += 1;
-            }
-            let sent = if together && n > 1 {
-                let iov: [IoSlice<'_>; CHUNK] = std::array::from_fn(|i| IoSlice::new(refs[i]));
-                net::sendmsg(
-                    &conn.fd,
-                    &iov[..n],
-                    &mut SendAncillaryBuffer::default(),
-                    SEND,
-                )
-                .map(|_| n)
+            let (n, sent) = if let (&[one], &[]) = conn.out.as_slices() {
+                // A synchronous client's one reply: no tables to build.
+                (1, send_many(&conn.fd, &[one.bytes()]))
             } else {
-                send_many(&conn.fd, &refs[..n])
+                let mut refs: [&[u8]; CHUNK] = [&[]; CHUNK];
+                let (mut n, mut bytes) = (0, 0);
+                for (r, m) in refs.iter_mut().zip(conn.out.iter()) {
+                    bytes += m.bytes().len();
+                    if together && n > 0 && bytes > proto::REPLIES_MAX_MSG {
+                        break;
+                    }
+                    *r = m.bytes();
+                    n += 1;
+                }
+                let sent = if together && n > 1 {
+                    let iov: [IoSlice<'_>; CHUNK] = std::array::from_fn(|i| IoSlice::new(refs[i]));
+                    net::sendmsg(
+                        &conn.fd,
+                        &iov[..n],
+                        &mut SendAncillaryBuffer::default(),
+                        SEND,
+                    )
+                    .map(|_| n)
+                } else {
+                    send_many(&conn.fd, &refs[..n])
+                };
+                (n, sent)
             };
             match sent {
                 Ok(k) => {
@@ -149,7 +155,6 @@ impl Server {
 
     /// Registers the epoll interest the connection's state calls for.
     pub(super) fn update_interest(&mut self, tok: Tok) {
-        let held = self.conn(tok).is_some_and(|c| self.held(c));
         let Some(conn) = slot_conn(&mut self.slots, tok) else {
             return;
         };
@@ -161,7 +166,7 @@ impl Server {
             _ if conn.blocked() => EventFlags::OUT | EventFlags::RDHUP,
             // Held back: its requests wait until the callback socket
             // drains (flush_cb restores the interest).
-            _ if held => EventFlags::RDHUP,
+            Role::Request(r) if held_back(&self.engine, r.owner) => EventFlags::RDHUP,
             _ => EventFlags::IN | EventFlags::RDHUP,
         };
         if want != conn.interest {
