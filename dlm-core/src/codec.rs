@@ -574,16 +574,10 @@ pub struct LockResult {
 }
 
 /// Encoded result bytes (72, or 104 with an LVB).
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 pub struct ResultBuf {
     bytes: [u8; RESULT_LVB_LEN],
     len: usize,
-}
-
-impl std::fmt::Debug for ResultBuf {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResultBuf").field("len", &self.len).finish()
-    }
 }
 
 impl ResultBuf {

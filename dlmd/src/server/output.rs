@@ -56,34 +56,7 @@ impl Server {
         // together (PROTOCOL.md): one message of as many as fit.
         let together = matches!(conn.role, Role::Request(_));
         while !conn.out.is_empty() {
-            let (n, sent) = if let (&[one], &[]) = conn.out.as_slices() {
-                // A synchronous client's one reply: no tables to build.
-                (1, send_many(&conn.fd, &[one.bytes()]))
-            } else {
-                let mut refs: [&[u8]; CHUNK] = [&[]; CHUNK];
-                let (mut n, mut bytes) = (0, 0);
-                for (r, m) in refs.iter_mut().zip(conn.out.iter()) {
-                    bytes += m.bytes().len();
-                    if together && n > 0 && bytes > proto::REPLIES_MAX_MSG {
-                        break;
-                    }
-                    *r = m.bytes();
-                    n += 1;
-                }
-                let sent = if together && n > 1 {
-                    let iov: [IoSlice<'_>; CHUNK] = std::array::from_fn(|i| IoSlice::new(refs[i]));
-                    net::sendmsg(
-                        &conn.fd,
-                        &iov[..n],
-                        &mut SendAncillaryBuffer::default(),
-                        SEND,
-                    )
-                    .map(|_| n)
-                } else {
-                    send_many(&conn.fd, &refs[..n])
-                };
-                (n, sent)
-            };
+            let (n, sent) = send_replies(&conn.fd, &conn.out, together);
             match sent {
                 Ok(k) => {
                     conn.out.drain(..k.min(n));
@@ -194,53 +167,53 @@ impl Server {
             return;
         };
         let was_stashed = !cb.stash.is_empty();
-        // Nothing to send is the usual case after a synchronous request
-        // whose completion rode in its reply: no batch is built then.
-        let any = was_stashed || self.engine.pending_callbacks(cb.owner) > 0;
-        if any {
-            loop {
-                let mut batch: [Option<ResultBuf>; CHUNK] = [None; CHUNK];
-                let mut n = 0;
-                while n < CHUNK {
-                    let next = match cb.stash.pop_front() {
-                        Some(b) => Some(b),
-                        // Encoding for a 104-byte read cannot fail.
-                        None => match self.engine.pop_callback(cb.owner) {
-                            Some(r) => r.encode(RESULT_LVB_LEN).ok(),
-                            None => break,
-                        },
-                    };
-                    if let Some(b) = next {
-                        batch[n] = Some(b);
-                        n += 1;
-                    }
-                }
-                if n == 0 {
-                    break;
-                }
-                let mut refs: [&[u8]; CHUNK] = [&[]; CHUNK];
-                for (r, b) in refs.iter_mut().zip(batch.iter().flatten()) {
-                    *r = b;
-                }
-                let sent = match send_many(&conn.fd, &refs[..n]) {
-                    Ok(k) => k.min(n),
-                    Err(SysErrno::AGAIN | SysErrno::INTR) => 0,
-                    Err(_) => {
-                        conn.gone = true;
-                        self.dead.push(tok);
-                        break;
-                    }
+        loop {
+            // Nothing to send (the usual case after a synchronous
+            // request whose completion rode in its reply): no batch.
+            if cb.stash.is_empty() && self.engine.pending_callbacks(cb.owner) == 0 {
+                break;
+            }
+            let mut batch: [Option<ResultBuf>; CHUNK] = [None; CHUNK];
+            let mut n = 0;
+            while n < CHUNK {
+                let next = match cb.stash.pop_front() {
+                    Some(b) => Some(b),
+                    // Encoding for a 104-byte read cannot fail.
+                    None => match self.engine.pop_callback(cb.owner) {
+                        Some(r) => r.encode(RESULT_LVB_LEN).ok(),
+                        None => break,
+                    },
                 };
-                cb.sent = cb.sent.wrapping_add(sent as u32);
-                if sent < n {
-                    for b in batch[sent..n].iter().rev().flatten() {
-                        cb.stash.push_front(*b);
-                    }
+                if let Some(b) = next {
+                    batch[n] = Some(b);
+                    n += 1;
+                }
+            }
+            if n == 0 {
+                break;
+            }
+            let mut refs: [&[u8]; CHUNK] = [&[]; CHUNK];
+            for (r, b) in refs.iter_mut().zip(batch.iter().flatten()) {
+                *r = b;
+            }
+            let sent = match send_many(&conn.fd, &refs[..n]) {
+                Ok(k) => k.min(n),
+                Err(SysErrno::AGAIN | SysErrno::INTR) => 0,
+                Err(_) => {
+                    conn.gone = true;
+                    self.dead.push(tok);
                     break;
                 }
-                if n < CHUNK {
-                    break;
+            };
+            cb.sent = cb.sent.wrapping_add(sent as u32);
+            if sent < n {
+                for b in batch[sent..n].iter().rev().flatten() {
+                    cb.stash.push_front(*b);
                 }
+                break;
+            }
+            if n < CHUNK {
+                break;
             }
         }
         let req = cb.req;
@@ -282,4 +255,35 @@ impl Server {
         }
         self.notified = owners;
     }
+}
+
+/// Sends the first replies of `out` that one system call takes: on a
+/// request socket (`together`) as one message of as many as fit in
+/// [`proto::REPLIES_MAX_MSG`], elsewhere one message each. Returns how
+/// many it tried and what the call gave (how many went).
+fn send_replies(
+    fd: &OwnedFd,
+    out: &VecDeque<Small>,
+    together: bool,
+) -> (usize, rustix::io::Result<usize>) {
+    if let (&[one], &[]) = out.as_slices() {
+        // A synchronous client's one reply: no tables to build.
+        return (1, send_many(fd, &[one.bytes()]));
+    }
+    let mut refs: [&[u8]; CHUNK] = [&[]; CHUNK];
+    let (mut n, mut bytes) = (0, 0);
+    for (r, m) in refs.iter_mut().zip(out.iter()) {
+        bytes += m.bytes().len();
+        if together && n > 0 && bytes > proto::REPLIES_MAX_MSG {
+            break;
+        }
+        *r = m.bytes();
+        n += 1;
+    }
+    if !together || n == 1 {
+        return (n, send_many(fd, &refs[..n]));
+    }
+    let iov: [IoSlice<'_>; CHUNK] = std::array::from_fn(|i| IoSlice::new(refs[i]));
+    let sent = net::sendmsg(fd, &iov[..n], &mut SendAncillaryBuffer::default(), SEND);
+    (n, sent.map(|_| n))
 }
