@@ -4,11 +4,11 @@
 
 mod common;
 
-use common::{HANG, dlm, holder, stop};
+use common::{HANG, dlm, first_line, holder, stop};
 use dlm_tests::Dlmd;
 use serde_json::Value;
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -415,10 +415,7 @@ fn client(dlmd: &Dlmd, args: &[&str]) -> Child {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let line = first_line(&mut child);
     assert!(line.starts_with("locked"), "{line:?}");
     child
 }

@@ -581,14 +581,20 @@ fn wait_line(child: &mut Child, want: &str) -> BufReader<std::process::ChildStdo
     }
 }
 
-/// The echo server process: one connection, every message sent back.
-fn echo_server(path: &Path) {
+/// An echo server's listening socket at `path`, once it has said "ready"
+/// on stdout.
+fn listen_ready(path: &Path) -> OwnedFd {
     let l = net::socket(net::AddressFamily::UNIX, net::SocketType::SEQPACKET, None).unwrap();
     net::bind(&l, &net::SocketAddrUnix::new(path).unwrap()).unwrap();
     net::listen(&l, 1).unwrap();
     println!("ready");
     std::io::stdout().flush().unwrap();
-    let c = net::accept(&l).unwrap();
+    l
+}
+
+/// The echo server process: one connection, every message sent back.
+fn echo_server(path: &Path) {
+    let c = net::accept(listen_ready(path)).unwrap();
     let mut buf = [0u8; 256];
     loop {
         match net::recv(&c, &mut buf, RecvFlags::empty()) {
@@ -607,12 +613,7 @@ fn echo_server(path: &Path) {
 /// in it.
 fn loop_echo_server(path: &Path) {
     use rustix::event::epoll;
-    let l = net::socket(net::AddressFamily::UNIX, net::SocketType::SEQPACKET, None).unwrap();
-    net::bind(&l, &net::SocketAddrUnix::new(path).unwrap()).unwrap();
-    net::listen(&l, 1).unwrap();
-    println!("ready");
-    std::io::stdout().flush().unwrap();
-    let c = net::accept_with(&l, net::SocketFlags::NONBLOCK).unwrap();
+    let c = net::accept_with(listen_ready(path), net::SocketFlags::NONBLOCK).unwrap();
     let ep = epoll::create(epoll::CreateFlags::CLOEXEC).unwrap();
     epoll::add(&ep, &c, epoll::EventData::new_u64(1), epoll::EventFlags::IN).unwrap();
     let mut rx = recv::RecvBatch::new();

@@ -49,12 +49,17 @@ pub fn holder(dlmd: &Dlmd, ls: &str, name: &str) -> Child {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
+    assert_eq!(first_line(&mut child).trim(), "held");
+    child
+}
+
+/// The first line a child with piped stdout prints (the pipe stays open).
+pub fn first_line(child: &mut Child) -> String {
     let mut line = String::new();
     BufReader::new(child.stdout.as_mut().unwrap())
         .read_line(&mut line)
         .unwrap();
-    assert_eq!(line.trim(), "held");
-    child
+    line
 }
 
 /// Ends a `dlm lock` (such as a [`holder`]): SIGTERM reaches `dlm`, which
